@@ -1,0 +1,111 @@
+//! Settings shared by both runtimes, read from environment-style key/value pairs (process
+//! environment natively, `[vars]` and secrets on Cloudflare), with defaults and validation.
+
+use thiserror::Error;
+
+use crate::auth::ApiKeys;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error("{key}={value:?} is not a whole number")]
+    NotANumber { key: &'static str, value: String },
+    #[error("{key}={value} is out of range {min}..={max}")]
+    OutOfRange { key: &'static str, value: u64, min: u64, max: u64 },
+}
+
+/// One numeric setting: its key, default and allowed range. Documented in docs/configuration.
+pub struct Setting {
+    pub key: &'static str,
+    pub default: u64,
+    pub min: u64,
+    pub max: u64,
+    pub help: &'static str,
+}
+
+pub const HEARTBEAT_INTERVAL_MS: Setting = Setting { key: "HEARTBEAT_INTERVAL_MS", default: 15_000, min: 500, max: 300_000, help: "keepalive comment interval; dead connections leave within two intervals" };
+pub const RETRY_MS: Setting = Setting { key: "RETRY_MS", default: 3_000, min: 0, max: 600_000, help: "the `retry:` reconnect delay sent to SSE clients" };
+pub const MAX_BODY_BYTES: Setting = Setting { key: "MAX_BODY_BYTES", default: 65_536, min: 1, max: 1_048_576, help: "largest publish body" };
+pub const MAX_TOPICS_PER_REQUEST: Setting = Setting { key: "MAX_TOPICS_PER_REQUEST", default: 64, min: 1, max: 1_024, help: "most distinct topics in one x-sse-topic list" };
+pub const QUEUE_CAPACITY: Setting = Setting { key: "QUEUE_CAPACITY", default: 1_024, min: 1, max: 1_048_576, help: "frames queued per connection before it is closed as too slow" };
+pub const MAX_CONNECTIONS_PER_TOPIC: Setting = Setting { key: "MAX_CONNECTIONS_PER_TOPIC", default: 20_000, min: 1, max: 10_000_000, help: "connections one topic accepts before answering 503" };
+
+pub const SETTINGS: [&Setting; 6] = [&HEARTBEAT_INTERVAL_MS, &RETRY_MS, &MAX_BODY_BYTES, &MAX_TOPICS_PER_REQUEST, &QUEUE_CAPACITY, &MAX_CONNECTIONS_PER_TOPIC];
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub api_keys: ApiKeys,
+    pub heartbeat_ms: u64,
+    pub retry_ms: u64,
+    pub max_body_bytes: usize,
+    pub max_topics: usize,
+    pub queue_capacity: usize,
+    pub max_connections_per_topic: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_lookup(|_| None).expect("defaults are valid")
+    }
+}
+
+impl Config {
+    /// Builds the configuration from a key lookup (e.g. `std::env::var(k).ok()`).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let num = |s: &Setting| -> Result<u64, ConfigError> {
+            let value = match lookup(s.key) {
+                None => return Ok(s.default),
+                Some(v) if v.trim().is_empty() => return Ok(s.default),
+                Some(v) => v,
+            };
+            let n: u64 = value.trim().parse().map_err(|_| ConfigError::NotANumber { key: s.key, value: value.clone() })?;
+            if n < s.min || n > s.max {
+                return Err(ConfigError::OutOfRange { key: s.key, value: n, min: s.min, max: s.max });
+            }
+            Ok(n)
+        };
+        Ok(Self {
+            api_keys: ApiKeys::parse(&lookup("API_KEYS").unwrap_or_default()),
+            heartbeat_ms: num(&HEARTBEAT_INTERVAL_MS)?,
+            retry_ms: num(&RETRY_MS)?,
+            max_body_bytes: num(&MAX_BODY_BYTES)? as usize,
+            max_topics: num(&MAX_TOPICS_PER_REQUEST)? as usize,
+            queue_capacity: num(&QUEUE_CAPACITY)? as usize,
+            max_connections_per_topic: num(&MAX_CONNECTIONS_PER_TOPIC)? as usize,
+        })
+    }
+
+    /// How long a registry membership lives without a refresh: three heartbeats.
+    pub fn registry_lease_ms(&self) -> u64 {
+        self.heartbeat_ms * 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::default();
+        assert_eq!((c.heartbeat_ms, c.max_body_bytes, c.max_topics), (15_000, 65_536, 64));
+        assert!(c.api_keys.is_empty());
+    }
+
+    #[test]
+    fn overrides_and_validation() {
+        let c = cfg(&[("HEARTBEAT_INTERVAL_MS", "1000"), ("API_KEYS", "a,b"), ("MAX_BODY_BYTES", " ")]).unwrap();
+        assert_eq!(c.heartbeat_ms, 1000);
+        assert_eq!(c.max_body_bytes, 65_536);
+        assert_eq!(c.api_keys.len(), 2);
+        assert_eq!(cfg(&[("MAX_BODY_BYTES", "2000000")]).unwrap_err(),
+                   ConfigError::OutOfRange { key: "MAX_BODY_BYTES", value: 2_000_000, min: 1, max: 1_048_576 });
+        assert!(matches!(cfg(&[("RETRY_MS", "soon")]), Err(ConfigError::NotANumber { .. })));
+    }
+}

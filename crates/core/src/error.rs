@@ -1,0 +1,131 @@
+//! One error type for everything a client can get wrong, each with its HTTP status and a stable
+//! JSON code. Both runtimes turn a [`GatewayError`] into the same response.
+
+use thiserror::Error;
+
+/// An error answered to the client as `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GatewayError {
+    #[error("no topic given: send the x-sse-topic header or ?topic=")]
+    MissingTopic,
+    #[error("{0}")]
+    InvalidTopic(String),
+    #[error("{given} topics given, at most {max} are allowed")]
+    TooManyTopics { given: usize, max: usize },
+    #[error("the x-sse-id header is required")]
+    MissingId,
+    #[error("x-sse-id: {0}")]
+    InvalidId(String),
+    #[error("x-sse-event: {0}")]
+    InvalidEvent(String),
+    #[error("envelope must be \"json\" when given")]
+    InvalidEnvelope,
+    #[error("limit must be an integer from 1 to {max}")]
+    InvalidLimit { max: usize },
+    #[error("cursor was not issued by this gateway")]
+    InvalidCursor,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("a valid API key is required (authorization: Bearer <key> or x-api-key)")]
+    Unauthorized,
+    #[error("no such endpoint")]
+    NotFound,
+    #[error("method not allowed; allowed: {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("body larger than {max} bytes")]
+    PayloadTooLarge { max: usize },
+    #[error("the body must be UTF-8 text")]
+    UnsupportedBody,
+    #[error("this endpoint needs a WebSocket upgrade")]
+    UpgradeRequired,
+    #[error("{0}")]
+    ConnectionLimit(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl GatewayError {
+    /// The HTTP status code.
+    pub fn status(&self) -> u16 {
+        use GatewayError::*;
+        match self {
+            MissingTopic | InvalidTopic(_) | TooManyTopics { .. } | MissingId | InvalidId(_)
+            | InvalidEvent(_) | InvalidEnvelope | InvalidLimit { .. } | InvalidCursor
+            | InvalidRequest(_) => 400,
+            Unauthorized => 401,
+            NotFound => 404,
+            MethodNotAllowed { .. } => 405,
+            PayloadTooLarge { .. } => 413,
+            UnsupportedBody => 415,
+            UpgradeRequired => 426,
+            ConnectionLimit(_) => 503,
+            Internal(_) => 500,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        use GatewayError::*;
+        match self {
+            MissingTopic => "missing_topic",
+            InvalidTopic(_) => "invalid_topic",
+            TooManyTopics { .. } => "too_many_topics",
+            MissingId => "missing_id",
+            InvalidId(_) => "invalid_id",
+            InvalidEvent(_) => "invalid_event",
+            InvalidEnvelope => "invalid_envelope",
+            InvalidLimit { .. } => "invalid_limit",
+            InvalidCursor => "invalid_cursor",
+            InvalidRequest(_) => "invalid_request",
+            Unauthorized => "unauthorized",
+            NotFound => "not_found",
+            MethodNotAllowed { .. } => "method_not_allowed",
+            PayloadTooLarge { .. } => "payload_too_large",
+            UnsupportedBody => "unsupported_body",
+            UpgradeRequired => "upgrade_required",
+            ConnectionLimit(_) => "connection_limit",
+            Internal(_) => "internal",
+        }
+    }
+
+    /// Extra response headers this error must carry.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        match self {
+            GatewayError::MethodNotAllowed { allow } => vec![("allow", (*allow).to_string())],
+            GatewayError::ConnectionLimit(_) => vec![("retry-after", "5".to_string())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> String {
+        serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}).to_string()
+    }
+}
+
+pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_is_json_with_code_and_message() {
+        let e = GatewayError::TooManyTopics { given: 65, max: 64 };
+        let v: serde_json::Value = serde_json::from_str(&e.body()).unwrap();
+        assert_eq!(v["error"]["code"], "too_many_topics");
+        assert_eq!(v["error"]["message"], "65 topics given, at most 64 are allowed");
+        assert_eq!(e.status(), 400);
+    }
+
+    #[test]
+    fn statuses_match_codes() {
+        assert_eq!(GatewayError::Unauthorized.status(), 401);
+        assert_eq!(GatewayError::PayloadTooLarge { max: 1 }.status(), 413);
+        assert_eq!(GatewayError::UnsupportedBody.status(), 415);
+        let e = GatewayError::MethodNotAllowed { allow: "POST, OPTIONS" };
+        assert_eq!(e.status(), 405);
+        assert_eq!(e.headers(), vec![("allow", "POST, OPTIONS".to_string())]);
+        assert_eq!(GatewayError::ConnectionLimit("x".into()).headers()[0].0, "retry-after");
+    }
+}

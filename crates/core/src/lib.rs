@@ -1,0 +1,24 @@
+//! The SSE gateway's logic, with no I/O: no async runtime, no sockets, no clock. The Cloudflare
+//! Worker (`src/`) and the native server (`crates/server`) both drive it.
+//!
+//! - [`names`]: topic / id / event validation and topic lists.
+//! - [`frame`]: SSE frames, the JSON envelope, and an SSE parser.
+//! - [`topic`]: one topic's connections, publish (deliver or drop), disconnects.
+//! - [`registry`]: connection records and cursor pagination for the admin API.
+//! - [`request`]: query strings, subscriptions, publish headers, response bodies.
+//! - [`routes`]: the HTTP surface and its fixed headers.
+//! - [`auth`], [`config`], [`error`], [`time`].
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod frame;
+pub mod names;
+pub mod registry;
+pub mod request;
+pub mod routes;
+pub mod time;
+pub mod topic;
+
+pub use config::Config;
+pub use error::GatewayError;

@@ -1,0 +1,414 @@
+//! The connection registry behind the admin API: which connections exist, on which topics, and
+//! cursor-based pagination that neither repeats nor skips a connection that stays connected
+//! while pages are read (pages are ranges of a sorted key space, and the cursor is the last key
+//! returned, not an offset).
+//!
+//! Topic owners (topic objects, native nodes) report attaches and detaches as they happen and a
+//! full snapshot of their connections every heartbeat. Memberships not refreshed within the
+//! lease expire, so a registry that missed a detach, or lost its memory, converges by itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::GatewayError;
+use crate::time::rfc3339;
+use crate::topic::Transport;
+
+/// Largest page the admin API returns.
+pub const MAX_PAGE: usize = 500;
+/// Page size when `limit` is not given.
+pub const DEFAULT_PAGE: usize = 100;
+
+/// One connection as a topic owner reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnSummary {
+    pub id: String,
+    pub transport: Transport,
+    pub connected_at: u64,
+    pub node: String,
+    /// Events this topic has delivered to the connection.
+    pub events_sent: u64,
+}
+
+/// A change reported by the owner of `topic`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum RegistryUpdate {
+    Attach { topic: String, conn: ConnSummary },
+    Detach { topic: String, id: String },
+    /// Every connection the owner of `topic` holds now; replaces what was known of the topic.
+    Snapshot { topic: String, conns: Vec<ConnSummary> },
+}
+
+#[derive(Debug, Clone)]
+struct Membership {
+    events_sent: u64,
+    seen: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    transport: Transport,
+    connected_at: u64,
+    node: String,
+    topics: BTreeMap<String, Membership>,
+}
+
+/// A connection as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionView {
+    pub id: String,
+    pub topics: Vec<String>,
+    pub transport: Transport,
+    pub connected_at: String,
+    pub node: String,
+    pub events_sent: u64,
+}
+
+/// A topic as the admin API lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicView {
+    pub topic: String,
+    pub connections: usize,
+    pub mode: &'static str,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: usize,
+    pub next_cursor: Option<String>,
+}
+
+/// The registry.
+#[derive(Debug, Default)]
+pub struct Registry {
+    conns: BTreeMap<String, Entry>,
+    topics: BTreeMap<String, BTreeSet<String>>,
+}
+
+const CONN_CURSOR: char = 'c';
+const TOPIC_CURSOR: char = 't';
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn topic_count(&self) -> usize {
+        self.topics.len()
+    }
+
+    pub fn apply(&mut self, update: RegistryUpdate, now: u64) {
+        match update {
+            RegistryUpdate::Attach { topic, conn } => self.upsert(&topic, conn, now),
+            RegistryUpdate::Detach { topic, id } => self.remove(&topic, &id),
+            RegistryUpdate::Snapshot { topic, conns } => {
+                let keep: BTreeSet<&str> = conns.iter().map(|c| c.id.as_str()).collect();
+                let stale: Vec<String> = self
+                    .topics
+                    .get(&topic)
+                    .map(|ids| ids.iter().filter(|id| !keep.contains(id.as_str())).cloned().collect())
+                    .unwrap_or_default();
+                for id in stale {
+                    self.remove(&topic, &id);
+                }
+                for conn in conns {
+                    self.upsert(&topic, conn, now);
+                }
+            }
+        }
+    }
+
+    fn upsert(&mut self, topic: &str, conn: ConnSummary, now: u64) {
+        let entry = self.conns.entry(conn.id.clone()).or_insert_with(|| Entry {
+            transport: conn.transport,
+            connected_at: conn.connected_at,
+            node: conn.node.clone(),
+            topics: BTreeMap::new(),
+        });
+        entry.topics.insert(topic.to_string(), Membership { events_sent: conn.events_sent, seen: now });
+        self.topics.entry(topic.to_string()).or_default().insert(conn.id);
+    }
+
+    fn remove(&mut self, topic: &str, id: &str) {
+        if let Some(entry) = self.conns.get_mut(id) {
+            entry.topics.remove(topic);
+            if entry.topics.is_empty() {
+                self.conns.remove(id);
+            }
+        }
+        if let Some(ids) = self.topics.get_mut(topic) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+    }
+
+    /// Drops every membership not refreshed since `now - lease`. Returns how many went.
+    pub fn expire(&mut self, now: u64, lease: u64) -> usize {
+        let stale: Vec<(String, String)> = self
+            .conns
+            .iter()
+            .flat_map(|(id, e)| {
+                e.topics
+                    .iter()
+                    .filter(|(_, m)| m.seen.saturating_add(lease) < now)
+                    .map(move |(t, _)| (t.clone(), id.clone()))
+            })
+            .collect();
+        for (topic, id) in &stale {
+            self.remove(topic, id);
+        }
+        stale.len()
+    }
+
+    fn view(id: &str, e: &Entry) -> ConnectionView {
+        ConnectionView {
+            id: id.to_string(),
+            topics: e.topics.keys().cloned().collect(),
+            transport: e.transport,
+            connected_at: rfc3339(e.connected_at),
+            node: e.node.clone(),
+            events_sent: e.topics.values().map(|m| m.events_sent).sum(),
+        }
+    }
+
+    /// A page of connections, optionally only those on `topic`, sorted by id.
+    pub fn connections(&self, limit: usize, cursor: Option<&str>, topic: Option<&str>) -> Result<Page<ConnectionView>, GatewayError> {
+        let after = cursor.map(|c| decode_cursor(CONN_CURSOR, c)).transpose()?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        match topic {
+            None => {
+                let iter = range_after(&self.conns, after.as_deref()).map(|(id, e)| Self::view(id, e));
+                Ok(paginate(iter, limit, self.conns.len(), |v| encode_cursor(CONN_CURSOR, &v.id)))
+            }
+            Some(t) => {
+                let empty = BTreeSet::new();
+                let ids = self.topics.get(t).unwrap_or(&empty);
+                let iter = set_after(ids, after.as_deref())
+                    .filter_map(|id| self.conns.get(id).map(|e| Self::view(id, e)));
+                Ok(paginate(iter, limit, ids.len(), |v| encode_cursor(CONN_CURSOR, &v.id)))
+            }
+        }
+    }
+
+    /// A page of live topics with their connection counts, sorted by name.
+    pub fn topics(&self, limit: usize, cursor: Option<&str>) -> Result<Page<TopicView>, GatewayError> {
+        let after = cursor.map(|c| decode_cursor(TOPIC_CURSOR, c)).transpose()?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let iter = range_after(&self.topics, after.as_deref()).map(|(t, ids)| TopicView {
+            topic: t.clone(),
+            connections: ids.len(),
+            mode: if ids.len() == 1 { "unicast" } else { "multicast" },
+        });
+        Ok(paginate(iter, limit, self.topics.len(), |v| encode_cursor(TOPIC_CURSOR, &v.topic)))
+    }
+}
+
+fn range_after<'a, V>(map: &'a BTreeMap<String, V>, after: Option<&str>) -> impl Iterator<Item = (&'a String, &'a V)> {
+    let lower = match after {
+        Some(k) => Bound::Excluded(k.to_string()),
+        None => Bound::Unbounded,
+    };
+    map.range((lower, Bound::Unbounded))
+}
+
+fn set_after<'a>(set: &'a BTreeSet<String>, after: Option<&str>) -> impl Iterator<Item = &'a String> {
+    let lower = match after {
+        Some(k) => Bound::Excluded(k.to_string()),
+        None => Bound::Unbounded,
+    };
+    set.range((lower, Bound::Unbounded))
+}
+
+fn paginate<T>(mut iter: impl Iterator<Item = T>, limit: usize, total: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+    let items: Vec<T> = iter.by_ref().take(limit).collect();
+    let next_cursor = match (items.last(), iter.next()) {
+        (Some(last), Some(_)) => Some(cursor_of(last)),
+        _ => None,
+    };
+    Page { items, total, next_cursor }
+}
+
+/// Parses the `limit` query parameter: absent → 100; otherwise an integer in 1–500.
+pub fn parse_limit(raw: Option<&str>) -> Result<usize, GatewayError> {
+    match raw {
+        None => Ok(DEFAULT_PAGE),
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) && s.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+            _ => Err(GatewayError::InvalidLimit { max: MAX_PAGE }),
+        },
+    }
+}
+
+/// A cursor is `<kind>1.<hex of the last key>`: opaque to clients, checked on the way back.
+pub fn encode_cursor(kind: char, key: &str) -> String {
+    let mut s = String::with_capacity(3 + key.len() * 2);
+    s.push(kind);
+    s.push_str("1.");
+    for b in key.bytes() {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+pub fn decode_cursor(kind: char, cursor: &str) -> Result<String, GatewayError> {
+    let hex = cursor
+        .strip_prefix(kind)
+        .and_then(|s| s.strip_prefix("1."))
+        .ok_or(GatewayError::InvalidCursor)?;
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * crate::names::MAX_NAME_LEN {
+        return Err(GatewayError::InvalidCursor);
+    }
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    let key = String::from_utf8(bytes.ok_or(GatewayError::InvalidCursor)?).map_err(|_| GatewayError::InvalidCursor)?;
+    crate::names::check_name(&key).map_err(|_| GatewayError::InvalidCursor)?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn conn(id: &str) -> ConnSummary {
+        ConnSummary { id: id.into(), transport: Transport::Sse, connected_at: 0, node: "n".into(), events_sent: 1 }
+    }
+
+    fn attach(r: &mut Registry, topic: &str, id: &str) {
+        r.apply(RegistryUpdate::Attach { topic: topic.into(), conn: conn(id) }, 0);
+    }
+
+    #[test]
+    fn multi_topic_connection_is_one_record() {
+        let mut r = Registry::new();
+        attach(&mut r, "a", "c1");
+        attach(&mut r, "b", "c1");
+        attach(&mut r, "a", "c2");
+        let page = r.connections(10, None, None).unwrap();
+        assert_eq!(page.total, 2);
+        assert_eq!(page.items[0].topics, vec!["a", "b"]);
+        assert_eq!(page.items[0].events_sent, 2);
+        let topics = r.topics(10, None).unwrap();
+        assert_eq!(topics.items.iter().map(|t| (t.topic.as_str(), t.connections, t.mode)).collect::<Vec<_>>(),
+                   vec![("a", 2, "multicast"), ("b", 1, "unicast")]);
+        assert_eq!(r.connections(10, None, Some("b")).unwrap().items.len(), 1);
+    }
+
+    #[test]
+    fn last_detach_removes_topic_and_record() {
+        let mut r = Registry::new();
+        attach(&mut r, "a", "c1");
+        attach(&mut r, "b", "c1");
+        r.apply(RegistryUpdate::Detach { topic: "a".into(), id: "c1".into() }, 0);
+        assert_eq!(r.topic_count(), 1);
+        r.apply(RegistryUpdate::Detach { topic: "b".into(), id: "c1".into() }, 0);
+        assert_eq!((r.topic_count(), r.connection_count()), (0, 0));
+    }
+
+    #[test]
+    fn snapshot_replaces_and_leases_expire() {
+        let mut r = Registry::new();
+        attach(&mut r, "a", "c1");
+        attach(&mut r, "a", "c2");
+        r.apply(RegistryUpdate::Snapshot { topic: "a".into(), conns: vec![conn("c2"), conn("c3")] }, 100);
+        let ids: Vec<_> = r.connections(10, None, None).unwrap().items.into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec!["c2", "c3"]);
+        attach(&mut r, "b", "c9"); // seen at 0
+        assert_eq!(r.expire(150, 60), 1);
+        assert_eq!(r.topic_count(), 1);
+        assert_eq!(r.expire(1000, 60), 2);
+        assert_eq!(r.connection_count(), 0);
+    }
+
+    #[test]
+    fn pages_and_cursors() {
+        let mut r = Registry::new();
+        for i in 0..7 {
+            attach(&mut r, "a", &format!("c{i}"));
+        }
+        let p1 = r.connections(3, None, None).unwrap();
+        assert_eq!(p1.items.len(), 3);
+        let p2 = r.connections(3, p1.next_cursor.as_deref(), None).unwrap();
+        let p3 = r.connections(3, p2.next_cursor.as_deref(), None).unwrap();
+        assert_eq!(p3.items.len(), 1);
+        assert_eq!(p3.next_cursor, None);
+        // An exact fit has no next page.
+        assert_eq!(r.connections(7, None, None).unwrap().next_cursor, None);
+    }
+
+    #[test]
+    fn limit_parsing() {
+        assert_eq!(parse_limit(None).unwrap(), 100);
+        assert_eq!(parse_limit(Some("500")).unwrap(), 500);
+        for bad in ["0", "501", "abc", "", "-1", "+5", " 5", "99999999999999999999999"] {
+            assert_eq!(parse_limit(Some(bad)).unwrap_err().code(), "invalid_limit", "{bad}");
+        }
+    }
+
+    #[test]
+    fn forged_cursors_are_rejected() {
+        for bad in ["", "abc", "c1.", "c1.zz", "c1.6", "t1.61", "c1.2f2f", "c2.61", "c1.ff"] {
+            assert_eq!(decode_cursor('c', bad).unwrap_err().code(), "invalid_cursor", "{bad}");
+        }
+        assert_eq!(decode_cursor('c', &encode_cursor('c', "c01:x")).unwrap(), "c01:x");
+        // A well-formed cursor for a connection that has left still works as a position.
+        let mut r = Registry::new();
+        attach(&mut r, "a", "b");
+        let p = r.connections(10, Some(&encode_cursor('c', "a")), None).unwrap();
+        assert_eq!(p.items.len(), 1);
+    }
+
+    proptest! {
+        /// Reading all pages while connections come and go: every connection present from the
+        /// first page to the last is seen exactly once, no page is over the limit.
+        #[test]
+        fn pagination_never_repeats_or_skips_stable_connections(
+            stable in proptest::collection::btree_set("[a-z0-9]{1,6}", 0..60),
+            churn in proptest::collection::vec(("[a-z0-9]{1,6}", any::<bool>()), 0..80),
+            limit in 1usize..12,
+            topic_filter in any::<bool>(),
+        ) {
+            let mut r = Registry::new();
+            for id in &stable { attach(&mut r, "t", &format!("s{id}")); }
+            let mut churn = churn.into_iter();
+            let mut seen: Vec<String> = Vec::new();
+            let mut cursor: Option<String> = None;
+            loop {
+                let page = r.connections(limit, cursor.as_deref(), topic_filter.then_some("t")).unwrap();
+                prop_assert!(page.items.len() <= limit);
+                seen.extend(page.items.iter().map(|c| c.id.clone()));
+                // Between pages, other connections arrive and leave.
+                for _ in 0..3 {
+                    if let Some((id, add)) = churn.next() {
+                        let id = format!("x{id}");
+                        if add { attach(&mut r, "t", &id) } else {
+                            r.apply(RegistryUpdate::Detach { topic: "t".into(), id }, 0)
+                        }
+                    }
+                }
+                match page.next_cursor { Some(c) => cursor = Some(c), None => break }
+            }
+            for id in &stable {
+                let id = format!("s{id}");
+                prop_assert_eq!(seen.iter().filter(|s| **s == id).count(), 1, "{}", id);
+            }
+            let mut sorted = seen.clone();
+            sorted.sort();
+            sorted.dedup();
+            prop_assert_eq!(sorted.len(), seen.len(), "no id repeats");
+        }
+    }
+}

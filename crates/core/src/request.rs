@@ -1,0 +1,272 @@
+//! Requests as the gateway understands them, independent of the HTTP library: the query
+//! string, a subscription, a publish, and the response bodies they produce.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{GatewayError, Result};
+use crate::frame::Format;
+use crate::names;
+use crate::topic::Transport;
+
+/// Decoded query-string pairs, in order (`+` is a space, `%XX` is a byte, result must be UTF-8).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query(Vec<(String, String)>);
+
+impl Query {
+    pub fn parse(raw: &str) -> Result<Self> {
+        let raw = raw.strip_prefix('?').unwrap_or(raw);
+        let mut pairs = Vec::new();
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            pairs.push((decode(k)?, decode(v)?));
+        }
+        Ok(Self(pairs))
+    }
+
+    /// The first value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of `key`.
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn decode(s: &str) -> Result<String> {
+    let bad = || GatewayError::InvalidRequest("malformed query string".into());
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+fn header_str(value: Option<&[u8]>) -> Option<std::result::Result<&str, ()>> {
+    value.map(|v| std::str::from_utf8(v).map_err(|_| ()))
+}
+
+/// Topics of a subscription: the `x-sse-topic` header wins over `?topic=`.
+pub fn subscription_topics(header: Option<&[u8]>, query: &Query, max: usize) -> Result<Vec<String>> {
+    match header_str(header) {
+        Some(Ok(h)) => names::parse_topic_list(h, max),
+        Some(Err(())) => Err(GatewayError::InvalidTopic("x-sse-topic is not UTF-8".into())),
+        None => names::parse_topic_lists(query.all("topic"), max),
+    }
+}
+
+/// A validated `GET /sse` or `GET /ws`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    pub topics: Vec<String>,
+    pub transport: Transport,
+    pub format: Format,
+    /// From `Last-Event-ID` or `?last_event_id=` (kept for replay).
+    pub last_event_id: Option<String>,
+}
+
+impl Subscribe {
+    pub fn parse(transport: Transport, topic_header: Option<&[u8]>, last_event_id: Option<&[u8]>, query: &Query, cfg: &Config) -> Result<Self> {
+        let topics = subscription_topics(topic_header, query, cfg.max_topics)?;
+        let format = match (transport, query.get("envelope")) {
+            (Transport::Ws, _) => Format::Ws,
+            (Transport::Sse, None) => Format::Sse,
+            (Transport::Sse, Some("json")) => Format::SseEnvelope,
+            (Transport::Sse, Some(_)) => return Err(GatewayError::InvalidEnvelope),
+        };
+        let last_event_id = match header_str(last_event_id) {
+            Some(Ok(v)) => Some(v.to_string()),
+            Some(Err(())) => return Err(GatewayError::InvalidRequest("last-event-id is not UTF-8".into())),
+            None => query.get("last_event_id").map(str::to_string),
+        };
+        if let Some(id) = &last_event_id {
+            names::check_name(id).map_err(|m| GatewayError::InvalidRequest(format!("last-event-id {m}")))?;
+        }
+        Ok(Self { topics, transport, format, last_event_id })
+    }
+}
+
+/// The validated headers of a `POST /publish`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publish {
+    pub topics: Vec<String>,
+    pub id: String,
+    pub event: Option<String>,
+    /// The declared body length, if any (already checked against the limit).
+    pub content_length: Option<u64>,
+}
+
+/// Raw header values of a publish, as bytes (they may not be UTF-8).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublishHeaders<'a> {
+    pub topic: Option<&'a [u8]>,
+    pub id: Option<&'a [u8]>,
+    pub event: Option<&'a [u8]>,
+    pub content_length: Option<&'a [u8]>,
+}
+
+impl Publish {
+    /// Validates everything that can be known before the body: topics, id, event, length.
+    pub fn parse(h: PublishHeaders<'_>, cfg: &Config) -> Result<Self> {
+        let topics = match header_str(h.topic) {
+            None => return Err(GatewayError::MissingTopic),
+            Some(Err(())) => return Err(GatewayError::InvalidTopic("x-sse-topic is not UTF-8".into())),
+            Some(Ok(t)) => names::parse_topic_list(t, cfg.max_topics)?,
+        };
+        let id = match header_str(h.id) {
+            None => return Err(GatewayError::MissingId),
+            Some(Err(())) => return Err(GatewayError::InvalidId("is not UTF-8".into())),
+            Some(Ok(id)) => {
+                names::check_id(id)?;
+                id.to_string()
+            }
+        };
+        let event = match header_str(h.event) {
+            None => None,
+            Some(Err(())) => return Err(GatewayError::InvalidEvent("is not UTF-8".into())),
+            Some(Ok(e)) => {
+                names::check_event(e)?;
+                Some(e.to_string())
+            }
+        };
+        let content_length = match header_str(h.content_length) {
+            None => None,
+            Some(Ok(v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                let n: u64 = v.parse().unwrap_or(u64::MAX);
+                check_body_len(n, cfg.max_body_bytes)?;
+                Some(n)
+            }
+            Some(_) => return Err(GatewayError::InvalidRequest("content-length is not a number".into())),
+        };
+        Ok(Self { topics, id, event, content_length })
+    }
+}
+
+/// 413 once `len` bytes exceed the limit.
+pub fn check_body_len(len: u64, max: usize) -> Result<()> {
+    if len > max as u64 {
+        Err(GatewayError::PayloadTooLarge { max })
+    } else {
+        Ok(())
+    }
+}
+
+/// The body as text: 415 if it is not UTF-8.
+pub fn body_text(body: Vec<u8>) -> Result<String> {
+    String::from_utf8(body).map_err(|_| GatewayError::UnsupportedBody)
+}
+
+/// What a publish did on one topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopicResult {
+    /// Handed to this many connections.
+    Delivered(usize),
+    /// Nobody was subscribed.
+    Dropped,
+}
+
+/// The `202` body: `{"id","delivered","topics":{t:{"delivered":n}|{"dropped":"no_subscribers"}}}`.
+pub fn publish_response(id: &str, results: &[(String, TopicResult)]) -> String {
+    let mut topics = BTreeMap::new();
+    let mut total = 0;
+    for (topic, r) in results {
+        let v = match r {
+            TopicResult::Delivered(n) => {
+                total += n;
+                serde_json::json!({"delivered": n})
+            }
+            TopicResult::Dropped => serde_json::json!({"dropped": "no_subscribers"}),
+        };
+        topics.insert(topic.as_str(), v);
+    }
+    serde_json::json!({"id": id, "delivered": total, "topics": topics}).to_string()
+}
+
+/// The one structured log line for an event dropped on a topic with no subscriber.
+pub fn drop_log_line(topic: &str, id: &str) -> String {
+    serde_json::json!({"level": "info", "msg": "event dropped: no subscribers", "topic": topic, "id": id}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config::default()
+    }
+
+    #[test]
+    fn query_decoding() {
+        let q = Query::parse("?topic=a%2Cb&topic=c&envelope=json&x=a+b&flag").unwrap();
+        assert_eq!(q.all("topic").collect::<Vec<_>>(), vec!["a,b", "c"]);
+        assert_eq!(q.get("x"), Some("a b"));
+        assert_eq!(q.get("flag"), Some(""));
+        for bad in ["a=%", "a=%zz", "a=%ff"] {
+            assert_eq!(Query::parse(bad).unwrap_err().code(), "invalid_request");
+        }
+    }
+
+    #[test]
+    fn subscribe_header_wins_over_query() {
+        let q = Query::parse("topic=q1,q2&envelope=json").unwrap();
+        let s = Subscribe::parse(Transport::Sse, Some(b"h"), None, &q, &cfg()).unwrap();
+        assert_eq!(s.topics, vec!["h"]);
+        assert_eq!(s.format, Format::SseEnvelope);
+        let s = Subscribe::parse(Transport::Sse, None, None, &q, &cfg()).unwrap();
+        assert_eq!(s.topics, vec!["q1", "q2"]);
+        let q = Query::parse("topic=a&envelope=xml").unwrap();
+        assert_eq!(Subscribe::parse(Transport::Sse, None, None, &q, &cfg()).unwrap_err().code(), "invalid_envelope");
+        let ws = Subscribe::parse(Transport::Ws, None, Some(b"e1"), &Query::parse("topic=a").unwrap(), &cfg()).unwrap();
+        assert_eq!((ws.format, ws.last_event_id.as_deref()), (Format::Ws, Some("e1")));
+        assert_eq!(Subscribe::parse(Transport::Sse, None, None, &Query::default(), &cfg()).unwrap_err().code(), "missing_topic");
+    }
+
+    #[test]
+    fn publish_validation_order() {
+        let h = PublishHeaders { topic: Some(b"a,b"), id: Some(b"e1"), event: Some(b"x"), content_length: Some(b"5") };
+        let p = Publish::parse(h, &cfg()).unwrap();
+        assert_eq!((p.topics.len(), p.id.as_str(), p.event.as_deref(), p.content_length), (2, "e1", Some("x"), Some(5)));
+        let code = |h: PublishHeaders| Publish::parse(h, &cfg()).unwrap_err().code();
+        assert_eq!(code(PublishHeaders { topic: None, ..h }), "missing_topic");
+        assert_eq!(code(PublishHeaders { topic: Some(b"a b"), ..h }), "invalid_topic");
+        assert_eq!(code(PublishHeaders { topic: Some(b"\xff"), ..h }), "invalid_topic");
+        assert_eq!(code(PublishHeaders { id: None, ..h }), "missing_id");
+        assert_eq!(code(PublishHeaders { id: Some(b"a\r\nb"), ..h }), "invalid_id");
+        assert_eq!(code(PublishHeaders { event: Some(b""), ..h }), "invalid_event");
+        assert_eq!(code(PublishHeaders { content_length: Some(b"65537"), ..h }), "payload_too_large");
+        assert_eq!(code(PublishHeaders { content_length: Some(b"99999999999999999999999"), ..h }), "payload_too_large");
+        assert_eq!(code(PublishHeaders { content_length: Some(b"-1"), ..h }), "invalid_request");
+    }
+
+    #[test]
+    fn body_checks() {
+        assert_eq!(body_text(vec![0xff]).unwrap_err().code(), "unsupported_body");
+        assert_eq!(body_text("é".into()).unwrap(), "é");
+        assert!(check_body_len(10, 10).is_ok());
+        assert_eq!(check_body_len(11, 10).unwrap_err().status(), 413);
+    }
+
+    #[test]
+    fn response_body() {
+        let body = publish_response("e1", &[("b".into(), TopicResult::Dropped), ("a".into(), TopicResult::Delivered(3))]);
+        assert_eq!(body, r#"{"delivered":3,"id":"e1","topics":{"a":{"delivered":3},"b":{"dropped":"no_subscribers"}}}"#);
+        let v: serde_json::Value = serde_json::from_str(&drop_log_line("t", "e")).unwrap();
+        assert_eq!((v["topic"].as_str(), v["id"].as_str()), (Some("t"), Some("e")));
+    }
+}

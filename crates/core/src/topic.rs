@@ -1,0 +1,343 @@
+//! The state of one topic: its connections, what a publish does (deliver to N, or drop because
+//! nobody is there), what a disconnect does, and when the topic disappears. The runtime supplies
+//! the sinks (a bounded queue per connection); this module decides.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::GatewayError;
+use crate::frame::{self, Event, Format};
+
+/// How a subscriber is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    Sse,
+    Ws,
+}
+
+/// What the runtime knows of a connection when it attaches it to a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnInfo {
+    pub id: String,
+    /// Every topic of the connection (it may span several topic objects).
+    pub topics: Vec<String>,
+    pub transport: Transport,
+    pub format: Format,
+    pub connected_at: u64,
+    /// Cloudflare colo, or the native node id.
+    pub node: String,
+}
+
+/// Result of handing one frame to a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendResult {
+    Sent,
+    /// The connection's queue is full: a slow consumer, evicted.
+    Full,
+    /// The client is gone.
+    Closed,
+}
+
+/// A per-connection outlet supplied by the runtime: usually the sending half of a bounded queue.
+pub trait Sink {
+    /// The runtime's shareable frame (e.g. `bytes::Bytes`); built once per publish per format.
+    type Frame: From<String>;
+    /// Hands over a frame without waiting.
+    fn try_send(&mut self, frame: &Self::Frame) -> SendResult;
+}
+
+/// A connection attached to a topic.
+#[derive(Debug)]
+pub struct Conn<S> {
+    pub info: ConnInfo,
+    pub sink: S,
+    /// Events delivered to this connection by this topic.
+    pub events_sent: u64,
+}
+
+/// Why a connection was removed during a publish or a keepalive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub id: String,
+    pub reason: SendResult,
+}
+
+/// What a publish did on one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Delivered { count: usize, removed: Vec<Removed> },
+    /// Nobody is subscribed: the event was dropped.
+    Dropped,
+}
+
+/// One topic's connections. Tails (admin observers) receive what happens on the topic but do
+/// not count as subscribers: they never keep a topic alive and never prevent a drop.
+#[derive(Debug)]
+pub struct TopicState<S: Sink> {
+    topic: String,
+    conns: BTreeMap<String, Conn<S>>,
+    per_format: [usize; 4],
+    max_connections: usize,
+}
+
+impl<S: Sink> TopicState<S> {
+    pub fn new(topic: impl Into<String>, max_connections: usize) -> Self {
+        Self { topic: topic.into(), conns: BTreeMap::new(), per_format: [0; 4], max_connections }
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Subscribers, tails excluded.
+    pub fn subscriber_count(&self) -> usize {
+        self.conns.len() - self.per_format[Format::Tail.index()]
+    }
+
+    /// Whether a publish would be delivered (someone other than a tail is connected).
+    pub fn is_live(&self) -> bool {
+        self.subscriber_count() > 0
+    }
+
+    /// Whether the topic holds nothing at all and can be forgotten.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Attaches a connection. Fails with 503 when the topic is full.
+    pub fn attach(&mut self, info: ConnInfo, sink: S) -> Result<(), GatewayError> {
+        if info.format != Format::Tail && self.subscriber_count() >= self.max_connections {
+            return Err(GatewayError::ConnectionLimit(format!(
+                "topic {} already has {} connections",
+                self.topic, self.max_connections
+            )));
+        }
+        self.per_format[info.format.index()] += 1;
+        if let Some(old) = self.conns.insert(info.id.clone(), Conn { info, sink, events_sent: 0 }) {
+            self.per_format[old.info.format.index()] -= 1;
+        }
+        Ok(())
+    }
+
+    /// Detaches a connection; returns it if it was attached.
+    pub fn detach(&mut self, id: &str) -> Option<Conn<S>> {
+        let conn = self.conns.remove(id)?;
+        self.per_format[conn.info.format.index()] -= 1;
+        Some(conn)
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Conn<S>> {
+        self.conns.get(id)
+    }
+
+    /// Subscribers (tails excluded), in id order.
+    pub fn subscribers(&self) -> impl Iterator<Item = &Conn<S>> {
+        self.conns.values().filter(|c| c.info.format != Format::Tail)
+    }
+
+    /// Publishes `ev`: encodes it once per wire format in use, hands the shared frame to every
+    /// connection, and removes those whose queue is full or whose client is gone.
+    pub fn publish(&mut self, ev: &Event) -> Outcome {
+        if !self.is_live() {
+            self.notify_dropped(&ev.id, ev.ts);
+            return Outcome::Dropped;
+        }
+        let frames: [Option<S::Frame>; 4] = Format::ALL.map(|f| {
+            (self.per_format[f.index()] > 0).then(|| S::Frame::from(frame::encode(ev, f)))
+        });
+        let mut count = 0;
+        let mut removed = Vec::new();
+        for conn in self.conns.values_mut() {
+            let frame = frames[conn.info.format.index()].as_ref().expect("encoded for formats in use");
+            match conn.sink.try_send(frame) {
+                SendResult::Sent => {
+                    if conn.info.format != Format::Tail {
+                        conn.events_sent += 1;
+                        count += 1;
+                    }
+                }
+                reason => removed.push(Removed { id: conn.info.id.clone(), reason }),
+            }
+        }
+        for r in &removed {
+            self.detach(&r.id);
+        }
+        Outcome::Delivered { count, removed }
+    }
+
+    /// Tells the tails that an event was dropped on this topic.
+    pub fn notify_dropped(&mut self, id: &str, ts: u64) {
+        if self.per_format[Format::Tail.index()] == 0 {
+            return;
+        }
+        let frame = S::Frame::from(frame::encode_tail_dropped(&self.topic, id, ts));
+        self.send_where(|f| f == Format::Tail, &frame);
+    }
+
+    /// Sends the keepalive comment to every SSE connection (tails included) and removes those
+    /// that are gone. WebSocket connections are kept alive by their runtime's own ping.
+    pub fn keepalive(&mut self) -> Vec<Removed> {
+        let frame = S::Frame::from(frame::KEEPALIVE.to_string());
+        self.send_where(|f| f != Format::Ws, &frame)
+    }
+
+    fn send_where(&mut self, select: impl Fn(Format) -> bool, frame: &S::Frame) -> Vec<Removed> {
+        let mut removed = Vec::new();
+        for conn in self.conns.values_mut().filter(|c| select(c.info.format)) {
+            match conn.sink.try_send(frame) {
+                SendResult::Sent => {}
+                reason => removed.push(Removed { id: conn.info.id.clone(), reason }),
+            }
+        }
+        for r in &removed {
+            self.detach(&r.id);
+        }
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A sink that records frames, with a capacity, that can be closed.
+    #[derive(Clone, Default)]
+    struct TestSink {
+        frames: Rc<RefCell<Vec<Rc<str>>>>,
+        capacity: usize,
+        closed: Rc<RefCell<bool>>,
+    }
+
+    impl Sink for TestSink {
+        type Frame = Rc<str>;
+        fn try_send(&mut self, frame: &Rc<str>) -> SendResult {
+            if *self.closed.borrow() {
+                return SendResult::Closed;
+            }
+            let mut f = self.frames.borrow_mut();
+            if f.len() >= self.capacity {
+                return SendResult::Full;
+            }
+            f.push(frame.clone());
+            SendResult::Sent
+        }
+    }
+
+    fn info(id: &str, format: Format) -> ConnInfo {
+        ConnInfo {
+            id: id.into(),
+            topics: vec!["t".into()],
+            transport: if format == Format::Ws { Transport::Ws } else { Transport::Sse },
+            format,
+            connected_at: 1,
+            node: "local".into(),
+        }
+    }
+
+    fn sink(capacity: usize) -> TestSink {
+        TestSink { capacity, ..Default::default() }
+    }
+
+    fn event(id: &str) -> Event {
+        Event { topic: "t".into(), id: id.into(), event: None, data: "d".into(), ts: 1 }
+    }
+
+    #[test]
+    fn drop_when_nobody_is_there() {
+        let mut t: TopicState<TestSink> = TopicState::new("t", 10);
+        assert_eq!(t.publish(&event("1")), Outcome::Dropped);
+    }
+
+    #[test]
+    fn deliver_to_every_subscriber_sharing_one_frame_per_format() {
+        let mut t = TopicState::new("t", 10);
+        let (a, b, c) = (sink(10), sink(10), sink(10));
+        t.attach(info("a", Format::Sse), a.clone()).unwrap();
+        t.attach(info("b", Format::Sse), b.clone()).unwrap();
+        t.attach(info("c", Format::Ws), c.clone()).unwrap();
+        assert_eq!(t.publish(&event("1")), Outcome::Delivered { count: 3, removed: vec![] });
+        // a and b got the very same allocation.
+        assert!(Rc::ptr_eq(&a.frames.borrow()[0], &b.frames.borrow()[0]));
+        assert_eq!(&*a.frames.borrow()[0], "id: 1\ndata: d\n\n");
+        assert!(c.frames.borrow()[0].starts_with("{\"topic\":\"t\""));
+        assert_eq!(t.get("a").unwrap().events_sent, 1);
+    }
+
+    #[test]
+    fn slow_and_gone_connections_are_removed_others_keep_going() {
+        let mut t = TopicState::new("t", 10);
+        let slow = sink(1);
+        let gone = sink(10);
+        let ok = sink(10);
+        t.attach(info("slow", Format::Sse), slow.clone()).unwrap();
+        t.attach(info("gone", Format::Sse), gone.clone()).unwrap();
+        t.attach(info("ok", Format::Sse), ok.clone()).unwrap();
+        t.publish(&event("1"));
+        *gone.closed.borrow_mut() = true;
+        let out = t.publish(&event("2"));
+        assert_eq!(
+            out,
+            Outcome::Delivered {
+                count: 1,
+                removed: vec![
+                    Removed { id: "gone".into(), reason: SendResult::Closed },
+                    Removed { id: "slow".into(), reason: SendResult::Full },
+                ]
+            }
+        );
+        assert_eq!(ok.frames.borrow().len(), 2);
+        assert_eq!(t.subscriber_count(), 1);
+    }
+
+    #[test]
+    fn last_detach_empties_the_topic() {
+        let mut t = TopicState::new("t", 10);
+        t.attach(info("a", Format::Sse), sink(1)).unwrap();
+        t.attach(info("b", Format::Ws), sink(1)).unwrap();
+        assert!(t.detach("a").is_some());
+        assert!(!t.is_empty());
+        assert!(t.detach("b").is_some());
+        assert!(t.is_empty());
+        assert!(t.detach("b").is_none());
+    }
+
+    #[test]
+    fn tails_do_not_keep_a_topic_live_but_see_drops_and_publishes() {
+        let mut t = TopicState::new("t", 10);
+        let tail = sink(10);
+        t.attach(info("tail", Format::Tail), tail.clone()).unwrap();
+        assert!(!t.is_live());
+        assert_eq!(t.publish(&event("1")), Outcome::Dropped);
+        assert!(tail.frames.borrow()[0].starts_with("id: 1\nevent: dropped\n"));
+        t.attach(info("s", Format::Sse), sink(10)).unwrap();
+        assert_eq!(t.publish(&event("2")), Outcome::Delivered { count: 1, removed: vec![] });
+        assert!(tail.frames.borrow()[1].starts_with("id: 2\nevent: published\n"));
+    }
+
+    #[test]
+    fn connection_limit_is_503_and_ignores_tails() {
+        let mut t = TopicState::new("t", 1);
+        t.attach(info("a", Format::Sse), sink(1)).unwrap();
+        let e = t.attach(info("b", Format::Sse), sink(1)).unwrap_err();
+        assert_eq!(e.status(), 503);
+        t.attach(info("tail", Format::Tail), sink(1)).unwrap();
+    }
+
+    #[test]
+    fn keepalive_reaches_sse_and_removes_the_gone() {
+        let mut t = TopicState::new("t", 10);
+        let (a, w, gone) = (sink(10), sink(10), sink(10));
+        t.attach(info("a", Format::Sse), a.clone()).unwrap();
+        t.attach(info("w", Format::Ws), w.clone()).unwrap();
+        t.attach(info("gone", Format::SseEnvelope), gone.clone()).unwrap();
+        *gone.closed.borrow_mut() = true;
+        let removed = t.keepalive();
+        assert_eq!(removed, vec![Removed { id: "gone".into(), reason: SendResult::Closed }]);
+        assert_eq!(&*a.frames.borrow()[0], ": keepalive\n\n");
+        assert!(w.frames.borrow().is_empty());
+    }
+}
