@@ -1,1 +1,19 @@
+//! The Cloudflare runtime: a Worker that validates and routes every request with the core crate,
+//! one `TopicObject` Durable Object per topic that owns the topic's subscribers, and a
+//! `RegistryObject` that serves the admin API's listings.
 
+mod body;
+mod gateway;
+mod http;
+mod registry_object;
+mod topic_object;
+
+pub use registry_object::RegistryObject;
+pub use topic_object::TopicObject;
+
+use worker::{event, Context, Env, Request, Response, Result};
+
+#[event(fetch)]
+async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
+    Ok(gateway::handle(req, env).await)
+}

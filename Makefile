@@ -1,0 +1,34 @@
+# SSE gateway: Cloudflare Worker (Rust -> wasm) + pure core crate.
+# `make dev` and `make test` set everything up themselves (scripts/setup.sh).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+.PHONY: help setup dev test build unit e2e clean
+
+help: ## List the targets
+	@echo "Targets:"
+	@grep -E '^[a-z][a-z0-9_-]*:.*## ' $(MAKEFILE_LIST) | \
+		sed -E 's/^([a-z0-9_-]+):.*## (.*)/  make \1\t\2/' | expand -t 16
+
+setup: ## Install toolchain pieces if missing (idempotent; fast when done)
+	@bash scripts/setup.sh
+
+dev: ## Set up, then run the gateway with wrangler dev on http://127.0.0.1:8787
+	@bash scripts/dev.sh
+
+test: ## Set up, then run every test; results in test-results/
+	@bash scripts/test.sh
+
+build: setup ## Build the Worker (release wasm) into build/
+	@bash scripts/build-worker.sh
+
+unit: ## Unit + property tests of crates/core (cargo test -p sse-core)
+	@. scripts/env.sh && cargo test -p sse-core
+
+e2e: build ## Set up, build, then run the end-to-end suite (tests/e2e/run.mjs)
+	@. scripts/env.sh && WORKER_BUILD_SKIP=1 node tests/e2e/run.mjs
+
+clean: ## Remove build outputs: target/ build/ dist/ .wrangler/ (local DO state) test-results/logs/
+	@. scripts/env.sh && cargo clean
+	rm -rf build dist .wrangler test-results/logs

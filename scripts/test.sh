@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Set everything up and run every test. Steps:
+#   setup   scripts/setup.sh
+#   unit    cargo test -p sse-core (unit + property tests)
+#   build   scripts/build-worker.sh (release wasm)
+#   bundle  wrangler deploy --dry-run --outdir dist (+ wasm size, raw and gzip -9)
+#   e2e     node tests/e2e/run.mjs (starts wrangler dev itself)
+# All steps run even when one fails. Results: test-results/summary.json and
+# test-results/summary.md; step logs in test-results/logs/. The last line
+# printed is "N passed, N failed" (N = steps); exit status 1 if any failed.
+#
+#   TEST_VERBOSE=1   also stream step output to the terminal
+#   E2E_TIMEOUT=N    seconds before the e2e step is killed (default 1800)
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/env.sh
+. "$here/env.sh"
+cd "$SSE_ROOT"
+
+results=test-results
+logs="$results/logs"
+mkdir -p "$logs"
+
+steps_total=5
+step_no=0
+n_passed=0
+n_failed=0
+# One JSON object per step, in run order.
+step_json=()
+# One markdown table row per step.
+step_md=()
+
+# Per-step facts set by the step functions (reset before each step).
+reset_facts() {
+  tests_passed=""
+  tests_failed=""
+  wasm_bytes=""
+  wasm_gzip_bytes=""
+  note=""
+}
+
+json_str() {
+  local s="$1"
+  s="${s//\\/\\\\}"
+  s="${s//\"/\\\"}"
+  s="${s//$'\t'/\\t}"
+  s="${s//$'\n'/\\n}"
+  s="${s//$'\r'/\\r}"
+  printf '"%s"' "$s"
+}
+
+# run_step NAME "COMMAND AS SHOWN" FUNCTION
+run_step() {
+  local name="$1" shown="$2" fn="$3"
+  local log="$logs/$name.log" rc start secs status
+  step_no=$((step_no + 1))
+  reset_facts
+  echo "==> [$step_no/$steps_total] $name: $shown"
+  start=$SECONDS
+  if [ "${TEST_VERBOSE:-0}" = 1 ] || [ "$name" = setup ]; then
+    ( set -e; "$fn" ) 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+  else
+    ( set -e; "$fn" ) >"$log" 2>&1
+    rc=$?
+  fi
+  secs=$((SECONDS - start))
+  "after_$fn" "$log" "$rc" || true
+  if [ "$rc" -eq 0 ]; then
+    status=passed
+    n_passed=$((n_passed + 1))
+  else
+    status=failed
+    n_failed=$((n_failed + 1))
+    [ -n "$note" ] || note="exit code $rc"
+  fi
+
+  local detail=""
+  if [ -n "$tests_passed" ]; then
+    detail="$tests_passed passed, ${tests_failed:-0} failed"
+  fi
+  if [ -n "$wasm_bytes" ]; then
+    detail="${detail:+$detail; }wasm $wasm_bytes bytes, $wasm_gzip_bytes gzip -9"
+  fi
+  if [ "$status" = failed ] || [ -z "$detail" ]; then
+    [ -n "$note" ] && detail="${detail:+$detail; }$note"
+  fi
+  echo "    $status in ${secs}s${detail:+ ($detail)}; log: $log"
+  if [ "$status" = failed ] && [ "${TEST_VERBOSE:-0}" != 1 ] && [ "$name" != setup ]; then
+    echo "    --- last lines of $log ---"
+    tail -n 40 "$log" | sed 's/^/    | /'
+  fi
+
+  # Stable key order; no timestamps or durations, so reruns with the same
+  # outcome give the same entries.
+  local j
+  j="{\"name\": $(json_str "$name"), \"status\": \"$status\", \"command\": $(json_str "$shown")"
+  j+=", \"exit_code\": $rc"
+  if [ -n "$tests_passed" ]; then
+    j+=", \"tests_passed\": $tests_passed, \"tests_failed\": ${tests_failed:-0}"
+  fi
+  if [ -n "$wasm_bytes" ]; then
+    j+=", \"wasm_bytes\": $wasm_bytes, \"wasm_gzip_bytes\": $wasm_gzip_bytes"
+  fi
+  [ -n "$note" ] && j+=", \"note\": $(json_str "$note")"
+  j+=", \"log\": $(json_str "$log")}"
+  step_json+=("$j")
+  step_md+=("| $name | \`$shown\` | $status | ${detail//|/\\|} | [log](logs/$name.log) |")
+}
+
+# Sum cargo's "test result: ok. N passed; M failed; ..." lines.
+count_cargo_tests() {
+  local log="$1"
+  read -r tests_passed tests_failed < <(
+    sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed.*/\1 \2/p' "$log" |
+      awk '{ p += $1; f += $2; n++ } END { if (n) print p, f }'
+  ) || true
+}
+
+# The e2e runner's own totals: a "N passed, M failed" line, or node:test's
+# "# pass N" / "ℹ pass N" lines; the last one printed wins.
+count_e2e_tests() {
+  local log="$1" line
+  line="$(sed -n 's/.*\b\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*/\1 \2/p' "$log" | tail -n 1)"
+  if [ -z "$line" ]; then
+    local p f
+    p="$(sed -n 's/^\(#\|ℹ\) pass \([0-9][0-9]*\)$/\2/p' "$log" | tail -n 1)"
+    f="$(sed -n 's/^\(#\|ℹ\) fail \([0-9][0-9]*\)$/\2/p' "$log" | tail -n 1)"
+    [ -n "$p" ] && line="$p ${f:-0}"
+  fi
+  if [ -n "$line" ]; then
+    read -r tests_passed tests_failed <<<"$line"
+  fi
+}
+
+build_ok=0
+
+step_setup() { bash scripts/setup.sh; }
+after_step_setup() { :; }
+
+step_unit() { cargo test -p sse-core; }
+after_step_unit() { count_cargo_tests "$1"; }
+
+step_build() { bash scripts/build-worker.sh; }
+after_step_build() {
+  if [ "$2" -eq 0 ]; then build_ok=1; fi
+}
+
+wasm_file() {
+  local f
+  for f in build/worker/*.wasm build/*.wasm; do
+    if [ -f "$f" ]; then
+      echo "$f"
+      return 0
+    fi
+  done
+  return 1
+}
+
+step_bundle() {
+  rm -rf dist
+  # The build step already built build/; don't let wrangler rebuild it.
+  if [ "$build_ok" = 1 ]; then export WORKER_BUILD_SKIP=1; fi
+  wrangler deploy --dry-run --outdir dist
+  local w
+  w="$(wasm_file)" || { echo "no .wasm under build/ or build/worker/" >&2; return 1; }
+  echo "wasm: $w $(wc -c <"$w") bytes, gzip -9: $(gzip -9 -c "$w" | wc -c) bytes"
+}
+after_step_bundle() {
+  local w
+  if w="$(wasm_file)"; then
+    wasm_bytes="$(wc -c <"$w" | tr -d ' ')"
+    wasm_gzip_bytes="$(gzip -9 -c "$w" | wc -c | tr -d ' ')"
+  fi
+}
+
+step_e2e() {
+  if [ ! -f tests/e2e/run.mjs ]; then
+    echo "tests/e2e/run.mjs not found" >&2
+    return 1
+  fi
+  if [ "$build_ok" = 1 ]; then export WORKER_BUILD_SKIP=1; fi
+  timeout --kill-after=15 "${E2E_TIMEOUT:-1800}" node tests/e2e/run.mjs
+}
+after_step_e2e() {
+  count_e2e_tests "$1"
+  if [ "$2" -eq 124 ] || [ "$2" -eq 137 ]; then note="timed out after ${E2E_TIMEOUT:-1800}s"; fi
+  if [ ! -f tests/e2e/run.mjs ]; then note="tests/e2e/run.mjs not found"; fi
+}
+
+run_step setup "bash scripts/setup.sh" step_setup
+run_step unit "cargo test -p sse-core" step_unit
+run_step build "bash scripts/build-worker.sh" step_build
+run_step bundle "wrangler deploy --dry-run --outdir dist" step_bundle
+run_step e2e "node tests/e2e/run.mjs" step_e2e
+
+# --- summary -----------------------------------------------------------------
+generated_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+if [ "$n_failed" -eq 0 ]; then overall=passed; else overall=failed; fi
+
+{
+  echo "{"
+  echo "  \"generated_at\": \"$generated_at\","
+  echo "  \"result\": \"$overall\","
+  echo "  \"passed\": $n_passed,"
+  echo "  \"failed\": $n_failed,"
+  echo "  \"steps\": ["
+  for i in "${!step_json[@]}"; do
+    sep=","
+    [ "$i" -eq $((${#step_json[@]} - 1)) ] && sep=""
+    echo "    ${step_json[$i]}$sep"
+  done
+  echo "  ]"
+  echo "}"
+} >"$results/summary.json"
+
+{
+  echo "# Test summary"
+  echo
+  echo "Generated by \`make test\` (scripts/test.sh) at $generated_at."
+  echo
+  echo "**$n_passed passed, $n_failed failed** ($overall)"
+  echo
+  echo "| step | command | result | details | log |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${step_md[@]}"
+  echo
+  echo "End-to-end reports: \`test-results/e2e-*.md\` / \`e2e-*.json\` (written by tests/e2e/run.mjs)."
+  echo "Step logs (not committed): \`test-results/logs/\`."
+} >"$results/summary.md"
+
+echo "summary: $results/summary.json, $results/summary.md"
+echo "$n_passed passed, $n_failed failed"
+[ "$n_failed" -eq 0 ]

@@ -1,0 +1,78 @@
+//! Response helpers and the pieces of request handling the Worker and its objects share.
+
+use sse_core::{routes, Config, GatewayError};
+use worker::{Date, Env, Headers, Response};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// A random 32-bit number for connection ids.
+pub fn random_u32() -> u32 {
+    (js_sys::Math::random() * f64::from(u32::MAX)) as u32
+}
+
+/// One structured log line.
+pub fn log(line: &str) {
+    worker::console_log!("{line}");
+}
+
+fn headers(pairs: &[(&str, &str)]) -> Headers {
+    let h = Headers::new();
+    for (k, v) in pairs {
+        let _ = h.set(k, v);
+    }
+    h
+}
+
+/// A JSON response.
+pub fn json(status: u16, body: String) -> Response {
+    Response::ok(body)
+        .expect("a string body is always accepted")
+        .with_status(status)
+        .with_headers(headers(&routes::JSON_HEADERS))
+}
+
+/// The JSON error response, with the error's extra headers.
+pub fn error(e: &GatewayError) -> Response {
+    if e.status() >= 500 {
+        log(&serde_json::json!({"level": "error", "msg": e.to_string()}).to_string());
+    }
+    let resp = json(e.status(), e.body());
+    for (k, v) in e.headers() {
+        let _ = resp.headers().set(k, &v);
+    }
+    resp
+}
+
+/// 204 for a CORS preflight.
+pub fn preflight() -> Response {
+    Response::empty().expect("empty").with_status(204).with_headers(headers(&routes::PREFLIGHT_HEADERS))
+}
+
+/// Sets the SSE headers on a streaming response.
+pub fn sse(resp: Response) -> Response {
+    resp.with_headers(headers(&routes::SSE_HEADERS))
+}
+
+/// Turns a worker error into a 500.
+pub fn internal(e: worker::Error) -> GatewayError {
+    GatewayError::Internal(e.to_string())
+}
+
+/// The configuration from `[vars]` and secrets.
+pub fn config(env: &Env) -> Result<Config, GatewayError> {
+    Config::from_lookup(|key| {
+        env.var(key)
+            .map(|v| v.to_string())
+            .or_else(|_| env.secret(key).map(|v| v.to_string()))
+            .ok()
+    })
+    .map_err(|e| GatewayError::Internal(format!("configuration: {e}")))
+}
+
+/// A header as bytes (the core validates its content).
+pub fn header(h: &Headers, name: &str) -> Option<String> {
+    h.get(name).ok().flatten()
+}

@@ -1,0 +1,72 @@
+//! `RegistryObject`: the Durable Object behind the admin listings. Topic objects report attaches
+//! and detaches as they happen and a snapshot every heartbeat; memberships not refreshed within
+//! three heartbeats expire, so the registry converges even after missed updates or an eviction.
+
+use std::cell::RefCell;
+
+use serde_json::json;
+use sse_core::registry::{parse_limit, Registry, RegistryUpdate};
+use sse_core::request::Query;
+use sse_core::{names, GatewayError};
+use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
+
+use crate::http;
+
+#[durable_object]
+pub struct RegistryObject {
+    #[allow(dead_code)]
+    state: State,
+    env: Env,
+    registry: RefCell<Registry>,
+}
+
+impl DurableObject for RegistryObject {
+    fn new(state: State, env: Env) -> Self {
+        Self { state, env, registry: RefCell::new(Registry::new()) }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        Ok(self.route(req).await.unwrap_or_else(|e| http::error(&e)))
+    }
+}
+
+impl RegistryObject {
+    async fn route(&self, mut req: Request) -> std::result::Result<Response, GatewayError> {
+        let cfg = http::config(&self.env)?;
+        let url = req.url().map_err(|_| GatewayError::InvalidRequest("bad url".into()))?;
+        let q = Query::parse(url.query().unwrap_or(""))?;
+        let now = http::now_ms();
+        match (req.method(), url.path()) {
+            (Method::Post, "/update") => {
+                let updates: Vec<RegistryUpdate> = req
+                    .json()
+                    .await
+                    .map_err(|e| GatewayError::InvalidRequest(format!("registry update: {e}")))?;
+                let mut reg = self.registry.borrow_mut();
+                for u in updates {
+                    reg.apply(u, now);
+                }
+                Ok(http::json(200, "{}".into()))
+            }
+            (Method::Get, path @ ("/topics" | "/connections")) => {
+                let limit = parse_limit(q.get("limit"))?;
+                let cursor = q.get("cursor").filter(|c| !c.is_empty());
+                let mut reg = self.registry.borrow_mut();
+                reg.expire(now, cfg.registry_lease_ms());
+                let body = if path == "/topics" {
+                    let page = reg.topics(limit, cursor)?;
+                    json!({"topics": page.items, "total": page.total, "next_cursor": page.next_cursor})
+                } else {
+                    let topic = q.get("topic");
+                    if let Some(t) = topic {
+                        names::check_topic(t)?;
+                    }
+                    let page = reg.connections(limit, cursor, topic)?;
+                    json!({"connections": page.items, "total": page.total, "next_cursor": page.next_cursor})
+                };
+                Ok(http::json(200, body.to_string()))
+            }
+            _ => Err(GatewayError::NotFound),
+        }
+    }
+}
