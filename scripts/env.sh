@@ -45,3 +45,6 @@ export WRANGLER_SEND_METRICS=false
 export DO_NOT_TRACK=1
 export CLOUDFLARE_CF_FETCH_ENABLED=false
 export WRANGLER_HIDE_BANNER=true
+# wrangler dev (never production) drains unread request bodies before answering; that would
+# hold back the drop path and early 4xx answers, so it is switched off locally.
+export WRANGLER_DISABLE_REQUEST_BODY_DRAINING="${WRANGLER_DISABLE_REQUEST_BODY_DRAINING:-1}"

@@ -17,9 +17,16 @@ use crate::body;
 use crate::http::{self, header};
 
 pub async fn handle(req: Request, env: Env) -> Response {
+    let (method, path) = (req.method().to_string(), req.path());
     match dispatch(req, env).await {
         Ok(resp) => resp,
-        Err(e) => http::error(&e),
+        Err(e) => {
+            // Every rejected request is logged once, here.
+            if e.status() < 500 {
+                http::log(&request::rejected_log_line(&method, &path, &e));
+            }
+            http::error(&e)
+        }
     }
 }
 

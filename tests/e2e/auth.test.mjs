@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   subscribe, publish, uniqueTopic, uniqueId, request, adminGet, assertJsonError, openSse,
-  rawSend, config, closeStreamsAfterFile,
+  rawSend, config, closeStreamsAfterFile, heldBackHint,
 } from './lib/index.mjs';
 
 closeStreamsAfterFile();
@@ -71,7 +71,7 @@ test('auth: 401 is answered without reading the body', T, async () => {
     const r = await rawSend('POST', '/publish', [
       ['x-sse-topic', t], ['x-sse-id', uniqueId()], ['content-length', '1000'],
     ], undefined, { timeoutMs: 5000 });
-    assert.ok(r.status !== null, `no response within 5 s (timedOut=${r.timedOut})`);
+    assert.ok(r.status !== null, `no response within 5 s (timedOut=${r.timedOut})${heldBackHint()}`);
     assertJsonError(r, 401, 'unauthorized');
   } finally { c.close(); }
 });

@@ -2,7 +2,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  subscribe, uniqueTopic, adminGet, listAllTopics, assertJsonError, poll, closeStreamsAfterFile,
+  subscribe, uniqueTopic, adminGet, listAllTopics, assertJsonError, poll, config, closeStreamsAfterFile,
 } from './lib/index.mjs';
 
 closeStreamsAfterFile();
@@ -12,10 +12,12 @@ const BATCH = 100;
 const PREFIX = uniqueTopic('page');
 const TOPICS = Array.from({ length: 6 }, (_, i) => `${PREFIX}-${i}`);
 const CHURN_TOPIC = `${PREFIX}-churn`;
+const CHURN_JOIN_TOPIC = `${PREFIX}-join`;
 const T = { timeout: 240_000 };
 
 let poolPromise;
-const pool = { clients: [], byTopic: new Map() };
+const pool = { clients: [], byTopic: new Map(), leavers: [] };
+const LEAVERS_PER_BATCH = 5;
 
 /** Sum of the registry's connection counts over `topics`. */
 async function registryCount(topics) {
@@ -25,28 +27,39 @@ async function registryCount(topics) {
   return n;
 }
 
-async function openBatch(topicOf, count, opened) {
-  const batch = await Promise.all(Array.from({ length: count }, (_, i) => {
-    const topic = topicOf(opened + i);
-    return subscribe({ query: { topic }, timeoutMs: 30_000 }).then((c) => ({ c, topic }));
-  }));
-  return batch;
+function waitRegistry(topics, want, label) {
+  return poll(async () => (await registryCount(topics)) === want, {
+    timeoutMs: 2 * config.heartbeatMs + 30_000, intervalMs: 250, label: `registry shows ${want} connections on ${label}`,
+  });
 }
 
-/** Open N connections over the six topics, in batches, waiting for the registry after each. */
+async function openBatch(topicOf, count) {
+  return Promise.all(Array.from({ length: count }, (_, i) => {
+    const topic = topicOf(i);
+    return subscribe({ query: { topic }, timeoutMs: 30_000 }).then((c) => ({ c, topic }));
+  }));
+}
+
+/**
+ * Open N stable connections over the six topics, in batches of 100, waiting for the registry
+ * after each. Each batch also opens a few "leavers" (on CHURN_TOPIC) so that connections that
+ * leave during paging are spread through the id order, not only at its end.
+ */
 function getPool() {
   poolPromise ??= (async () => {
     for (let opened = 0; opened < N; opened += BATCH) {
-      const batch = await openBatch((i) => TOPICS[i % TOPICS.length], BATCH, opened);
+      const [batch, leavers] = await Promise.all([
+        openBatch((i) => TOPICS[(opened + i) % TOPICS.length], BATCH),
+        openBatch(() => CHURN_TOPIC, LEAVERS_PER_BATCH),
+      ]);
       for (const { c, topic } of batch) {
         pool.clients.push(c);
         if (!pool.byTopic.has(topic)) pool.byTopic.set(topic, new Set());
         pool.byTopic.get(topic).add(c.connectionId);
       }
-      const want = opened + BATCH;
-      await poll(async () => (await registryCount(TOPICS)) === want, {
-        timeoutMs: 30_000, intervalMs: 250, label: `registry shows ${want} connections on the test topics`,
-      });
+      pool.leavers.push(...leavers.map((x) => x.c));
+      await waitRegistry(TOPICS, opened + BATCH, 'the test topics');
+      await waitRegistry([CHURN_TOPIC], pool.leavers.length, 'the churn topic');
     }
     const ids = pool.clients.map((c) => c.connectionId);
     assert.equal(new Set(ids).size, N, 'connection ids are not unique');
@@ -57,7 +70,7 @@ function getPool() {
 }
 
 after(() => {
-  for (const c of pool.clients) c.close();
+  for (const c of [...pool.clients, ...pool.leavers]) c.close();
 });
 
 function assertSortedPage(items, context) {
@@ -67,14 +80,9 @@ function assertSortedPage(items, context) {
 }
 
 test('pagination: limit=500 pages list each of 1,200 stable connections exactly once while others come and go', T, async () => {
-  const { ids } = await getPool();
-  const leavers = [];
+  const { ids, leavers } = await getPool();
   const joiners = [];
   try {
-    // 60 connections that will leave while we page
-    for (const { c } of await openBatch(() => CHURN_TOPIC, 60, 0)) leavers.push(c);
-    await poll(async () => (await registryCount([CHURN_TOPIC])) === 60, { timeoutMs: 30_000, label: 'churn connections listed' });
-
     const seen = new Map();
     const allListed = [];
     let cursor;
@@ -97,13 +105,14 @@ test('pagination: limit=500 pages list each of 1,200 stable connections exactly 
         if (ids.has(c.id)) seen.set(c.id, (seen.get(c.id) ?? 0) + 1);
       }
       pages++;
-      // churn between pages: some leave, some arrive
-      if (pages === 1) {
-        leavers.splice(0, 30).forEach((c) => c.close());
-        for (const { c } of await openBatch(() => CHURN_TOPIC, 30, 0)) joiners.push(c);
-      } else if (pages === 2) {
-        leavers.splice(0).forEach((c) => c.close());
-        for (const { c } of await openBatch(() => CHURN_TOPIC, 30, 0)) joiners.push(c);
+      // churn between pages: leavers (spread over the id order) go, joiners arrive; wait until
+      // the registry reflects it before reading the next page
+      if (pages === 1 || pages === 2) {
+        const going = pages === 1 ? leavers.splice(0, Math.floor(leavers.length / 2)) : leavers.splice(0);
+        going.forEach((c) => c.close());
+        for (const { c } of await openBatch(() => CHURN_JOIN_TOPIC, 30)) joiners.push(c);
+        await waitRegistry([CHURN_TOPIC], leavers.length, 'the churn topic after closing leavers');
+        await waitRegistry([CHURN_JOIN_TOPIC], joiners.length, 'the joiners\' topic');
       }
       if (page.next_cursor === null) break;
       assert.equal(typeof page.next_cursor, 'string', `page ${pages}: next_cursor ${page.next_cursor}`);
@@ -117,7 +126,6 @@ test('pagination: limit=500 pages list each of 1,200 stable connections exactly 
     assert.equal(repeated.length, 0, `${repeated.length} stable connections listed more than once, e.g. ${JSON.stringify(repeated.slice(0, 5))}`);
     assert.equal(new Set(allListed).size, allListed.length, 'a connection id appeared twice in one pass');
   } finally {
-    leavers.forEach((c) => c.close());
     joiners.forEach((c) => c.close());
   }
 });

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   subscribe, publish, publishOk, uniqueTopic, uniqueId, request, rawSend, rawAuth,
-  assertJsonError, closeStreamsAfterFile,
+  assertJsonError, closeStreamsAfterFile, heldBackHint,
 } from './lib/index.mjs';
 
 closeStreamsAfterFile();
@@ -151,6 +151,6 @@ test('publish: checks run in order — 400 before 413, body not awaited', T, asy
     ['x-sse-id', 'bad id'],
     ['content-length', '10000000'],
   ], undefined, { timeoutMs: 5000 });
-  assert.ok(r.status !== null, `no response within 5 s (timed out: ${r.timedOut})`);
+  assert.ok(r.status !== null, `no response within 5 s (timed out: ${r.timedOut})${heldBackHint()}`);
   assertJsonError(r, 400, 'invalid_id', 'invalid id with oversize content-length');
 });

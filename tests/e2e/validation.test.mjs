@@ -168,28 +168,42 @@ function tamper(cursor) {
   return cursor.slice(0, i) + alt + cursor.slice(i + 1);
 }
 
-test('400 invalid_cursor: a real cursor altered or truncated', T, async () => {
+/**
+ * Get a real next_cursor from `path` (three connections on a fresh topic guarantee one for
+ * /connections), then require 400 invalid_cursor for each variant made by `variants(cursor)`.
+ */
+async function cursorVariantsRejected(variants) {
   const t = uniqueTopic('cursor');
   const cs = await Promise.all([0, 1, 2].map(() => subscribe({ headers: { 'x-sse-topic': t } })));
   try {
     for (const path of ['/admin/api/connections', '/admin/api/topics']) {
-      // topics: these three connections share one topic; make sure there are ≥ 2 topics as well
       const page = await adminGet(path, { limit: 1 });
       assert.equal(page.status, 200, page.text);
       const cursor = page.json.next_cursor;
       if (cursor === null || cursor === undefined) {
-        // possible for /topics if only one topic is live at all; skip that path
+        // only possible for /topics when a single topic is live at all
         assert.equal(path, '/admin/api/topics', `${path}?limit=1 returned no next_cursor with ≥ 3 connections live`);
         continue;
       }
       assert.equal(typeof cursor, 'string');
       const ok = await adminGet(path, { limit: 1, cursor });
       assert.equal(ok.status, 200, `the issued cursor was refused: ${ok.text.slice(0, 200)}`);
-      for (const bad of [tamper(cursor), cursor.slice(0, -1), `${cursor}A`]) {
+      for (const bad of variants(cursor)) {
         assertJsonError(await adminGet(path, { limit: 1, cursor: bad }), 400, 'invalid_cursor', `${path} cursor ${JSON.stringify(bad)} (issued ${JSON.stringify(cursor)})`);
       }
     }
   } finally { cs.forEach((c) => c.close()); }
+}
+
+test('400 invalid_cursor: a real cursor with garbage added', T, async () => {
+  await cursorVariantsRejected((c) => [`${c}!`, `!${c}`, `${c}~~`, `${c}\u00e9`]);
+});
+
+// Strict reading of docs/api.md ("a cursor the gateway did not issue"): an issued cursor with one
+// character changed, or cut short, was not issued. An unsigned cursor (e.g. hex of the last id)
+// may decode to another plausible position and be accepted.
+test('400 invalid_cursor: a real cursor altered or truncated (not issued by the gateway)', T, async () => {
+  await cursorVariantsRejected((c) => [tamper(c), c.slice(0, -1), c.slice(0, -2)]);
 });
 
 // ---- frame injection over a raw socket --------------------------------------------------

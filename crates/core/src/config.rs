@@ -22,6 +22,22 @@ pub struct Setting {
     pub help: &'static str,
 }
 
+impl Setting {
+    /// Reads the setting: absent or blank → the default; otherwise a whole number in range.
+    pub fn read(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
+        let value = match lookup(self.key) {
+            None => return Ok(self.default),
+            Some(v) if v.trim().is_empty() => return Ok(self.default),
+            Some(v) => v,
+        };
+        let n: u64 = value.trim().parse().map_err(|_| ConfigError::NotANumber { key: self.key, value: value.clone() })?;
+        if n < self.min || n > self.max {
+            return Err(ConfigError::OutOfRange { key: self.key, value: n, min: self.min, max: self.max });
+        }
+        Ok(n)
+    }
+}
+
 pub const HEARTBEAT_INTERVAL_MS: Setting = Setting { key: "HEARTBEAT_INTERVAL_MS", default: 15_000, min: 500, max: 300_000, help: "keepalive comment interval; dead connections leave within two intervals" };
 pub const RETRY_MS: Setting = Setting { key: "RETRY_MS", default: 3_000, min: 0, max: 600_000, help: "the `retry:` reconnect delay sent to SSE clients" };
 pub const MAX_BODY_BYTES: Setting = Setting { key: "MAX_BODY_BYTES", default: 65_536, min: 1, max: 1_048_576, help: "largest publish body" };
@@ -52,18 +68,7 @@ impl Default for Config {
 impl Config {
     /// Builds the configuration from a key lookup (e.g. `std::env::var(k).ok()`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let num = |s: &Setting| -> Result<u64, ConfigError> {
-            let value = match lookup(s.key) {
-                None => return Ok(s.default),
-                Some(v) if v.trim().is_empty() => return Ok(s.default),
-                Some(v) => v,
-            };
-            let n: u64 = value.trim().parse().map_err(|_| ConfigError::NotANumber { key: s.key, value: value.clone() })?;
-            if n < s.min || n > s.max {
-                return Err(ConfigError::OutOfRange { key: s.key, value: n, min: s.min, max: s.max });
-            }
-            Ok(n)
-        };
+        let num = |s: &Setting| s.read(&lookup);
         Ok(Self {
             api_keys: ApiKeys::parse(&lookup("API_KEYS").unwrap_or_default()),
             heartbeat_ms: num(&HEARTBEAT_INTERVAL_MS)?,

@@ -36,6 +36,8 @@ pub enum GatewayError {
     PayloadTooLarge { max: usize },
     #[error("the body must be UTF-8 text")]
     UnsupportedBody,
+    #[error("the body did not arrive within {ms} ms")]
+    BodyTimeout { ms: u64 },
     #[error("this endpoint needs a WebSocket upgrade")]
     UpgradeRequired,
     #[error("{0}")]
@@ -53,6 +55,7 @@ impl GatewayError {
             | InvalidEvent(_) | InvalidEnvelope | InvalidLimit { .. } | InvalidCursor
             | InvalidRequest(_) => 400,
             Unauthorized => 401,
+            BodyTimeout { .. } => 408,
             NotFound => 404,
             MethodNotAllowed { .. } => 405,
             PayloadTooLarge { .. } => 413,
@@ -82,6 +85,7 @@ impl GatewayError {
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge { .. } => "payload_too_large",
             UnsupportedBody => "unsupported_body",
+            BodyTimeout { .. } => "body_timeout",
             UpgradeRequired => "upgrade_required",
             ConnectionLimit(_) => "connection_limit",
             Internal(_) => "internal",
@@ -123,6 +127,7 @@ mod tests {
         assert_eq!(GatewayError::Unauthorized.status(), 401);
         assert_eq!(GatewayError::PayloadTooLarge { max: 1 }.status(), 413);
         assert_eq!(GatewayError::UnsupportedBody.status(), 415);
+        assert_eq!((GatewayError::BodyTimeout { ms: 5 }.status(), GatewayError::BodyTimeout { ms: 5 }.code()), (408, "body_timeout"));
         let e = GatewayError::MethodNotAllowed { allow: "POST, OPTIONS" };
         assert_eq!(e.status(), 405);
         assert_eq!(e.headers(), vec![("allow", "POST, OPTIONS".to_string())]);

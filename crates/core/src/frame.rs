@@ -113,6 +113,13 @@ pub fn encode_comment(text: &str) -> String {
 /// The keepalive comment.
 pub const KEEPALIVE: &str = ": keepalive\n\n";
 
+/// The last frame of a stream whose node is shutting down: `event: reconnect` (no `id:`, so the
+/// client's last event id is kept) telling the client to reconnect, which `EventSource` does by
+/// itself after `retry` ms once the stream ends.
+pub fn encode_reconnect(reason: &str) -> String {
+    encode_sse(None, Some("reconnect"), &serde_json::json!({"reason": reason}).to_string())
+}
+
 /// The block that opens every SSE stream: the reconnect delay and the `connected` event. It has
 /// no `id:` line, so it does not change the client's last event id.
 pub fn encode_open(retry_ms: u64, connection_id: &str, topics: &[String]) -> String {
@@ -282,6 +289,13 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn reconnect_frame_has_no_id() {
+        let s = encode_reconnect("shutdown");
+        assert_eq!(s, "event: reconnect\ndata: {\"reason\":\"shutdown\"}\n\n");
+        assert!(matches!(&parse_all(&s)[0], SseItem::Event(e) if e.id.is_none()));
     }
 
     #[test]

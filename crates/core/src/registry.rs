@@ -67,12 +67,45 @@ pub struct ConnectionView {
     pub events_sent: u64,
 }
 
+impl ConnectionView {
+    /// The view of a connection; `connected_at_ms` is milliseconds since the Unix epoch.
+    pub fn new(id: String, topics: Vec<String>, transport: Transport, connected_at_ms: u64, node: String, events_sent: u64) -> Self {
+        Self { id, topics, transport, connected_at: rfc3339(connected_at_ms), node, events_sent }
+    }
+}
+
+/// A whole connection as a runtime that keeps one record per connection stores it (the native
+/// cluster keeps these in Redis); [`ConnRecord::view`] is what the admin API lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnRecord {
+    pub id: String,
+    pub topics: Vec<String>,
+    pub transport: Transport,
+    pub connected_at: u64,
+    pub node: String,
+    /// Events delivered to the connection, summed over its topics.
+    pub events_sent: u64,
+}
+
+impl ConnRecord {
+    pub fn view(&self) -> ConnectionView {
+        ConnectionView::new(self.id.clone(), self.topics.clone(), self.transport, self.connected_at, self.node.clone(), self.events_sent)
+    }
+}
+
 /// A topic as the admin API lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicView {
     pub topic: String,
     pub connections: usize,
     pub mode: &'static str,
+}
+
+impl TopicView {
+    /// `mode` is `unicast` for one connection, `multicast` for several.
+    pub fn new(topic: String, connections: usize) -> Self {
+        Self { topic, connections, mode: if connections == 1 { "unicast" } else { "multicast" } }
+    }
 }
 
 /// One page of a listing.
@@ -83,6 +116,17 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T: Serialize> Page<T> {
+    /// The admin API body: `{"<key>": [...], "total": n, "next_cursor": ...}`.
+    pub fn body(&self, key: &str) -> String {
+        let mut m = serde_json::Map::new();
+        m.insert(key.to_string(), serde_json::to_value(&self.items).expect("views serialise"));
+        m.insert("total".into(), self.total.into());
+        m.insert("next_cursor".into(), self.next_cursor.clone().into());
+        serde_json::Value::Object(m).to_string()
+    }
+}
+
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -90,8 +134,10 @@ pub struct Registry {
     topics: BTreeMap<String, BTreeSet<String>>,
 }
 
-const CONN_CURSOR: char = 'c';
-const TOPIC_CURSOR: char = 't';
+/// Cursor kind of the connection listing.
+pub const CONN_CURSOR: char = 'c';
+/// Cursor kind of the topic listing.
+pub const TOPIC_CURSOR: char = 't';
 
 impl Registry {
     pub fn new() -> Self {
@@ -172,14 +218,14 @@ impl Registry {
     }
 
     fn view(id: &str, e: &Entry) -> ConnectionView {
-        ConnectionView {
-            id: id.to_string(),
-            topics: e.topics.keys().cloned().collect(),
-            transport: e.transport,
-            connected_at: rfc3339(e.connected_at),
-            node: e.node.clone(),
-            events_sent: e.topics.values().map(|m| m.events_sent).sum(),
-        }
+        ConnectionView::new(
+            id.to_string(),
+            e.topics.keys().cloned().collect(),
+            e.transport,
+            e.connected_at,
+            e.node.clone(),
+            e.topics.values().map(|m| m.events_sent).sum(),
+        )
     }
 
     /// A page of connections, optionally only those on `topic`, sorted by id.
@@ -205,11 +251,7 @@ impl Registry {
     pub fn topics(&self, limit: usize, cursor: Option<&str>) -> Result<Page<TopicView>, GatewayError> {
         let after = cursor.map(|c| decode_cursor(TOPIC_CURSOR, c)).transpose()?;
         let limit = limit.clamp(1, MAX_PAGE);
-        let iter = range_after(&self.topics, after.as_deref()).map(|(t, ids)| TopicView {
-            topic: t.clone(),
-            connections: ids.len(),
-            mode: if ids.len() == 1 { "unicast" } else { "multicast" },
-        });
+        let iter = range_after(&self.topics, after.as_deref()).map(|(t, ids)| TopicView::new(t.clone(), ids.len()));
         Ok(paginate(iter, limit, self.topics.len(), |v| encode_cursor(TOPIC_CURSOR, &v.topic)))
     }
 }
@@ -230,7 +272,10 @@ fn set_after<'a>(set: &'a BTreeSet<String>, after: Option<&str>) -> impl Iterato
     set.range((lower, Bound::Unbounded))
 }
 
-fn paginate<T>(mut iter: impl Iterator<Item = T>, limit: usize, total: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
+/// Takes up to `limit` items of a sorted iterator that starts after the cursor; `next_cursor` is
+/// the key of the last item taken when more follow. Runtimes whose records live elsewhere (the
+/// native cluster's Redis) page with this too, handing it `limit + 1` items at most.
+pub fn paginate<T>(mut iter: impl Iterator<Item = T>, limit: usize, total: usize, cursor_of: impl Fn(&T) -> String) -> Page<T> {
     let items: Vec<T> = iter.by_ref().take(limit).collect();
     let next_cursor = match (items.last(), iter.next()) {
         (Some(last), Some(_)) => Some(cursor_of(last)),
@@ -250,23 +295,36 @@ pub fn parse_limit(raw: Option<&str>) -> Result<usize, GatewayError> {
     }
 }
 
-/// A cursor is `<kind>1.<hex of the last key>`: opaque to clients, checked on the way back.
+/// A cursor is `<kind>1.<hex of the last key>.<checksum>`: opaque to clients, checked on the
+/// way back so a truncated or altered cursor is a 400 rather than a silent jump.
 pub fn encode_cursor(kind: char, key: &str) -> String {
-    let mut s = String::with_capacity(3 + key.len() * 2);
+    let mut s = String::with_capacity(12 + key.len() * 2);
     s.push(kind);
     s.push_str("1.");
     for b in key.bytes() {
         s.push_str(&format!("{b:02x}"));
     }
+    s.push_str(&format!(".{:08x}", checksum(kind, key)));
     s
 }
 
+/// FNV-1a over the kind and the key.
+fn checksum(kind: char, key: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in [kind as u8].iter().chain(key.as_bytes()) {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
 pub fn decode_cursor(kind: char, cursor: &str) -> Result<String, GatewayError> {
-    let hex = cursor
+    let body = cursor
         .strip_prefix(kind)
         .and_then(|s| s.strip_prefix("1."))
         .ok_or(GatewayError::InvalidCursor)?;
-    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * crate::names::MAX_NAME_LEN {
+    let (hex, sum) = body.split_once('.').ok_or(GatewayError::InvalidCursor)?;
+    if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * crate::names::MAX_NAME_LEN || sum.len() != 8 {
         return Err(GatewayError::InvalidCursor);
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())
@@ -275,6 +333,9 @@ pub fn decode_cursor(kind: char, cursor: &str) -> Result<String, GatewayError> {
         .collect();
     let key = String::from_utf8(bytes.ok_or(GatewayError::InvalidCursor)?).map_err(|_| GatewayError::InvalidCursor)?;
     crate::names::check_name(&key).map_err(|_| GatewayError::InvalidCursor)?;
+    if u32::from_str_radix(sum, 16).ok() != Some(checksum(kind, &key)) {
+        return Err(GatewayError::InvalidCursor);
+    }
     Ok(key)
 }
 
@@ -350,6 +411,23 @@ mod tests {
     }
 
     #[test]
+    fn records_views_and_bodies() {
+        let rec = ConnRecord { id: "c1".into(), topics: vec!["a".into()], transport: Transport::Ws, connected_at: 0, node: "n1".into(), events_sent: 4 };
+        let v = rec.view();
+        assert_eq!((v.connected_at.as_str(), v.events_sent), ("1970-01-01T00:00:00.000Z", 4));
+        assert_eq!(TopicView::new("t".into(), 1).mode, "unicast");
+        assert_eq!(TopicView::new("t".into(), 2).mode, "multicast");
+        let page = paginate(vec![v.clone(), v].into_iter(), 1, 2, |v| encode_cursor(CONN_CURSOR, &v.id));
+        let expected = encode_cursor(CONN_CURSOR, "c1");
+        assert_eq!(page.next_cursor.as_deref(), Some(expected.as_str()));
+        let body: serde_json::Value = serde_json::from_str(&page.body("connections")).unwrap();
+        assert_eq!(body["connections"][0]["node"], "n1");
+        assert_eq!((body["total"].as_u64(), body["next_cursor"].as_str()), (Some(2), Some(expected.as_str())));
+        let empty: Page<TopicView> = paginate(std::iter::empty(), 10, 0, |v: &TopicView| v.topic.clone());
+        assert_eq!(empty.body("topics"), r#"{"next_cursor":null,"topics":[],"total":0}"#);
+    }
+
+    #[test]
     fn limit_parsing() {
         assert_eq!(parse_limit(None).unwrap(), 100);
         assert_eq!(parse_limit(Some("500")).unwrap(), 500);
@@ -360,7 +438,11 @@ mod tests {
 
     #[test]
     fn forged_cursors_are_rejected() {
-        for bad in ["", "abc", "c1.", "c1.zz", "c1.6", "t1.61", "c1.2f2f", "c2.61", "c1.ff"] {
+        let good = encode_cursor('c', "c01");
+        let altered = good.replacen("63", "64", 1);
+        let truncated = &good[..good.len() - 1];
+        let foreign = encode_cursor('t', "c01");
+        for bad in ["", "abc", "c1.", "c1.zz", "c1.6", "t1.61", "c1.2f2f", "c2.61", "c1.ff", "c1.61", &altered, truncated, &foreign] {
             assert_eq!(decode_cursor('c', bad).unwrap_err().code(), "invalid_cursor", "{bad}");
         }
         assert_eq!(decode_cursor('c', &encode_cursor('c', "c01:x")).unwrap(), "c01:x");

@@ -181,6 +181,42 @@ pub enum TopicResult {
     Dropped,
 }
 
+impl TopicResult {
+    /// Combines what several nodes did with one topic's event: counts add up, and the event is
+    /// dropped only if every node dropped it.
+    pub fn merge(self, other: TopicResult) -> TopicResult {
+        match (self, other) {
+            (TopicResult::Delivered(a), TopicResult::Delivered(b)) => TopicResult::Delivered(a + b),
+            (TopicResult::Delivered(n), TopicResult::Dropped) | (TopicResult::Dropped, TopicResult::Delivered(n)) => TopicResult::Delivered(n),
+            (TopicResult::Dropped, TopicResult::Dropped) => TopicResult::Dropped,
+        }
+    }
+}
+
+/// The query of an admin listing: `limit` (1–500, default 100), `cursor` (empty = none) and,
+/// for connections, `topic`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub limit: usize,
+    pub cursor: Option<String>,
+    pub topic: Option<String>,
+}
+
+impl ListQuery {
+    pub fn parse(q: &Query) -> Result<Self> {
+        let limit = crate::registry::parse_limit(q.get("limit"))?;
+        let cursor = q.get("cursor").filter(|c| !c.is_empty()).map(str::to_string);
+        let topic = match q.get("topic") {
+            Some(t) => {
+                names::check_topic(t)?;
+                Some(t.to_string())
+            }
+            None => None,
+        };
+        Ok(Self { limit, cursor, topic })
+    }
+}
+
 /// The `202` body: `{"id","delivered","topics":{t:{"delivered":n}|{"dropped":"no_subscribers"}}}`.
 pub fn publish_response(id: &str, results: &[(String, TopicResult)]) -> String {
     let mut topics = BTreeMap::new();
@@ -201,6 +237,12 @@ pub fn publish_response(id: &str, results: &[(String, TopicResult)]) -> String {
 /// The one structured log line for an event dropped on a topic with no subscriber.
 pub fn drop_log_line(topic: &str, id: &str) -> String {
     serde_json::json!({"level": "info", "msg": "event dropped: no subscribers", "topic": topic, "id": id}).to_string()
+}
+
+/// The one log line for a rejected request. The path is cut and escaped: it is client input.
+pub fn rejected_log_line(method: &str, path: &str, e: &GatewayError) -> String {
+    let path: String = path.chars().take(200).collect();
+    serde_json::json!({"level": "warn", "msg": "request rejected", "method": method, "path": path, "status": e.status(), "code": e.code()}).to_string()
 }
 
 #[cfg(test)]
@@ -263,9 +305,29 @@ mod tests {
     }
 
     #[test]
+    fn results_merge_across_nodes() {
+        use TopicResult::*;
+        assert_eq!(Delivered(2).merge(Delivered(3)), Delivered(5));
+        assert_eq!(Dropped.merge(Delivered(0)), Delivered(0));
+        assert_eq!(Delivered(1).merge(Dropped), Delivered(1));
+        assert_eq!(Dropped.merge(Dropped), Dropped);
+    }
+
+    #[test]
+    fn list_query() {
+        let q = ListQuery::parse(&Query::parse("limit=5&cursor=&topic=a").unwrap()).unwrap();
+        assert_eq!(q, ListQuery { limit: 5, cursor: None, topic: Some("a".into()) });
+        assert_eq!(ListQuery::parse(&Query::default()).unwrap().limit, 100);
+        assert_eq!(ListQuery::parse(&Query::parse("limit=501").unwrap()).unwrap_err().code(), "invalid_limit");
+        assert_eq!(ListQuery::parse(&Query::parse("topic=a%20b").unwrap()).unwrap_err().code(), "invalid_topic");
+    }
+
+    #[test]
     fn response_body() {
         let body = publish_response("e1", &[("b".into(), TopicResult::Dropped), ("a".into(), TopicResult::Delivered(3))]);
         assert_eq!(body, r#"{"delivered":3,"id":"e1","topics":{"a":{"delivered":3},"b":{"dropped":"no_subscribers"}}}"#);
+        let line = rejected_log_line("GET", "/x\n", &GatewayError::NotFound);
+        assert!(!line.contains('\n') && line.contains("\"code\":\"not_found\""), "{line}");
         let v: serde_json::Value = serde_json::from_str(&drop_log_line("t", "e")).unwrap();
         assert_eq!((v["topic"].as_str(), v["id"].as_str()), (Some("t"), Some("e")));
     }

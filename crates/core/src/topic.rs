@@ -132,6 +132,16 @@ impl<S: Sink> TopicState<S> {
         self.conns.get(id)
     }
 
+    /// Tails (admin observers) attached to the topic.
+    pub fn tail_count(&self) -> usize {
+        self.per_format[Format::Tail.index()]
+    }
+
+    /// Every connection, tails included, in id order.
+    pub fn connections(&self) -> impl Iterator<Item = &Conn<S>> {
+        self.conns.values()
+    }
+
     /// Subscribers (tails excluded), in id order.
     pub fn subscribers(&self) -> impl Iterator<Item = &Conn<S>> {
         self.conns.values().filter(|c| c.info.format != Format::Tail)
@@ -311,6 +321,7 @@ mod tests {
         let tail = sink(10);
         t.attach(info("tail", Format::Tail), tail.clone()).unwrap();
         assert!(!t.is_live());
+        assert_eq!((t.tail_count(), t.subscriber_count(), t.connections().count()), (1, 0, 1));
         assert_eq!(t.publish(&event("1")), Outcome::Dropped);
         assert!(tail.frames.borrow()[0].starts_with("id: 1\nevent: dropped\n"));
         t.attach(info("s", Format::Sse), sink(10)).unwrap();

