@@ -2,8 +2,10 @@
 # Install everything the gateway needs to build, run and test. Idempotent:
 # every step checks first and does nothing when its piece is already there.
 #
-#   bash scripts/setup.sh [--with-redis] [--with-chromium]
+#   bash scripts/setup.sh [--with-redis] [--with-chromium] [--with-go] [--with-examples]
 #
+# --with-examples: what the examples (examples/) and their test need: Go and
+# Chromium from Debian, and the Python examples' packages in .venv/.
 # Needs: rustup + cargo, node + npm (any version: wrangler runs on the Node 22
 # that package.json pulls in), and for the optional flags apt-get (as root or
 # with sudo).
@@ -20,12 +22,16 @@ cd "$SSE_ROOT"
 
 with_redis=0
 with_chromium=0
+with_go=0
+with_venv=0
 for arg in "$@"; do
   case "$arg" in
     --with-redis) with_redis=1 ;;
     --with-chromium) with_chromium=1 ;;
+    --with-go) with_go=1 ;;
+    --with-examples) with_go=1 with_chromium=1 with_venv=1 ;;
     -h | --help)
-      sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -134,6 +140,35 @@ case "$node_version" in
   *) die "node on PATH is $node_version ($(command -v node)); wrangler 4 needs >= 22.12" ;;
 esac
 
+# --- 3b. admin UI npm packages (admin/: React, Vite, Tailwind) ---------------
+# Built into admin/dist by admin/build.sh (run from scripts/build-worker.sh).
+admin_stamp=admin/node_modules/.package-lock.json
+admin_reason=""
+if [ ! -d admin/node_modules ]; then
+  admin_reason="admin/node_modules missing"
+elif [ ! -f "$admin_stamp" ]; then
+  admin_reason="$admin_stamp missing"
+elif [ admin/package.json -nt "$admin_stamp" ]; then
+  admin_reason="admin/package.json changed"
+elif [ admin/package-lock.json -nt "$admin_stamp" ]; then
+  admin_reason="admin/package-lock.json changed"
+elif [ ! -x admin/node_modules/.bin/vite ]; then
+  admin_reason="admin/node_modules/.bin/vite missing"
+fi
+if [ -z "$admin_reason" ]; then
+  ok "admin/node_modules up to date"
+else
+  installing "admin UI npm packages ($admin_reason): npm ci"
+  # As above: npm ci refuses a lock file without other platforms' optional packages (here
+  # @tailwindcss/oxide-*); npm install --no-save installs from the same lock without rewriting it.
+  if ! (cd admin && npm ci --no-audit --no-fund); then
+    echo "warning: npm ci failed in admin/; retrying with npm install --no-save" >&2
+    (cd admin && npm install --no-save --no-audit --no-fund)
+  fi
+  [ -x admin/node_modules/.bin/vite ] || die "admin/node_modules/.bin/vite missing after npm install"
+  touch "$admin_stamp"
+fi
+
 # --- 4. local secrets for wrangler dev ---------------------------------------
 if [ -f .dev.vars ]; then
   ok ".dev.vars present"
@@ -172,5 +207,31 @@ if [ "$with_chromium" -eq 1 ]; then
   else
     installing "chromium (apt-get)"
     apt_install chromium
+  fi
+fi
+
+if [ "$with_go" -eq 1 ]; then
+  # The Go examples use the standard library only (no module proxy is needed).
+  if command -v go >/dev/null 2>&1; then
+    ok "go present ($(go version | awk '{print $3}'))"
+  else
+    installing "golang-go (apt-get)"
+    apt_install golang-go
+  fi
+fi
+
+if [ "$with_venv" -eq 1 ]; then
+  # The Python examples' packages, in a project-local venv (.venv/).
+  reqs=examples/python/requirements.txt
+  if [ -x .venv/bin/python ] && cmp -s "$reqs" .venv/.requirements.txt; then
+    ok ".venv up to date with $reqs"
+  else
+    command -v python3 >/dev/null 2>&1 || apt_install python3 python3-venv
+    if [ ! -x .venv/bin/python ]; then
+      python3 -m venv .venv 2>/dev/null || { apt_install python3-venv && python3 -m venv .venv; }
+    fi
+    installing "python packages into .venv ($reqs)"
+    .venv/bin/python -m pip install --disable-pip-version-check -q -r "$reqs"
+    cp "$reqs" .venv/.requirements.txt
   fi
 fi

@@ -5,12 +5,18 @@
 #   build   scripts/build-worker.sh (release wasm)
 #   bundle  wrangler deploy --dry-run --outdir dist (+ wasm size, raw and gzip -9)
 #   e2e     node tests/e2e/run.mjs (starts wrangler dev itself)
+#   examples tests/examples/run.mjs: every example subscriber x publisher, on
+#           wrangler dev and on the native cluster (scripts/cluster.sh)
+#   browser tests/browser/run.mjs: the admin UI in Chromium, on wrangler dev and
+#           on the native server (built with the current admin/dist embedded)
 # All steps run even when one fails. Results: test-results/summary.json and
 # test-results/summary.md; step logs in test-results/logs/. The last line
 # printed is "N passed, N failed" (N = steps); exit status 1 if any failed.
 #
 #   TEST_VERBOSE=1   also stream step output to the terminal
 #   E2E_TIMEOUT=N    seconds before the e2e step is killed (default 1800)
+#   EXAMPLES_TIMEOUT=N  seconds before each examples run is killed (default 900)
+#   BROWSER_TIMEOUT=N  seconds before each browser-test run is killed (default 900)
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,7 +28,7 @@ results=test-results
 logs="$results/logs"
 mkdir -p "$logs"
 
-steps_total=5
+steps_total=7
 step_no=0
 n_passed=0
 n_failed=0
@@ -189,11 +195,52 @@ after_step_e2e() {
   if [ ! -f tests/e2e/run.mjs ]; then note="tests/e2e/run.mjs not found"; fi
 }
 
+# The examples matrix: its checker's unit tests, then wrangler dev, then the
+# native cluster (which fails loudly while scripts/cluster.sh is missing).
+step_examples() {
+  bash scripts/setup.sh --with-examples
+  if [ "$build_ok" = 1 ]; then export WORKER_BUILD_SKIP=1; fi
+  local rc=0
+  node --test tests/examples/check.test.mjs || rc=1
+  timeout --kill-after=15 "${EXAMPLES_TIMEOUT:-900}" node tests/examples/run.mjs --target wrangler-dev || rc=1
+  timeout --kill-after=15 "${EXAMPLES_TIMEOUT:-900}" node tests/examples/run.mjs --target native-cluster || rc=1
+  return "$rc"
+}
+after_step_examples() {
+  # Sum the runs' "N passed, N failed" lines (matrix cells + publisher checks).
+  read -r tests_passed tests_failed < <(
+    sed -n 's/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed$/\1 \2/p' "$1" |
+      awk '{ p += $1; f += $2; n++ } END { if (n) print p, f }'
+  ) || true
+  if grep -q '^SETUP FAILED: ' "$1"; then note="$(grep -m1 '^SETUP FAILED: ' "$1" | cut -c15-)"; fi
+}
+
+# The admin UI in Chromium (tests/browser): wrangler dev, then the native server, built
+# here so that it embeds the current admin/dist (fails loudly if it cannot be built or run).
+step_browser() {
+  bash scripts/setup.sh --with-chromium
+  if [ "$build_ok" = 1 ]; then export WORKER_BUILD_SKIP=1; fi
+  local rc=0
+  timeout --kill-after=15 "${BROWSER_TIMEOUT:-900}" node tests/browser/run.mjs --target wrangler-dev || rc=1
+  timeout --kill-after=15 "${BROWSER_TIMEOUT:-900}" node tests/browser/run.mjs --target native --build-native || rc=1
+  return "$rc"
+}
+after_step_browser() {
+  # Sum the two runs' "N passed, N failed" lines.
+  read -r tests_passed tests_failed < <(
+    sed -n 's/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*$/\1 \2/p' "$1" |
+      awk '{ p += $1; f += $2; n++ } END { if (n) print p, f }'
+  ) || true
+  if grep -q '^SETUP FAILED: ' "$1"; then note="$(grep -m1 '^SETUP FAILED: ' "$1" | cut -c15-)"; fi
+}
+
 run_step setup "bash scripts/setup.sh" step_setup
 run_step unit "cargo test -p sse-core" step_unit
 run_step build "bash scripts/build-worker.sh" step_build
 run_step bundle "wrangler deploy --dry-run --outdir dist" step_bundle
 run_step e2e "node tests/e2e/run.mjs" step_e2e
+run_step examples "node tests/examples/run.mjs (wrangler-dev, native-cluster)" step_examples
+run_step browser "node tests/browser/run.mjs (wrangler-dev, native)" step_browser
 
 # --- summary -----------------------------------------------------------------
 generated_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -227,6 +274,8 @@ if [ "$n_failed" -eq 0 ]; then overall=passed; else overall=failed; fi
   printf '%s\n' "${step_md[@]}"
   echo
   echo "End-to-end reports: \`test-results/e2e-*.md\` / \`e2e-*.json\` (written by tests/e2e/run.mjs)."
+  echo "Examples matrix: \`test-results/examples-*.md\` / \`examples-*.json\` (written by tests/examples/run.mjs)."
+  echo "Browser tests of the admin UI: \`test-results/browser-*.md\` / \`browser-*.json\`; screenshots in \`test-results/screenshots/\`."
   echo "Step logs (not committed): \`test-results/logs/\`."
 } >"$results/summary.md"
 

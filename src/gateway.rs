@@ -69,11 +69,24 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
     }
 }
 
+/// The admin UI from the ASSETS binding (`admin/dist`): `/admin` and `/admin/` serve index.html,
+/// `/admin/<file>` the file. As on the native runtime, a missing path whose last segment has no
+/// dot is a client-side route of the single-page app (index.html, e.g. `/admin/connections`),
+/// and a missing file is the gateway's JSON 404.
 async fn admin_ui(req: Request, env: &Env) -> Result<Response, GatewayError> {
     let mut url = req.url().map_err(|_| GatewayError::NotFound)?;
     let path = url.path().strip_prefix("/admin").unwrap_or("/").to_string();
     url.set_path(if path.is_empty() { "/" } else { &path });
     let assets = env.assets("ASSETS").map_err(http::internal)?;
+    let resp = assets.fetch(url.to_string(), None).await.map_err(http::internal)?;
+    if resp.status_code() != 404 {
+        return Ok(resp);
+    }
+    if path.rsplit('/').next().is_some_and(|last| last.contains('.')) {
+        return Err(GatewayError::NotFound);
+    }
+    url.set_path("/");
+    url.set_query(None);
     assets.fetch(url.to_string(), None).await.map_err(http::internal)
 }
 
@@ -186,15 +199,28 @@ fn merge_frames(streams: Vec<worker::ByteStream>) -> impl Stream<Item = String> 
         .take_while(|f| futures_util::future::ready(!f.is_empty()))
 }
 
-async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> Result<Response, GatewayError> {
+/// The subscription a `/sse` or `/ws` request asks for.
+fn subscription(req: &Request, transport: Transport, query: &Query, cfg: &Config) -> Result<Subscribe, GatewayError> {
     let h = req.headers();
-    let sub = Subscribe::parse(
-        Transport::Sse,
-        header(h, "x-sse-topic").as_deref().map(str::as_bytes),
-        header(h, "last-event-id").as_deref().map(str::as_bytes),
-        query,
+    let (topics, last_id) = (header(h, "x-sse-topic"), header(h, "last-event-id"));
+    Subscribe::parse(transport, topics.as_deref().map(str::as_bytes), last_id.as_deref().map(str::as_bytes), query, cfg)
+}
+
+/// The validated publish headers of a request (the body is not touched).
+pub fn publish_headers(h: &Headers, cfg: &Config, with_length: bool) -> Result<Publish, GatewayError> {
+    let (topic, id, event) = (header(h, "x-sse-topic"), header(h, "x-sse-id"), header(h, "x-sse-event"));
+    let length = if with_length { header(h, "content-length") } else { None };
+    fn bytes(v: &Option<String>) -> Option<&[u8]> {
+        v.as_deref().map(str::as_bytes)
+    }
+    Publish::parse(
+        PublishHeaders { topic: bytes(&topic), id: bytes(&id), event: bytes(&event), content_length: bytes(&length) },
         cfg,
-    )?;
+    )
+}
+
+async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> Result<Response, GatewayError> {
+    let sub = subscription(&req, Transport::Sse, query, cfg)?;
     let id = routes::connection_id(http::now_ms(), http::random_u32());
     let node = node(&req);
     if let [topic] = sub.topics.as_slice() {
@@ -215,13 +241,7 @@ async fn subscribe_ws(req: Request, env: &Env, cfg: &Config, query: &Query) -> R
     if !header(h, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
         return Err(GatewayError::UpgradeRequired);
     }
-    let sub = Subscribe::parse(
-        Transport::Ws,
-        header(h, "x-sse-topic").as_deref().map(str::as_bytes),
-        header(h, "last-event-id").as_deref().map(str::as_bytes),
-        query,
-        cfg,
-    )?;
+    let sub = subscription(&req, Transport::Ws, query, cfg)?;
     let id = routes::connection_id(http::now_ms(), http::random_u32());
     let upstreams = open_upstreams(env, cfg, &sub, &id, Format::SseEnvelope, &node(&req)).await?;
     let pair = WebSocketPair::new().map_err(http::internal)?;
@@ -298,18 +318,7 @@ async fn object_call(stub: Stub, req: Request, cfg: &Config) -> Result<ObjectRes
 }
 
 async fn publish(req: Request, env: &Env, cfg: &Config) -> Result<Response, GatewayError> {
-    let h = req.headers();
-    let (topic_h, id_h, event_h, len_h) =
-        (header(h, "x-sse-topic"), header(h, "x-sse-id"), header(h, "x-sse-event"), header(h, "content-length"));
-    let p = Publish::parse(
-        PublishHeaders {
-            topic: topic_h.as_deref().map(str::as_bytes),
-            id: id_h.as_deref().map(str::as_bytes),
-            event: event_h.as_deref().map(str::as_bytes),
-            content_length: len_h.as_deref().map(str::as_bytes),
-        },
-        cfg,
-    )?;
+    let p = publish_headers(req.headers(), cfg, true)?;
     if let [topic] = p.topics.as_slice() {
         // One topic: hand the request over with its body unread; the object reads it only if
         // it has subscribers.

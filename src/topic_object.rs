@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use serde_json::json;
 use sse_core::frame::{self, Event, Format};
 use sse_core::registry::{ConnSummary, RegistryUpdate};
-use sse_core::request::{self, Publish, PublishHeaders, Query};
+use sse_core::request::{self, Query};
 use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, Sink, TopicState, Transport};
 use sse_core::{names, Config, GatewayError};
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
@@ -172,17 +172,7 @@ impl TopicObject {
 
     /// A publish forwarded by the Worker with its body unread.
     async fn publish(&self, mut req: Request, cfg: &Config) -> std::result::Result<Response, GatewayError> {
-        let h = req.headers();
-        let (topic_h, id_h, event_h) = (header(h, "x-sse-topic"), header(h, "x-sse-id"), header(h, "x-sse-event"));
-        let p = Publish::parse(
-            PublishHeaders {
-                topic: topic_h.as_deref().map(str::as_bytes),
-                id: id_h.as_deref().map(str::as_bytes),
-                event: event_h.as_deref().map(str::as_bytes),
-                content_length: None,
-            },
-            cfg,
-        )?;
+        let p = gateway::publish_headers(req.headers(), cfg, false)?;
         let [topic] = p.topics.as_slice() else {
             return Err(GatewayError::InvalidRequest("one topic per object".into()));
         };

@@ -186,6 +186,17 @@ impl<S: Sink> TopicState<S> {
         self.send_where(|f| f == Format::Tail, &frame);
     }
 
+    /// Tells the tails that `ev` was published, without delivering it to this state's
+    /// subscribers: for a runtime whose topic spans several states (a native cluster node that
+    /// holds only tails of a topic whose subscribers are on other nodes).
+    pub fn notify_published(&mut self, ev: &Event) {
+        if self.per_format[Format::Tail.index()] == 0 {
+            return;
+        }
+        let frame = S::Frame::from(frame::encode(ev, Format::Tail));
+        self.send_where(|f| f == Format::Tail, &frame);
+    }
+
     /// Sends the keepalive comment to every SSE connection (tails included) and removes those
     /// that are gone. WebSocket connections are kept alive by their runtime's own ping.
     pub fn keepalive(&mut self) -> Vec<Removed> {
@@ -327,6 +338,19 @@ mod tests {
         t.attach(info("s", Format::Sse), sink(10)).unwrap();
         assert_eq!(t.publish(&event("2")), Outcome::Delivered { count: 1, removed: vec![] });
         assert!(tail.frames.borrow()[1].starts_with("id: 2\nevent: published\n"));
+    }
+
+    #[test]
+    fn tails_can_be_told_of_a_publish_delivered_elsewhere() {
+        let mut t = TopicState::new("t", 10);
+        let (tail, sub) = (sink(10), sink(10));
+        t.attach(info("tail", Format::Tail), tail.clone()).unwrap();
+        t.notify_published(&event("1"));
+        assert!(tail.frames.borrow()[0].starts_with("id: 1\nevent: published\n"));
+        t.attach(info("s", Format::Sse), sub.clone()).unwrap();
+        t.notify_published(&event("2"));
+        assert!(sub.frames.borrow().is_empty(), "subscribers are not delivered to");
+        assert_eq!(t.get("s").unwrap().events_sent, 0);
     }
 
     #[test]

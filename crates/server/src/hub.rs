@@ -137,8 +137,23 @@ impl Hub {
 
     /// Publishes to this node's connections of `ev.topic`: encoded once per format in use.
     pub fn publish(&self, ev: &Event) -> Outcome {
+        self.publish_with(ev, false)
+    }
+
+    /// A publish whose topic is live somewhere in the cluster: delivered to this node's
+    /// subscribers if it has any; if it holds only tails, they are told it was published
+    /// (not dropped). `Dropped` means this node delivered it to nobody.
+    pub fn publish_in_cluster(&self, ev: &Event) -> Outcome {
+        self.publish_with(ev, true)
+    }
+
+    fn publish_with(&self, ev: &Event, live_elsewhere: bool) -> Outcome {
         let mut topics = self.shard(&ev.topic);
         let Some(state) = topics.get_mut(&ev.topic) else { return Outcome::Dropped };
+        if live_elsewhere && !state.is_live() {
+            state.notify_published(ev);
+            return Outcome::Dropped;
+        }
         let outcome = state.publish(ev);
         if let Outcome::Delivered { removed, .. } = &outcome {
             self.removed(&ev.topic, removed);

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod objects;
 pub mod redis;
 pub mod sink;
+pub mod testing;
 
 pub use config::ServerConfig;
 pub use gateway::{Gateway, StartError};

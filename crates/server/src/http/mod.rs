@@ -2,7 +2,7 @@
 //! with the core's key check, and hands over to the endpoint's module.
 
 mod admin;
-mod body;
+pub(crate) mod body;
 mod internal;
 mod publish;
 pub(crate) mod respond;

@@ -1,18 +1,240 @@
-//! The Redis adapter (in progress).
+//! The Redis adapter: the cluster's stand-in for the Durable Object API. Each node keeps its
+//! own connections in its hub; Redis records who is alive ([`node`]), which nodes hold each
+//! topic ([`placement`]), and the connection records behind the admin listings ([`listing`]).
+//! A publish at any node asks Redis where the topic lives (one script call), then hands the
+//! event to exactly those nodes ([`forward`]); with nobody anywhere it is dropped unread.
 
-use std::sync::Arc;
+mod forward;
+mod keys;
+mod listing;
+mod node;
+mod placement;
+mod scripts;
+#[cfg(test)]
+mod tests;
 
-use tokio::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Value;
+use sse_core::frame::Event;
+use sse_core::registry::{ConnectionView, Page, TopicView};
+use sse_core::request::{self, ListQuery, TopicResult};
+use sse_core::GatewayError;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+pub use keys::Keys;
+pub use node::Identity;
 
 use crate::config::{ClusterConfig, ServerConfig};
 use crate::gateway::StartError;
 use crate::hub::{Change, Hub};
-use crate::memory::MemoryNamespace;
+use crate::objects::{local_result, BoxFuture, InternalEndpoint, Namespace, Peer, Probe};
+use crate::{clock, log};
+use node::Node;
+use placement::{Control, Writer};
 
-pub struct RedisNamespace;
+/// A node of a cluster whose shared state is in Redis.
+pub struct RedisNamespace {
+    hub: Arc<Hub>,
+    conn: ConnectionManager,
+    node: Node,
+    forwarder: forward::Forwarder,
+    endpoint: forward::Endpoint,
+    control: mpsc::UnboundedSender<Control>,
+    liveness: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// A holder of a topic as [`RedisNamespace::holders`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub peer: Peer,
+    pub tails: usize,
+}
 
 impl RedisNamespace {
-    pub async fn connect(hub: Arc<Hub>, changes: mpsc::UnboundedReceiver<Change>, cfg: &ServerConfig, _c: &ClusterConfig) -> Result<MemoryNamespace, StartError> {
-        Ok(MemoryNamespace::new(hub, changes, cfg.core.heartbeat_ms))
+    /// Connects (retrying for a while: Redis may start after the node), registers this node,
+    /// and starts the placement writer and the liveness task.
+    pub async fn connect(hub: Arc<Hub>, changes: mpsc::UnboundedReceiver<Change>, cfg: &ServerConfig, cluster: &ClusterConfig) -> Result<Self, StartError> {
+        let client = redis::Client::open(cluster.redis_url.as_str()).map_err(|e| StartError::Redis(format!("REDIS_URL: {e}")))?;
+        let timeout = Duration::from_millis(cluster.node_ttl_ms.min(5_000));
+        let manager_cfg = ConnectionManagerConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout).set_number_of_retries(2).set_max_delay(1_000);
+        let mut last = String::new();
+        let mut conn = None;
+        for _ in 0..30 {
+            match ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        let mut conn = conn.ok_or_else(|| StartError::Redis(format!("cannot connect to {}: {last}", cluster.redis_url)))?;
+        let node = Node {
+            identity: Identity { id: cfg.node_id.clone(), addr: cfg.advertise_addr.clone(), started_at: clock::now_ms() },
+            keys: Keys::new(&cluster.prefix),
+            ttl_ms: cluster.node_ttl_ms,
+        };
+        node.register(&mut conn).await.map_err(|e| StartError::Redis(format!("registering node {}: {e}", cfg.node_id)))?;
+        let (control, control_rx) = mpsc::unbounded_channel();
+        tokio::spawn(Writer::new(conn.clone(), node.keys.clone(), cfg.node_id.clone()).run(changes, control_rx));
+        let liveness = tokio::spawn(liveness(conn.clone(), node.clone(), control.clone(), Duration::from_millis(cluster.node_refresh_ms)));
+        tracing::info!(node = %cfg.node_id, addr = %cfg.advertise_addr, ttl_ms = cluster.node_ttl_ms, "joined the cluster");
+        Ok(Self {
+            endpoint: forward::Endpoint { hub: hub.clone(), secret: cluster.secret.clone(), max_body_bytes: cfg.core.max_body_bytes, body_timeout_ms: cfg.publish_body_timeout_ms },
+            hub,
+            conn,
+            node,
+            forwarder: forward::Forwarder::new(&cluster.secret, cluster.forward_timeout_ms),
+            control,
+            liveness: Mutex::new(Some(liveness)),
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node.identity.id
+    }
+
+    /// The live nodes holding connections of `topic` (this one included, as Redis sees it).
+    pub async fn holders(&self, topic: &str) -> redis::RedisResult<Vec<Holder>> {
+        let mut conn = self.conn.clone();
+        let out: Vec<Value> = scripts::PROBE.arg(&self.node.keys.prefix).arg(topic).invoke_async(&mut conn).await?;
+        let text = |v: &Value| match v {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            _ => String::new(),
+        };
+        let num = |v: &Value| match v {
+            Value::Int(n) => (*n).max(0) as usize,
+            _ => 0,
+        };
+        Ok(out
+            .chunks_exact(4)
+            .map(|c| Holder { peer: Peer { node: text(&c[0]), addr: text(&c[1]), subscribers: num(&c[2]) }, tails: num(&c[3]) })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+impl RedisNamespace {
+    /// Stops refreshing the identity, as if the process had died.
+    fn stop_liveness_for_test(&self) {
+        if let Some(task) = self.liveness.lock().unwrap().take() {
+            task.abort();
+        }
+    }
+}
+
+/// Keeps this node's identity alive; re-registers and has the writer rewrite everything when
+/// it was lost; purges the nodes that died.
+async fn liveness(mut conn: ConnectionManager, node: Node, control: mpsc::UnboundedSender<Control>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match node.refresh(&mut conn).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(node = %node.identity.id, "this node's identity was gone from redis (expired, or redis restarted): registering again");
+                let _ = control.send(Control::Rewrite);
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "redis unreachable: cannot refresh this node's identity");
+                }
+                failing = true;
+                continue;
+            }
+        }
+        if failing {
+            tracing::info!("redis reachable again");
+            failing = false;
+            let _ = control.send(Control::Rewrite);
+        }
+        match node.purge_dead(&mut conn).await {
+            Ok(dead) if !dead.is_empty() => tracing::info!(nodes = ?dead, "purged nodes whose identity expired"),
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "purging dead nodes failed"),
+        }
+    }
+}
+
+impl Namespace for RedisNamespace {
+    fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    fn probe<'a>(&'a self, topic: &'a str, id: &'a str) -> BoxFuture<'a, Probe> {
+        Box::pin(async move {
+            let holders = match self.holders(topic).await {
+                Ok(h) => h,
+                Err(e) => {
+                    // Without Redis this node still serves its own subscribers.
+                    tracing::warn!(error = %e, topic, "redis unreachable: publishing to this node's subscribers only");
+                    Vec::new()
+                }
+            };
+            let me = self.node_id();
+            let peers: Vec<Holder> = holders.into_iter().filter(|h| h.peer.node != me).collect();
+            let live_elsewhere = peers.iter().any(|h| h.peer.subscribers > 0);
+            if !live_elsewhere && !self.hub.is_live(topic) {
+                log::raw(&request::drop_log_line(topic, id));
+                let ts = clock::now_ms();
+                self.hub.notify_dropped(topic, id, ts);
+                for h in peers.into_iter().filter(|h| h.tails > 0) {
+                    let fwd = self.forwarder.clone();
+                    let (topic, id) = (topic.to_string(), id.to_string());
+                    tokio::spawn(async move { fwd.dropped(&h.peer, &topic, &id, ts).await });
+                }
+                return Probe::Dropped;
+            }
+            Probe::Live { local: self.hub.holds(topic), peers: peers.into_iter().map(|h| h.peer).collect() }
+        })
+    }
+
+    fn deliver<'a>(&'a self, probe: &'a Probe, ev: &'a Event) -> BoxFuture<'a, TopicResult> {
+        Box::pin(async move {
+            let Probe::Live { local, peers } = probe else { return TopicResult::Dropped };
+            let mut result = if *local { local_result(self.hub.publish_in_cluster(ev)) } else { TopicResult::Dropped };
+            for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev))).await {
+                result = result.merge(r);
+            }
+            result
+        })
+    }
+
+    fn topics(&self, q: ListQuery) -> BoxFuture<'_, Result<Page<TopicView>, GatewayError>> {
+        Box::pin(async move { listing::topics(&mut self.conn.clone(), &self.node.keys, &q).await })
+    }
+
+    fn connections(&self, q: ListQuery) -> BoxFuture<'_, Result<Page<ConnectionView>, GatewayError>> {
+        Box::pin(async move { listing::connections(&mut self.conn.clone(), &self.node.keys, &q).await })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Some(task) = self.liveness.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                task.abort();
+            }
+            let (done, stopped) = oneshot::channel();
+            if self.control.send(Control::Stop(done)).is_ok() {
+                let _ = tokio::time::timeout(Duration::from_secs(2), stopped).await;
+            }
+            match self.node.deregister(&mut self.conn.clone()).await {
+                Ok(()) => tracing::info!(node = %self.node_id(), "left the cluster"),
+                Err(e) => tracing::warn!(error = %e, "could not deregister from redis; the identity will expire by itself"),
+            }
+        })
+    }
+
+    fn internal(&self) -> Option<&dyn InternalEndpoint> {
+        Some(&self.endpoint)
     }
 }

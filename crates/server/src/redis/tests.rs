@@ -1,0 +1,243 @@
+//! The adapter against a real `redis-server` started by each test on a free port. If
+//! `redis-server` is missing these tests fail and say how to install it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sse_core::frame::{Event, Format};
+use sse_core::request::{ListQuery, TopicResult};
+
+use super::RedisNamespace;
+use crate::config::ServerConfig;
+use crate::hub::{conn_info, Hub};
+use crate::objects::{Namespace, Probe};
+use crate::sink::QueueSink;
+use crate::testing::RedisServer;
+
+fn redis() -> RedisServer {
+    RedisServer::start().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn config(redis: &RedisServer, node: &str, ttl_ms: u64) -> ServerConfig {
+    let refresh = (ttl_ms / 4).max(200).to_string();
+    let ttl = ttl_ms.to_string();
+    let pairs: HashMap<&str, String> = [
+        ("REDIS_URL", redis.url()),
+        ("API_KEYS", "k".into()),
+        ("NODE_ID", node.into()),
+        ("LISTEN_ADDR", "127.0.0.1:1".into()),
+        ("ADVERTISE_ADDR", format!("{node}.test:80")),
+        ("NODE_TTL_MS", ttl),
+        ("NODE_REFRESH_MS", refresh),
+        ("HEARTBEAT_INTERVAL_MS", "500".into()),
+    ]
+    .into_iter()
+    .collect();
+    ServerConfig::from_lookup(|k| pairs.get(k).cloned()).expect("valid test config")
+}
+
+async fn node(redis: &RedisServer, id: &str, ttl_ms: u64) -> RedisNamespace {
+    let cfg = config(redis, id, ttl_ms);
+    let (hub, changes) = Hub::new(100);
+    RedisNamespace::connect(Arc::new(hub), changes, &cfg, cfg.cluster.as_ref().unwrap()).await.expect("connects")
+}
+
+/// Attaches a subscriber (or a tail) and waits until it is recorded in Redis.
+async fn attach(ns: &RedisNamespace, id: &str, topics: &[&str], format: Format) -> tokio::sync::mpsc::Receiver<bytes::Bytes> {
+    let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+    let (sink, rx, _closer) = QueueSink::channel(16);
+    let info = conn_info(id, &topics, format, ns.node_id(), 1);
+    for t in &topics {
+        ns.hub().attach(t, info.clone(), sink.clone()).expect("attach").await.expect("recorded");
+    }
+    rx
+}
+
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return start.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{what}: not true within {within:?}");
+}
+
+fn q(limit: usize, cursor: Option<String>, topic: Option<&str>) -> ListQuery {
+    ListQuery { limit, cursor, topic: topic.map(str::to_string) }
+}
+
+#[tokio::test]
+async fn placement_follows_first_and_last_connection() {
+    let r = redis();
+    let (a, b) = (node(&r, "node-a", 10_000).await, node(&r, "node-b", 10_000).await);
+    assert!(b.holders("t1").await.unwrap().is_empty());
+    let _c1 = attach(&a, "c1", &["t1"], Format::Sse).await;
+    let _c2 = attach(&a, "c2", &["t1", "t2"], Format::Sse).await;
+    let h = b.holders("t1").await.unwrap();
+    assert_eq!(h.len(), 1);
+    assert_eq!((h[0].peer.node.as_str(), h[0].peer.addr.as_str(), h[0].peer.subscribers, h[0].tails), ("node-a", "node-a.test:80", 2, 0));
+    // b sees the topic live at a, and would forward there.
+    match b.probe("t1", "e1").await {
+        Probe::Live { local, peers } => assert_eq!((local, peers.len(), peers[0].node.as_str()), (false, 1, "node-a")),
+        Probe::Dropped => panic!("t1 is live at node-a"),
+    }
+    a.hub().detach("t1", "c1");
+    a.hub().detach("t1", "c2");
+    eventually("t1 leaves placement", Duration::from_secs(3), || async { b.holders("t1").await.unwrap().is_empty() }).await;
+    assert_eq!(b.probe("t1", "e2").await, Probe::Dropped);
+    // c2 is still on t2, and listed with every topic it subscribed to.
+    let page = b.connections(q(10, None, None)).await.unwrap();
+    assert_eq!(page.items.iter().map(|c| (c.id.as_str(), c.node.as_str())).collect::<Vec<_>>(), vec![("c2", "node-a")]);
+    assert_eq!(page.items[0].topics, vec!["t1", "t2"]);
+    let topics = b.topics(q(10, None, None)).await.unwrap();
+    assert_eq!(topics.items.iter().map(|t| (t.topic.as_str(), t.connections)).collect::<Vec<_>>(), vec![("t2", 1)]);
+}
+
+#[tokio::test]
+async fn tails_are_placed_but_never_make_a_topic_live() {
+    let r = redis();
+    let (a, b) = (node(&r, "node-a", 10_000).await, node(&r, "node-b", 10_000).await);
+    let mut tail = attach(&a, "tail1", &["t"], Format::Tail).await;
+    let h = b.holders("t").await.unwrap();
+    assert_eq!((h[0].peer.subscribers, h[0].tails), (0, 1));
+    assert_eq!(b.probe("t", "d1").await, Probe::Dropped, "a tail is not a subscriber");
+    let dropped = tokio::time::timeout(Duration::from_secs(1), tail.recv()).await;
+    // b cannot reach node-a.test; the drop notice to a's tail is best effort. Only a's own
+    // probe tells its tails directly:
+    drop(dropped);
+    assert_eq!(a.probe("t", "d2").await, Probe::Dropped);
+    let frame = loop {
+        let f = tokio::time::timeout(Duration::from_secs(2), tail.recv()).await.expect("tail frame").expect("open");
+        if f.starts_with(b"id: d2") {
+            break f;
+        }
+    };
+    assert!(std::str::from_utf8(&frame).unwrap().contains("event: dropped"));
+    assert!(b.topics(q(10, None, None)).await.unwrap().items.is_empty(), "tailed topics are not listed");
+}
+
+#[tokio::test]
+async fn listings_page_across_nodes_without_repeats_or_gaps() {
+    let r = redis();
+    let (a, b) = (node(&r, "node-a", 10_000).await, node(&r, "node-b", 10_000).await);
+    let mut keep = Vec::new();
+    for i in 0..7 {
+        keep.push(attach(&a, &format!("ca{i}"), &["shared"], Format::Sse).await);
+    }
+    for i in 0..5 {
+        keep.push(attach(&b, &format!("cb{i}"), &["shared", &format!("own{i}")], Format::Ws).await);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = a.connections(q(3, cursor.clone(), None)).await.unwrap();
+        assert!(page.items.len() <= 3);
+        assert!(page.total >= 12, "total {}", page.total);
+        seen.extend(page.items.into_iter().map(|c| c.id));
+        // Churn between pages: a connection arrives, another leaves.
+        let _late = attach(&b, &format!("c-late-{}", seen.len()), &["shared"], Format::Sse).await;
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let stable: Vec<String> = (0..7).map(|i| format!("ca{i}")).chain((0..5).map(|i| format!("cb{i}"))).collect();
+    for id in &stable {
+        assert_eq!(seen.iter().filter(|s| *s == id).count(), 1, "{id} in {seen:?}");
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    assert_eq!(sorted, seen, "sorted by id");
+    let own = b.connections(q(500, None, Some("own3"))).await.unwrap();
+    assert_eq!(own.items.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["cb3"]);
+    assert_eq!(own.total, 1);
+    let topics = b.topics(q(2, None, None)).await.unwrap();
+    assert_eq!(topics.items[0].topic, "own0");
+    let forged = a.connections(q(3, Some("c1.zz".into()), None)).await.unwrap_err();
+    assert_eq!(forged.code(), "invalid_cursor");
+}
+
+#[tokio::test]
+async fn a_dead_node_disappears_within_its_ttl_and_is_purged() {
+    let r = redis();
+    let a = node(&r, "node-a", 10_000).await;
+    let b = node(&r, "node-b", 1_500).await;
+    let _c = attach(&b, "cb", &["t"], Format::Sse).await;
+    assert_eq!(a.holders("t").await.unwrap().len(), 1);
+    // node-b "dies": it stops refreshing its identity (its process would be gone).
+    b.stop_liveness_for_test();
+    let died = Instant::now();
+    eventually("node-b's topic leaves placement", Duration::from_secs(5), || async { a.holders("t").await.unwrap().is_empty() }).await;
+    assert!(died.elapsed() <= Duration::from_millis(1_500 + 500), "gone after {:?}", died.elapsed());
+    assert!(a.connections(q(10, None, None)).await.unwrap().items.is_empty());
+    assert!(a.topics(q(10, None, None)).await.unwrap().items.is_empty());
+    assert_eq!(a.probe("t", "e").await, Probe::Dropped);
+    // node-a's liveness task purges the dead node's keys.
+    let mut conn = a.conn.clone();
+    eventually("node-b's keys purged", Duration::from_secs(10), || {
+        let mut conn = conn.clone();
+        async move {
+            let n: i64 = redis::cmd("EXISTS").arg("sse:conn:cb").arg("sse:node-conns:node-b").query_async(&mut conn).await.unwrap();
+            n == 0
+        }
+    })
+    .await;
+    let members: Vec<String> = redis::cmd("SMEMBERS").arg("sse:nodes").query_async(&mut conn).await.unwrap();
+    assert_eq!(members, vec!["node-a"]);
+}
+
+#[tokio::test]
+async fn a_node_restarted_with_the_same_id_starts_clean() {
+    let r = redis();
+    let a = node(&r, "node-a", 10_000).await;
+    let old = node(&r, "node-b", 10_000).await;
+    let _c = attach(&old, "stale", &["t"], Format::Sse).await;
+    old.stop_liveness_for_test();
+    // The same node id comes back (its old process was killed) before the TTL expired.
+    let _new = node(&r, "node-b", 10_000).await;
+    assert!(a.holders("t").await.unwrap().is_empty(), "the old run's placement is gone");
+    assert!(a.connections(q(10, None, None)).await.unwrap().items.is_empty());
+}
+
+#[tokio::test]
+async fn redis_restart_is_recovered_without_manual_steps() {
+    let mut r = redis();
+    let a = node(&r, "node-a", 2_000).await;
+    let b = node(&r, "node-b", 2_000).await;
+    let _c = attach(&a, "c1", &["t"], Format::Sse).await;
+    r.restart().expect("redis restarts");
+    let took = eventually("placement back after a redis restart", Duration::from_secs(10), || async {
+        b.holders("t").await.map(|h| h.len() == 1).unwrap_or(false)
+    })
+    .await;
+    eprintln!("placement recovered {took:?} after the restart");
+    let page = eventually("records back", Duration::from_secs(5), || async {
+        b.connections(q(10, None, None)).await.map(|p| p.items.len() == 1).unwrap_or(false)
+    });
+    page.await;
+}
+
+#[tokio::test]
+async fn local_delivery_counts_and_tail_only_nodes_see_published() {
+    let r = redis();
+    let a = node(&r, "node-a", 10_000).await;
+    let mut sub = attach(&a, "s1", &["t"], Format::Sse).await;
+    let probe = a.probe("t", "e1").await;
+    assert_eq!(probe, Probe::Live { local: true, peers: vec![] });
+    let ev = Event { topic: "t".into(), id: "e1".into(), event: None, data: "x".into(), ts: 1 };
+    assert_eq!(a.deliver(&probe, &ev).await, TopicResult::Delivered(1));
+    assert_eq!(&sub.recv().await.unwrap()[..], b"id: e1\ndata: x\n\n");
+    // A node with only a tail of a topic live elsewhere tells its tail `published`.
+    let (hub, _changes) = Hub::new(10);
+    let (sink, mut rx, _) = QueueSink::channel(4);
+    drop(hub.attach("t", conn_info("tl", &["t".into()], Format::Tail, "n", 1), sink).unwrap());
+    assert_eq!(hub.publish_in_cluster(&ev), sse_core::topic::Outcome::Dropped);
+    assert!(std::str::from_utf8(&rx.recv().await.unwrap()).unwrap().contains("event: published"));
+}

@@ -1,0 +1,169 @@
+//! One node, in process (the library API) or as the binary: WebSocket keepalive and limits,
+//! slow-consumer eviction, in-process publish. Raw sockets where the bytes matter.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sse_gateway_server::{Config, Gateway, ServerConfig, TopicResult};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A gateway served in this process on a free port, with `pairs` as its environment.
+async fn serve(pairs: &[(&str, &str)]) -> (Gateway, String) {
+    let mut env: Vec<(String, String)> = vec![("API_KEYS".into(), KEY.into()), ("NODE_ID".into(), "solo".into())];
+    env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let mut cfg = ServerConfig::from_lookup(lookup).expect("valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cfg.listen_addr = listener.local_addr().unwrap();
+    let base = format!("http://{}", cfg.listen_addr);
+    let gw = Gateway::new(cfg).await.expect("gateway");
+    tokio::spawn(gw.clone().serve(listener, std::future::pending()));
+    (gw, base)
+}
+
+async fn ws_handshake(base: &str, topic: &str) -> TcpStream {
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET /ws?topic={topic} HTTP/1.1\r\nhost: {addr}\r\nupgrade: websocket\r\nconnection: upgrade\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\nsec-websocket-version: 13\r\n\r\n");
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    tcp
+}
+
+/// Reads one unmasked server frame: (opcode, payload).
+async fn frame(tcp: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    tcp.read_exact(&mut h).await.ok()?;
+    let mut len = (h[1] & 0x7f) as usize;
+    if len == 126 {
+        let mut l = [0u8; 2];
+        tcp.read_exact(&mut l).await.ok()?;
+        len = u16::from_be_bytes(l) as usize;
+    } else if len == 127 {
+        let mut l = [0u8; 8];
+        tcp.read_exact(&mut l).await.ok()?;
+        len = u64::from_be_bytes(l) as usize;
+    }
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).await.ok()?;
+    Some((h[0] & 0x0f, payload))
+}
+
+fn masked_text(len: usize) -> Vec<u8> {
+    let mut f = vec![0x81u8, 0x80 | 127];
+    f.extend_from_slice(&(len as u64).to_be_bytes());
+    f.extend_from_slice(&[1, 2, 3, 4]);
+    f.extend((0..len).map(|i| b'a' ^ [1u8, 2, 3, 4][i % 4]));
+    f
+}
+
+#[tokio::test]
+async fn websocket_pings_and_closes_a_client_that_never_answers() {
+    let (_gw, base) = serve(&[("HEARTBEAT_INTERVAL_MS", "500")]).await;
+    let mut tcp = ws_handshake(&base, "wsping").await;
+    let (op, hello) = frame(&mut tcp).await.unwrap();
+    assert_eq!(op, 1);
+    assert!(String::from_utf8_lossy(&hello).contains(r#""type":"connected""#));
+    let start = Instant::now();
+    let mut pings = 0;
+    let close = loop {
+        match tokio::time::timeout(Duration::from_secs(5), frame(&mut tcp)).await.expect("a frame in time") {
+            Some((0x9, _)) => pings += 1,
+            Some((0x8, payload)) => break payload,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(pings, 2, "two unanswered pings, then the close");
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1001);
+    assert!(start.elapsed() < Duration::from_millis(2_000), "closed after {:?}", start.elapsed());
+}
+
+#[tokio::test]
+async fn websocket_client_messages_are_ignored_but_an_oversized_one_closes_with_1009() {
+    let (gw, base) = serve(&[("WS_MAX_MESSAGE_BYTES", "1024")]).await;
+    let mut tcp = ws_handshake(&base, "wsbig").await;
+    frame(&mut tcp).await.unwrap();
+    tcp.write_all(&masked_text(100)).await.unwrap();
+    let r = gw.publish(&["wsbig"], "after-small", None, "still here").await.unwrap();
+    assert_eq!(r, vec![("wsbig".to_string(), TopicResult::Delivered(1))]);
+    let (op, msg) = frame(&mut tcp).await.unwrap();
+    assert_eq!(op, 1);
+    assert!(String::from_utf8_lossy(&msg).contains("still here"));
+    tcp.write_all(&masked_text(5_000)).await.unwrap();
+    let (op, close) = tokio::time::timeout(Duration::from_secs(3), frame(&mut tcp)).await.unwrap().unwrap();
+    assert_eq!(op, 0x8);
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1009);
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_is_evicted_and_the_others_get_everything() {
+    let (gw, base) = serve(&[("QUEUE_CAPACITY", "4"), ("MAX_BODY_BYTES", "65536")]).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    // The slow one: subscribes, then never reads.
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(format!("GET /sse?topic=busy HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut fast = Subscriber::open(&base, "busy").await;
+    let body = "x".repeat(60_000);
+    let mut delivered_to = Vec::new();
+    for i in 0..200 {
+        let r = gw.publish(&["busy"], &format!("b{i}"), None, &body).await.unwrap();
+        if let TopicResult::Delivered(n) = r[0].1 {
+            delivered_to.push(n);
+        }
+        // Let the fast one keep up, as a reading client does.
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), fast.events.recv()).await {}
+    }
+    assert_eq!(delivered_to.first(), Some(&2));
+    assert_eq!(delivered_to.last(), Some(&1), "the slow subscriber was evicted: {delivered_to:?}");
+    assert_eq!(gw.stats().evicted, 1);
+    let conns = all_connections(&base).await;
+    assert_eq!(conns.iter().map(|(id, _)| id.as_str()).collect::<Vec<_>>(), vec![fast.id.as_str()]);
+}
+
+#[tokio::test]
+async fn in_process_publish_follows_the_http_rules() {
+    let (gw, base) = serve(&[]).await;
+    let mut s = Subscriber::open(&base, "lib").await;
+    let r = gw.publish(&["lib", "nobody"], "e1", Some("kind"), "from rust").await.unwrap();
+    assert_eq!(r, vec![("lib".to_string(), TopicResult::Delivered(1)), ("nobody".to_string(), TopicResult::Dropped)]);
+    let e = s.next(Duration::from_secs(2)).await.unwrap();
+    assert_eq!((e.id.as_deref(), e.event.as_deref(), e.data.as_str()), (Some("e1"), Some("kind"), "from rust"));
+    assert_eq!(gw.publish(&["a b"], "e2", None, "x").await.unwrap_err().code(), "invalid_topic");
+    assert_eq!(gw.publish(&["lib"], "e\n3", None, "x").await.unwrap_err().code(), "invalid_id");
+    let big = "y".repeat(Config::default().max_body_bytes + 1);
+    assert_eq!(gw.publish(&["lib"], "e4", None, &big).await.unwrap_err().status(), 413);
+}
+
+#[tokio::test]
+async fn a_trickling_publisher_gets_408() {
+    let (_gw, base) = serve(&[("PUBLISH_BODY_TIMEOUT_MS", "300")]).await;
+    let _s = Subscriber::open(&base, "slowpub").await;
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!("POST /publish HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nx-sse-topic: slowpub\r\nx-sse-id: t1\r\ncontent-length: 100\r\n\r\nabc");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await.expect("answered").unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("body_timeout"), "{text}");
+}
+
+#[test]
+fn invalid_configuration_exits_2_with_a_message() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-gateway")).env("API_KEYS", "k").env("MAX_BODY_BYTES", "5000000").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MAX_BODY_BYTES=5000000 is out of range"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-gateway")).env_remove("API_KEYS").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("API_KEYS"));
+}

