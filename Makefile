@@ -32,3 +32,22 @@ e2e: build ## Set up, build, then run the end-to-end suite (tests/e2e/run.mjs)
 clean: ## Remove build outputs: target/ build/ dist/ .wrangler/ (local DO state) test-results/logs/
 	@. scripts/env.sh && cargo clean
 	rm -rf build dist .wrangler test-results/logs
+
+# --- native runtime (crates/server) --------------------------------------------
+
+.PHONY: server cluster cluster-stop test-native bench-native
+
+server: ## Build (release) and run one native node on http://127.0.0.1:8080 (foreground)
+	@bash scripts/server.sh
+
+cluster: ## Start redis (127.0.0.1:6390) + three native nodes on 127.0.0.1:8081-8083
+	@bash scripts/cluster.sh start
+
+cluster-stop: ## Stop the native cluster started by `make cluster`
+	@bash scripts/cluster.sh stop
+
+test-native: ## Native runtime tests: unit + Redis adapter, 3-node cluster, e2e (single + cluster)
+	@bash scripts/test-native.sh unit && bash scripts/test-native.sh cluster && bash scripts/test-native.sh e2e
+
+bench-native: ## Native benchmarks: idle RSS, fan-out, node-to-node transport (benchmark-results/)
+	@bash scripts/bench-native.sh

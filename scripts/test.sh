@@ -9,6 +9,13 @@
 #           wrangler dev and on the native cluster (scripts/cluster.sh)
 #   browser tests/browser/run.mjs: the admin UI in Chromium, on wrangler dev and
 #           on the native server (built with the current admin/dist embedded)
+#   native-unit     scripts/test-native.sh unit: cargo test of crates/server (unit,
+#           the Redis adapter against a real redis-server, one node in process) + the
+#           embedding example
+#   native-cluster  scripts/test-native.sh cluster: three real nodes + real Redis
+#           (cross-node fan-out, drop path, SIGKILL, Redis restart, graceful shutdown)
+#   native-e2e      scripts/test-native.sh e2e: tests/e2e against one native node,
+#           then against each node of scripts/cluster.sh
 # All steps run even when one fails. Results: test-results/summary.json and
 # test-results/summary.md; step logs in test-results/logs/. The last line
 # printed is "N passed, N failed" (N = steps); exit status 1 if any failed.
@@ -28,7 +35,7 @@ results=test-results
 logs="$results/logs"
 mkdir -p "$logs"
 
-steps_total=7
+steps_total=10
 step_no=0
 n_passed=0
 n_failed=0
@@ -234,6 +241,15 @@ after_step_browser() {
   if grep -q '^SETUP FAILED: ' "$1"; then note="$(grep -m1 '^SETUP FAILED: ' "$1" | cut -c15-)"; fi
 }
 
+
+# The native runtime (crates/server): each part writes test-results/native-<part>.{json,md}
+# and ends with its own "N passed, N failed" line (the last one in the log is the total).
+step_native_unit() { bash scripts/test-native.sh unit; }
+after_step_native_unit() { count_e2e_tests "$1"; }
+step_native_cluster() { bash scripts/test-native.sh cluster; }
+after_step_native_cluster() { count_e2e_tests "$1"; }
+step_native_e2e() { bash scripts/test-native.sh e2e; }
+after_step_native_e2e() { count_e2e_tests "$1"; }
 run_step setup "bash scripts/setup.sh" step_setup
 run_step unit "cargo test -p sse-core" step_unit
 run_step build "bash scripts/build-worker.sh" step_build
@@ -241,6 +257,9 @@ run_step bundle "wrangler deploy --dry-run --outdir dist" step_bundle
 run_step e2e "node tests/e2e/run.mjs" step_e2e
 run_step examples "node tests/examples/run.mjs (wrangler-dev, native-cluster)" step_examples
 run_step browser "node tests/browser/run.mjs (wrangler-dev, native)" step_browser
+run_step native-unit "bash scripts/test-native.sh unit" step_native_unit
+run_step native-cluster "bash scripts/test-native.sh cluster" step_native_cluster
+run_step native-e2e "bash scripts/test-native.sh e2e" step_native_e2e
 
 # --- summary -----------------------------------------------------------------
 generated_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"

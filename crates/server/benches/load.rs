@@ -108,7 +108,7 @@ async fn idle(n: usize) -> serde_json::Value {
     let after = rss_kib(pid);
     drop(conns);
     let per_1000 = (after.saturating_sub(before)) as f64 * 1000.0 / n as f64;
-    serde_json::json!({"scenario": "idle SSE connections", "connections": n, "rss_before_kib": before, "rss_after_kib": after, "rss_per_1000_connections_kib": per_1000.round()})
+    serde_json::json!({"scenario": "idle SSE connections", "connections": n, "rss_before_kib": before, "rss_after_kib": after, "rss_per_1000_connections_kib": per_1000.round() as u64})
 }
 
 async fn publish(tcp: &mut TcpStream, id: &str, body: &str) {
@@ -180,7 +180,7 @@ async fn fanout(subs: usize, events: usize) -> serde_json::Value {
         "body_bytes": body.len(),
         "publish_seconds": (published.as_secs_f64() * 1000.0).round() / 1000.0,
         "all_delivered_seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
-        "deliveries_per_second": (deliveries as f64 / elapsed.as_secs_f64()).round(),
+        "deliveries_per_second": (deliveries as f64 / elapsed.as_secs_f64()).round() as u64,
     })
 }
 

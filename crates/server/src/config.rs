@@ -195,6 +195,23 @@ mod tests {
     }
 
     #[test]
+    fn every_setting_is_in_the_documented_table() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/configuration.md");
+        let doc = std::fs::read_to_string(path).expect("docs/configuration.md");
+        let row = |key: &str| doc.lines().find(|l| l.starts_with(&format!("| `{key}` |"))).map(str::to_string);
+        for s in sse_core::config::SETTINGS.iter().chain(NATIVE_SETTINGS.iter()) {
+            let r = row(s.key).unwrap_or_else(|| panic!("{} is not in docs/configuration.md", s.key));
+            assert!(r.contains(&format!("| `{}` |", s.default)), "{}: default {} not in: {r}", s.key, s.default);
+            assert!(r.contains(&format!("| {} – {}", s.min, s.max)), "{}: range {}–{} not in: {r}", s.key, s.min, s.max);
+        }
+        for key in ["API_KEYS", "LISTEN_ADDR", "NODE_ID", "ADVERTISE_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "CLUSTER_SECRET", "RUST_LOG"] {
+            assert!(row(key).is_some(), "{key} is not in docs/configuration.md");
+        }
+        assert!(row("LISTEN_ADDR").unwrap().contains(DEFAULT_LISTEN));
+        assert!(row("REDIS_KEY_PREFIX").unwrap().contains(DEFAULT_PREFIX));
+    }
+
+    #[test]
     fn invalid_values_are_named() {
         let err = |pairs: &[(&str, &str)]| cfg(pairs).unwrap_err().to_string();
         assert!(err(&[("LISTEN_ADDR", "nope")]).starts_with("LISTEN_ADDR=\"nope\""));

@@ -13,6 +13,7 @@ mod scripts;
 #[cfg(test)]
 mod tests;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +38,10 @@ use crate::{clock, log};
 use node::Node;
 use placement::{Control, Writer};
 
+/// How long a publish waits for Redis to say where a topic lives before it falls back to this
+/// node's own subscribers (Redis down or restarting must not stall publishers).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// A node of a cluster whose shared state is in Redis.
 pub struct RedisNamespace {
     hub: Arc<Hub>,
@@ -46,6 +51,8 @@ pub struct RedisNamespace {
     endpoint: forward::Endpoint,
     control: mpsc::UnboundedSender<Control>,
     liveness: Mutex<Option<JoinHandle<()>>>,
+    /// When the last "redis unreachable" warning of a probe was logged (at most one a second).
+    last_probe_warning: AtomicU64,
 }
 
 /// A holder of a topic as [`RedisNamespace::holders`] reports it.
@@ -95,6 +102,7 @@ impl RedisNamespace {
             forwarder: forward::Forwarder::new(&cluster.secret, cluster.forward_timeout_ms),
             control,
             liveness: Mutex::new(Some(liveness)),
+            last_probe_warning: AtomicU64::new(0),
         })
     }
 
@@ -173,11 +181,14 @@ impl Namespace for RedisNamespace {
 
     fn probe<'a>(&'a self, topic: &'a str, id: &'a str) -> BoxFuture<'a, Probe> {
         Box::pin(async move {
-            let holders = match self.holders(topic).await {
+            let holders = match tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic)).await.unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "probe timed out")))) {
                 Ok(h) => h,
                 Err(e) => {
                     // Without Redis this node still serves its own subscribers.
-                    tracing::warn!(error = %e, topic, "redis unreachable: publishing to this node's subscribers only");
+                    let now = clock::now_ms();
+                    if now.saturating_sub(self.last_probe_warning.swap(now, Ordering::Relaxed)) >= 1_000 {
+                        tracing::warn!(error = %e, topic, "redis unreachable: publishing to this node's subscribers only");
+                    }
                     Vec::new()
                 }
             };
