@@ -51,3 +51,7 @@ test-native: ## Native runtime tests: unit + Redis adapter, 3-node cluster, e2e 
 
 bench-native: ## Native benchmarks: idle RSS, fan-out, node-to-node transport (benchmark-results/)
 	@bash scripts/bench-native.sh
+
+.PHONY: fuzz
+fuzz: ## Fuzz crates/core (cargo fuzz), each target FUZZ_SECONDS s (default 60); results in test-results/fuzz.md
+	@FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" bash scripts/fuzz.sh

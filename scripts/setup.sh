@@ -2,10 +2,11 @@
 # Install everything the gateway needs to build, run and test. Idempotent:
 # every step checks first and does nothing when its piece is already there.
 #
-#   bash scripts/setup.sh [--with-redis] [--with-chromium] [--with-go] [--with-examples]
+#   bash scripts/setup.sh [--with-redis] [--with-chromium] [--with-go] [--with-examples] [--with-fuzz]
 #
 # --with-examples: what the examples (examples/) and their test need: Go and
 # Chromium from Debian, and the Python examples' packages in .venv/.
+# --with-fuzz: cargo-fuzz, for scripts/fuzz.sh (make fuzz).
 # Needs: rustup + cargo, node + npm (any version: wrangler runs on the Node 22
 # that package.json pulls in), and for the optional flags apt-get (as root or
 # with sudo).
@@ -15,6 +16,8 @@ set -euo pipefail
 # crate in Cargo.lock exactly; worker-build must match the worker crate.
 WASM_BINDGEN_VERSION=0.2.129
 WORKER_BUILD_VERSION=0.8.7
+# cargo-fuzz for scripts/fuzz.sh (--with-fuzz); runs on stable with RUSTC_BOOTSTRAP=1.
+CARGO_FUZZ_VERSION=0.13.2
 
 # shellcheck source=scripts/env.sh
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -24,14 +27,16 @@ with_redis=0
 with_chromium=0
 with_go=0
 with_venv=0
+with_fuzz=0
 for arg in "$@"; do
   case "$arg" in
     --with-redis) with_redis=1 ;;
     --with-chromium) with_chromium=1 ;;
     --with-go) with_go=1 ;;
     --with-examples) with_go=1 with_chromium=1 with_venv=1 ;;
+    --with-fuzz) with_fuzz=1 ;;
     -h | --help)
-      sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+      sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
       exit 0
       ;;
     *)
@@ -85,6 +90,18 @@ else
   cargo install worker-build --version "$WORKER_BUILD_VERSION" --locked
   have_wb="$("$SSE_CARGO_BIN/worker-build" --version 2>/dev/null || true)"
   [ "$have_wb" = "$WORKER_BUILD_VERSION" ] || die "$SSE_CARGO_BIN/worker-build reports \"$have_wb\" after cargo install"
+fi
+
+if [ "$with_fuzz" -eq 1 ]; then
+  have_fuzz="$("$SSE_CARGO_BIN/cargo-fuzz" --version 2>/dev/null || true)"
+  if [ "$have_fuzz" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    ok "cargo-fuzz $CARGO_FUZZ_VERSION present"
+  else
+    installing "cargo-fuzz $CARGO_FUZZ_VERSION (cargo install, ~1 min)"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked
+    have_fuzz="$("$SSE_CARGO_BIN/cargo-fuzz" --version 2>/dev/null || true)"
+    [ "$have_fuzz" = "cargo-fuzz $CARGO_FUZZ_VERSION" ] || die "$SSE_CARGO_BIN/cargo-fuzz reports \"$have_fuzz\" after cargo install"
+  fi
 fi
 
 # --- 3. npm packages (wrangler, Node 22, binaryen) ---------------------------

@@ -87,15 +87,11 @@ stop_single() {
 e2e_runs=()
 run_e2e() {
   local label="$1" base="$2" rc
-  echo "==> e2e $label against $base"
+  shift 2
+  echo "==> e2e $label against $base $*"
   timeout --kill-after=15 "${E2E_TIMEOUT:-900}" \
-    node tests/e2e/run.mjs --target native --base-url "$base" --heartbeat-ms 1000
+    node tests/e2e/run.mjs --target native --base-url "$base" --heartbeat-ms 1000 --label "$label" "$@"
   rc=$?
-  if [ "$label" != native ]; then
-    for ext in json md; do
-      [ -f "$results/e2e-native.$ext" ] && mv -f "$results/e2e-native.$ext" "$results/e2e-$label.$ext"
-    done
-  fi
   e2e_runs+=("$label")
   return "$rc"
 }
@@ -106,7 +102,7 @@ part_e2e() {
   local rc=0
   trap 'stop_single; bash scripts/cluster.sh stop >/dev/null 2>&1' EXIT
 
-  # The cluster first: run.mjs always writes e2e-native.*, renamed after each cluster run.
+  # The cluster first, then one node (results: e2e-<label>.*, badinput-<label>.*).
   if HEARTBEAT_INTERVAL_MS=1000 bash scripts/cluster.sh start; then
     local n port
     for n in 1 2 3; do
@@ -124,7 +120,7 @@ part_e2e() {
     echo "127.0.0.1:8080 is already in use: stop what listens there (make server?) and rerun" >&2
     rc=1
   else
-    LISTEN_ADDR=127.0.0.1:8080 API_KEYS=dev-key-change-me NODE_ID=local HEARTBEAT_INTERVAL_MS=1000 \
+    LISTEN_ADDR=127.0.0.1:8080 API_KEYS=dev-key-change-me NODE_ID=local HEARTBEAT_INTERVAL_MS=1000 PUBLISH_BODY_TIMEOUT_MS=3000 \
       target/release/sse-gateway >"$logs/native-single-node.log" 2>&1 &
     single_pid=$!
     local i
@@ -132,7 +128,20 @@ part_e2e() {
       curl -sf http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
       sleep 0.1
     done
-    run_e2e native "http://127.0.0.1:8080" || rc=1
+    run_e2e native "http://127.0.0.1:8080" --var PUBLISH_BODY_TIMEOUT_MS:3000 || rc=1
+    stop_single
+
+    # The limits (tests/e2e/limits_conn_rate.test.mjs) on a node started with them configured.
+    local lim=(MAX_CONNECTIONS_PER_NODE=20 MAX_CONNECTIONS_PER_TOPIC=5 PUBLISH_RATE_PER_KEY=5 PUBLISH_BURST_PER_KEY=5)
+    env LISTEN_ADDR=127.0.0.1:8080 API_KEYS=dev-key-change-me NODE_ID=limits HEARTBEAT_INTERVAL_MS=1000 "${lim[@]}" \
+      target/release/sse-gateway >"$logs/native-limits-node.log" 2>&1 &
+    single_pid=$!
+    for i in $(seq 100); do
+      curl -sf http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    run_e2e native-limits "http://127.0.0.1:8080" --files limits_conn_rate \
+      "${lim[@]/#/--var=}" || rc=1
     stop_single
   fi
 

@@ -2,9 +2,11 @@
 # Set everything up and run every test. Steps:
 #   setup   scripts/setup.sh
 #   unit    cargo test -p sse-core (unit + property tests)
+#   fuzz    scripts/fuzz.sh: each fuzz target of crates/core for FUZZ_SECONDS (default 60)
 #   build   scripts/build-worker.sh (release wasm)
 #   bundle  wrangler deploy --dry-run --outdir dist (+ wasm size, raw and gzip -9)
-#   e2e     node tests/e2e/run.mjs (starts wrangler dev itself)
+#   e2e     node tests/e2e/run.mjs (starts wrangler dev itself), then its limits file on a
+#           wrangler dev started with the limits configured
 #   examples tests/examples/run.mjs: every example subscriber x publisher, on
 #           wrangler dev and on the native cluster (scripts/cluster.sh)
 #   browser tests/browser/run.mjs: the admin UI in Chromium, on wrangler dev and
@@ -21,6 +23,7 @@
 # printed is "N passed, N failed" (N = steps); exit status 1 if any failed.
 #
 #   TEST_VERBOSE=1   also stream step output to the terminal
+#   FUZZ_SECONDS=N   seconds per fuzz target in the fuzz step (default 60)
 #   E2E_TIMEOUT=N    seconds before the e2e step is killed (default 1800)
 #   EXAMPLES_TIMEOUT=N  seconds before each examples run is killed (default 900)
 #   BROWSER_TIMEOUT=N  seconds before each browser-test run is killed (default 900)
@@ -35,7 +38,7 @@ results=test-results
 logs="$results/logs"
 mkdir -p "$logs"
 
-steps_total=10
+steps_total=11
 step_no=0
 n_passed=0
 n_failed=0
@@ -155,6 +158,16 @@ after_step_setup() { :; }
 step_unit() { cargo test -p sse-core; }
 after_step_unit() { count_cargo_tests "$1"; }
 
+# Bounded fuzzing of the core; report in test-results/fuzz.md / fuzz.json.
+step_fuzz() {
+  bash scripts/setup.sh --with-fuzz
+  bash scripts/fuzz.sh
+}
+after_step_fuzz() {
+  read -r tests_passed tests_failed < <(sed -n 's/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed$/\1 \2/p' "$1" | tail -n 1) || true
+  if grep -q '^CRASH: ' "$1"; then note="$(grep -m1 '^CRASH: ' "$1" | cut -c8-)"; fi
+}
+
 step_build() { bash scripts/build-worker.sh; }
 after_step_build() {
   if [ "$2" -eq 0 ]; then build_ok=1; fi
@@ -194,10 +207,19 @@ step_e2e() {
     return 1
   fi
   if [ "$build_ok" = 1 ]; then export WORKER_BUILD_SKIP=1; fi
-  timeout --kill-after=15 "${E2E_TIMEOUT:-1800}" node tests/e2e/run.mjs
+  local rc=0
+  timeout --kill-after=15 "${E2E_TIMEOUT:-1800}" node tests/e2e/run.mjs || rc=1
+  # The limits, on a wrangler dev started with them configured (tests/e2e/limits_conn_rate).
+  timeout --kill-after=15 600 node tests/e2e/run.mjs --files limits_conn_rate --label wrangler-dev-limits \
+    --var PUBLISH_RATE_PER_KEY:5 --var PUBLISH_BURST_PER_KEY:5 --var MAX_CONNECTIONS_PER_TOPIC:5 || rc=1
+  return "$rc"
 }
 after_step_e2e() {
-  count_e2e_tests "$1"
+  # Sum the two runs' "N passed, N failed" lines.
+  read -r tests_passed tests_failed < <(
+    sed -n 's/^\([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed.*$/\1 \2/p' "$1" |
+      awk '{ p += $1; f += $2; n++ } END { if (n) print p, f }'
+  ) || true
   if [ "$2" -eq 124 ] || [ "$2" -eq 137 ]; then note="timed out after ${E2E_TIMEOUT:-1800}s"; fi
   if [ ! -f tests/e2e/run.mjs ]; then note="tests/e2e/run.mjs not found"; fi
 }
@@ -252,6 +274,7 @@ step_native_e2e() { bash scripts/test-native.sh e2e; }
 after_step_native_e2e() { count_e2e_tests "$1"; }
 run_step setup "bash scripts/setup.sh" step_setup
 run_step unit "cargo test -p sse-core" step_unit
+run_step fuzz "bash scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-60} per target)" step_fuzz
 run_step build "bash scripts/build-worker.sh" step_build
 run_step bundle "wrangler deploy --dry-run --outdir dist" step_bundle
 run_step e2e "node tests/e2e/run.mjs" step_e2e

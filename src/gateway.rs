@@ -34,6 +34,8 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
     let method = req.method().to_string();
     let url = req.url().map_err(|_| GatewayError::InvalidRequest("bad url".into()))?;
     let route = routes::route(&method, url.path())?;
+    let sizes: Vec<(usize, usize)> = req.headers().entries().map(|(k, v)| (k.len(), v.len())).collect();
+    routes::check_header_bytes(sizes.into_iter())?;
     match route {
         Route::Preflight => return Ok(http::preflight()),
         Route::Healthz => return Ok(http::json(200, routes::health_body("cloudflare"))),
@@ -45,8 +47,11 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
         let h = req.headers();
         let auth = header(h, "authorization");
         let key = header(h, "x-api-key");
-        if !cfg.api_keys.authorize(auth.as_deref().map(str::as_bytes), key.as_deref().map(str::as_bytes)) {
+        let Some(key_index) = cfg.api_keys.key_index(auth.as_deref().map(str::as_bytes), key.as_deref().map(str::as_bytes)) else {
             return Err(GatewayError::Unauthorized);
+        };
+        if route == Route::Publish && cfg.publish_rate_per_key > 0 {
+            take_publish_token(&env, &cfg, key_index).await?;
         }
     }
     let query = Query::parse(url.query().unwrap_or(""))?;
@@ -88,6 +93,21 @@ async fn admin_ui(req: Request, env: &Env) -> Result<Response, GatewayError> {
     url.set_path("/");
     url.set_query(None);
     assets.fetch(url.to_string(), None).await.map_err(http::internal)
+}
+
+/// One publish token from the API key's `LimiterObject` (`key-<index>`): 429 when it has none.
+async fn take_publish_token(env: &Env, cfg: &Config, key_index: usize) -> Result<(), GatewayError> {
+    let stub = env.durable_object("LIMITER").and_then(|ns| ns.get_by_name(&format!("key-{key_index}"))).map_err(http::internal)?;
+    let url = format!("https://limiter/take?rate={}&burst={}", cfg.publish_rate_per_key, cfg.publish_burst_per_key);
+    let mut resp = stub.fetch_with_str(&url).await.map_err(http::internal)?;
+    match resp.status_code() {
+        200 => Ok(()),
+        429 => {
+            let retry_s = resp.headers().get("retry-after").ok().flatten().and_then(|v| v.parse::<u64>().ok()).unwrap_or(1);
+            Err(GatewayError::RateLimited { retry_after_ms: retry_s * 1_000 })
+        }
+        other => Err(GatewayError::Internal(format!("limiter object answered {other}: {}", resp.text().await.unwrap_or_default()))),
+    }
 }
 
 pub fn topic_stub(env: &Env, topic: &str) -> Result<Stub, GatewayError> {

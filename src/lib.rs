@@ -1,13 +1,16 @@
 //! The Cloudflare runtime: a Worker that validates and routes every request with the core crate,
 //! one `TopicObject` Durable Object per topic that owns the topic's subscribers, and a
-//! `RegistryObject` that serves the admin API's listings.
+//! `RegistryObject` that serves the admin API's listings, and (only when `PUBLISH_RATE_PER_KEY`
+//! is set) a `LimiterObject` per API key that holds its publish token bucket.
 
 mod body;
 mod gateway;
 mod http;
+mod limiter_object;
 mod registry_object;
 mod topic_object;
 
+pub use limiter_object::LimiterObject;
 pub use registry_object::RegistryObject;
 pub use topic_object::TopicObject;
 

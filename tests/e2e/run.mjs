@@ -13,8 +13,12 @@
 //   --max-body-bytes N    [E2E_MAX_BODY_BYTES] (default 65536)
 //   --port N              port for the wrangler dev we start (default 8799)
 //   --files a,b           only these test files (names without .test.mjs)
+//   --var KEY:VALUE       (repeatable) a setting of the target: passed to the wrangler dev we
+//                         start (`--var`), and told to the tests as E2E_VARS (JSON) either way,
+//                         e.g. --var MAX_CONNECTIONS_PER_NODE:20 for limits_conn_rate
+//   --label NAME          results file suffix (default: the target)
 //
-// Writes test-results/e2e-<target>.json and .md; exits non-zero on any failure.
+// Writes test-results/e2e-<label>.json and .md; exits non-zero on any failure.
 
 import { run } from 'node:test';
 import { spawn } from 'node:child_process';
@@ -45,9 +49,15 @@ function parseArgs(argv) {
       value = argv[++i];
       if (value === undefined) throw new Error(`--${key} needs a value`);
     }
+    if (key === 'var') {
+      const v = /^([A-Z0-9_]+)[:=](.*)$/.exec(value);
+      if (!v) throw new Error(`--var needs KEY:VALUE, got ${value}`);
+      (out.vars ??= {})[v[1]] = v[2];
+      continue;
+    }
     out[key] = value;
   }
-  const known = ['base-url', 'target', 'heartbeat-ms', 'api-key', 'max-body-bytes', 'port', 'files'];
+  const known = ['base-url', 'target', 'heartbeat-ms', 'api-key', 'max-body-bytes', 'port', 'files', 'vars', 'label'];
   for (const k of Object.keys(out)) if (!known.includes(k)) throw new Error(`unknown option --${k}`);
   return out;
 }
@@ -83,7 +93,7 @@ function tail(file, lines = 40) {
 }
 
 /** Start wrangler dev in its own process group; resolves once /healthz answers. */
-async function startWrangler({ port, apiKey, heartbeatMs }) {
+async function startWrangler({ port, apiKey, heartbeatMs, vars = {} }) {
   const base = `http://127.0.0.1:${port}`;
   if (await anythingListening(base)) {
     throw new Error(`something already answers on ${base}; stop it or pass --base-url to test it`);
@@ -98,6 +108,7 @@ async function startWrangler({ port, apiKey, heartbeatMs }) {
     '--var', 'QUEUE_CAPACITY:1024',
     // the suite's key, so the run does not depend on a local .dev.vars
     '--var', `API_KEYS:${apiKey}`,
+    ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
   const env = {
     ...process.env,
@@ -207,7 +218,7 @@ async function runTests({ files }) {
   return { results, durationS: Math.round((Date.now() - started) / 1000) };
 }
 
-function writeResults({ target, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings }) {
+function writeResults({ target, label = target, vars = {}, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings }) {
   fs.mkdirSync(RESULTS, { recursive: true });
   const tests = [...results].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.file.localeCompare(b.file)));
   const totals = {
@@ -221,6 +232,7 @@ function writeResults({ target, baseUrl, heartbeatMs, results, durationS, notTes
     target,
     base_url: baseUrl,
     heartbeat_ms: heartbeatMs,
+    ...(Object.keys(vars).length ? { vars } : {}),
     totals,
     duration_s_rounded: Math.round(durationS / 10) * 10,
     ...(setupError ? { setup_error: setupError } : {}),
@@ -228,14 +240,15 @@ function writeResults({ target, baseUrl, heartbeatMs, results, durationS, notTes
     not_tested: notTested,
     tests,
   };
-  const jsonFile = path.join(RESULTS, `e2e-${target}.json`);
+  const jsonFile = path.join(RESULTS, `e2e-${label}.json`);
   fs.writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
 
   const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
   const md = [
-    `# End-to-end tests — ${target}`,
+    `# End-to-end tests — ${label}`,
     '',
-    `Target \`${baseUrl || '(none)'}\`, heartbeat ${heartbeatMs} ms. ` +
+    `Target \`${baseUrl || '(none)'}\`, heartbeat ${heartbeatMs} ms` +
+      `${Object.keys(vars).length ? `, ${Object.entries(vars).map(([k, v]) => `${k}=${v}`).join(', ')}` : ''}. ` +
       `**${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}** ` +
       `(about ${json.duration_s_rounded} s).`,
     '',
@@ -246,7 +259,7 @@ function writeResults({ target, baseUrl, heartbeatMs, results, durationS, notTes
   md.push('| test | file | status | note |', '|---|---|---|---|');
   for (const t of tests) md.push(`| ${esc(t.name)} | ${esc(path.basename(t.file))} | ${t.status} | ${esc(t.reason ?? '')} |`);
   md.push('');
-  const mdFile = path.join(RESULTS, `e2e-${target}.md`);
+  const mdFile = path.join(RESULTS, `e2e-${label}.md`);
   fs.writeFileSync(mdFile, md.join('\n'));
   return { totals, jsonFile, mdFile };
 }
@@ -262,12 +275,15 @@ async function main() {
   const heartbeatMs = Number(args['heartbeat-ms'] ?? (startOwn ? 1000 : process.env.E2E_HEARTBEAT_MS ?? 15000));
   const maxBody = args['max-body-bytes'] ?? process.env.E2E_MAX_BODY_BYTES;
   const port = Number(args.port ?? 8799);
+  const vars = args.vars ?? {};
+  const label = args.label ?? target;
+  if (!/^[a-z0-9-]+$/.test(label)) throw new Error(`bad --label ${label}`);
 
   let files = FILE_ORDER;
   if (args.files) {
     const wanted = args.files.split(',').map((s) => s.trim().replace(/\.test\.mjs$/, ''));
-    for (const w of wanted) if (!FILE_ORDER.includes(w)) throw new Error(`unknown test file ${w}`);
-    files = FILE_ORDER.filter((f) => wanted.includes(f));
+    for (const w of wanted) if (!fs.existsSync(path.join(HERE, `${w}.test.mjs`))) throw new Error(`unknown test file ${w}`);
+    files = [...FILE_ORDER.filter((f) => wanted.includes(f)), ...wanted.filter((w) => !FILE_ORDER.includes(w)).sort()];
   }
   const extra = fs.readdirSync(HERE).filter((f) => f.endsWith('.test.mjs') && !FILE_ORDER.includes(f.slice(0, -9)));
   if (extra.length && !args.files) files = [...files, ...extra.map((f) => f.slice(0, -9)).sort()];
@@ -297,7 +313,7 @@ async function main() {
   try {
     if (startOwn) {
       try {
-        wrangler = await startWrangler({ port, apiKey, heartbeatMs });
+        wrangler = await startWrangler({ port, apiKey, heartbeatMs, vars });
       } catch (e) {
         wrangler = e.handle ?? null;
         throw e;
@@ -311,6 +327,8 @@ async function main() {
     process.env.E2E_HEARTBEAT_MS = String(heartbeatMs);
     process.env.E2E_API_KEY = apiKey;
     if (maxBody) process.env.E2E_MAX_BODY_BYTES = String(maxBody);
+    process.env.E2E_VARS = JSON.stringify(vars);
+    process.env.E2E_LABEL = label;
     console.log(`e2e: target=${target} base=${baseUrl} heartbeat=${heartbeatMs}ms files=${files.join(',')}`);
     const logOffset = wrangler ? fs.statSync(wrangler.logFile).size : 0;
     ({ results, durationS } = await runTests({ files: filePaths }));
@@ -332,7 +350,7 @@ async function main() {
     await stopWrangler(wrangler);
   }
 
-  const { totals, jsonFile, mdFile } = writeResults({ target, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings });
+  const { totals, jsonFile, mdFile } = writeResults({ target, label, vars, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings });
   console.log(`results: ${path.relative(REPO, jsonFile)}, ${path.relative(REPO, mdFile)}`);
   for (const n of notTested) console.log(`NOT TESTED: ${n}`);
   if (setupError) console.log(`SETUP FAILED: ${setupError.split('\n')[0]}`);

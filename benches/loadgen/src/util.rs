@@ -247,10 +247,6 @@ impl Args {
     pub fn get(&self, k: &str) -> Option<&str> {
         self.map.get(k).map(String::as_str)
     }
-
-    pub fn flag(&self, k: &str) -> bool {
-        matches!(self.get(k), Some("true") | Some("1") | Some("yes"))
-    }
 }
 
 /// A latency histogram in microseconds, 1 µs .. 1 hour, 3 significant digits.

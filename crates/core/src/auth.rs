@@ -30,6 +30,17 @@ impl ApiKeys {
         self.0.iter().fold(false, |found, key| found | ct_eq(key, presented))
     }
 
+    /// The index of `presented` in the list (for per-key limits), comparing every key in
+    /// constant time.
+    pub fn find(&self, presented: &[u8]) -> Option<usize> {
+        self.0.iter().enumerate().fold(None, |found, (i, key)| if ct_eq(key, presented) { found.or(Some(i)) } else { found })
+    }
+
+    /// The index of the key a request presents, if it is one of the keys.
+    pub fn key_index(&self, authorization: Option<&[u8]>, x_api_key: Option<&[u8]>) -> Option<usize> {
+        presented_key(authorization, x_api_key).and_then(|k| self.find(k))
+    }
+
     /// Authorises a request from its `authorization` and `x-api-key` headers.
     pub fn authorize(&self, authorization: Option<&[u8]>, x_api_key: Option<&[u8]>) -> bool {
         match presented_key(authorization, x_api_key) {
@@ -76,6 +87,8 @@ mod tests {
         assert!(keys.check(b"a1") && keys.check(b"b2"));
         assert!(!keys.check(b"a") && !keys.check(b"a12") && !keys.check(b"") && !keys.check(b"A1"));
         assert!(!ApiKeys::parse("").check(b""));
+        assert_eq!((keys.find(b"a1"), keys.find(b"b2"), keys.find(b"c")), (Some(0), Some(1), None));
+        assert_eq!(keys.key_index(Some(b"Bearer b2"), None), Some(1));
     }
 
     #[test]

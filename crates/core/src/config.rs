@@ -45,7 +45,10 @@ pub const MAX_TOPICS_PER_REQUEST: Setting = Setting { key: "MAX_TOPICS_PER_REQUE
 pub const QUEUE_CAPACITY: Setting = Setting { key: "QUEUE_CAPACITY", default: 1_024, min: 1, max: 1_048_576, help: "frames queued per connection before it is closed as too slow" };
 pub const MAX_CONNECTIONS_PER_TOPIC: Setting = Setting { key: "MAX_CONNECTIONS_PER_TOPIC", default: 20_000, min: 1, max: 10_000_000, help: "connections one topic accepts before answering 503" };
 
-pub const SETTINGS: [&Setting; 6] = [&HEARTBEAT_INTERVAL_MS, &RETRY_MS, &MAX_BODY_BYTES, &MAX_TOPICS_PER_REQUEST, &QUEUE_CAPACITY, &MAX_CONNECTIONS_PER_TOPIC];
+pub const PUBLISH_RATE_PER_KEY: Setting = Setting { key: "PUBLISH_RATE_PER_KEY", default: 0, min: 0, max: 1_000_000, help: "publishes per second each API key may make on average (token bucket); 0 = unlimited; over it: 429" };
+pub const PUBLISH_BURST_PER_KEY: Setting = Setting { key: "PUBLISH_BURST_PER_KEY", default: 0, min: 0, max: 10_000_000, help: "publishes an API key may make at once before the rate applies; 0 = PUBLISH_RATE_PER_KEY" };
+
+pub const SETTINGS: [&Setting; 8] = [&HEARTBEAT_INTERVAL_MS, &RETRY_MS, &MAX_BODY_BYTES, &MAX_TOPICS_PER_REQUEST, &QUEUE_CAPACITY, &MAX_CONNECTIONS_PER_TOPIC, &PUBLISH_RATE_PER_KEY, &PUBLISH_BURST_PER_KEY];
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -57,6 +60,10 @@ pub struct Config {
     pub max_topics: usize,
     pub queue_capacity: usize,
     pub max_connections_per_topic: usize,
+    /// Publishes per second per API key (0 = unlimited).
+    pub publish_rate_per_key: u64,
+    /// Bucket size per API key (0 = the rate).
+    pub publish_burst_per_key: u64,
 }
 
 impl Default for Config {
@@ -77,6 +84,8 @@ impl Config {
             max_topics: num(&MAX_TOPICS_PER_REQUEST)? as usize,
             queue_capacity: num(&QUEUE_CAPACITY)? as usize,
             max_connections_per_topic: num(&MAX_CONNECTIONS_PER_TOPIC)? as usize,
+            publish_rate_per_key: num(&PUBLISH_RATE_PER_KEY)?,
+            publish_burst_per_key: num(&PUBLISH_BURST_PER_KEY)?,
         })
     }
 
@@ -101,6 +110,9 @@ mod tests {
         let c = Config::default();
         assert_eq!((c.heartbeat_ms, c.max_body_bytes, c.max_topics), (15_000, 65_536, 64));
         assert!(c.api_keys.is_empty());
+        assert_eq!((c.publish_rate_per_key, c.publish_burst_per_key), (0, 0));
+        let r = cfg(&[("PUBLISH_RATE_PER_KEY", "5"), ("PUBLISH_BURST_PER_KEY", "10")]).unwrap();
+        assert_eq!((r.publish_rate_per_key, r.publish_burst_per_key), (5, 10));
     }
 
     #[test]

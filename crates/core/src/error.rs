@@ -38,10 +38,16 @@ pub enum GatewayError {
     UnsupportedBody,
     #[error("the body did not arrive within {ms} ms")]
     BodyTimeout { ms: u64 },
+    #[error("request headers larger than {max} bytes")]
+    HeadersTooLarge { max: usize },
     #[error("this endpoint needs a WebSocket upgrade")]
     UpgradeRequired,
     #[error("{0}")]
     ConnectionLimit(String),
+    #[error("publish rate limit of this API key reached; retry in {retry_after_ms} ms")]
+    RateLimited { retry_after_ms: u64 },
+    #[error("{what} is unavailable; retry later")]
+    Unavailable { what: String, retry_after_s: u64 },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -61,7 +67,9 @@ impl GatewayError {
             PayloadTooLarge { .. } => 413,
             UnsupportedBody => 415,
             UpgradeRequired => 426,
-            ConnectionLimit(_) => 503,
+            HeadersTooLarge { .. } => 431,
+            RateLimited { .. } => 429,
+            ConnectionLimit(_) | Unavailable { .. } => 503,
             Internal(_) => 500,
         }
     }
@@ -87,7 +95,10 @@ impl GatewayError {
             UnsupportedBody => "unsupported_body",
             BodyTimeout { .. } => "body_timeout",
             UpgradeRequired => "upgrade_required",
+            HeadersTooLarge { .. } => "headers_too_large",
             ConnectionLimit(_) => "connection_limit",
+            RateLimited { .. } => "rate_limited",
+            Unavailable { .. } => "unavailable",
             Internal(_) => "internal",
         }
     }
@@ -97,6 +108,10 @@ impl GatewayError {
         match self {
             GatewayError::MethodNotAllowed { allow } => vec![("allow", (*allow).to_string())],
             GatewayError::ConnectionLimit(_) => vec![("retry-after", "5".to_string())],
+            GatewayError::RateLimited { retry_after_ms } => {
+                vec![("retry-after", crate::limits::retry_after_secs(*retry_after_ms).to_string())]
+            }
+            GatewayError::Unavailable { retry_after_s, .. } => vec![("retry-after", (*retry_after_s).max(1).to_string())],
             _ => Vec::new(),
         }
     }
@@ -132,5 +147,10 @@ mod tests {
         assert_eq!(e.status(), 405);
         assert_eq!(e.headers(), vec![("allow", "POST, OPTIONS".to_string())]);
         assert_eq!(GatewayError::ConnectionLimit("x".into()).headers()[0].0, "retry-after");
+        let r = GatewayError::RateLimited { retry_after_ms: 1_200 };
+        assert_eq!((r.status(), r.code(), r.headers()), (429, "rate_limited", vec![("retry-after", "2".to_string())]));
+        assert_eq!((GatewayError::HeadersTooLarge { max: 1 }.status(), GatewayError::HeadersTooLarge { max: 1 }.code()), (431, "headers_too_large"));
+        let u = GatewayError::Unavailable { what: "redis".into(), retry_after_s: 2 };
+        assert_eq!((u.status(), u.code(), u.headers()), (503, "unavailable", vec![("retry-after", "2".to_string())]));
     }
 }

@@ -198,9 +198,10 @@ impl SseParser {
                 }
                 out.push(SseItem::Event(ev));
             } else {
-                // A block with no data is not dispatched, but retry/id still apply.
-                let retry = self.current.retry;
-                self.current = ParsedEvent { retry, ..Default::default() };
+                // A block with no data is not dispatched, but retry/id still apply: they are
+                // carried to the next event (the event type is not).
+                let (id, retry) = (self.current.id.take(), self.current.retry);
+                self.current = ParsedEvent { id, retry, ..Default::default() };
             }
             self.has_data = false;
             return;
@@ -224,7 +225,8 @@ impl SseParser {
             }
             "event" => self.current.event = Some(value.to_string()),
             "id" if !value.contains('\0') => self.current.id = Some(value.to_string()),
-            "retry" => {
+            // ASCII digits only: `parse` alone would also take a leading `+`.
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
                 if let Ok(ms) = value.parse() {
                     self.current.retry = Some(ms);
                 }
@@ -311,6 +313,24 @@ mod tests {
         items.extend(p.push("\ndata: b\r"));
         items.extend(p.push("\n\r\n"));
         assert_eq!(items, vec![SseItem::Event(ParsedEvent { data: "a\nb".into(), ..Default::default() })]);
+    }
+
+    // Found by fuzzing (crates/core/fuzz, target sse_frame, against a reference parser).
+    #[test]
+    fn id_and_retry_of_a_block_without_data_carry_to_the_next_event() {
+        let items = parse_all("id: 7\nretry: 50\nevent: lost\n\ndata: x\n\n");
+        let want = ParsedEvent { id: Some("7".into()), event: None, data: "x".into(), retry: Some(50) };
+        assert_eq!(items, vec![SseItem::Event(want)]);
+    }
+
+    #[test]
+    fn retry_must_be_only_digits() {
+        for bad in ["+5", "-5", "  5", "5 ", "5ms", "", "99999999999999999999999"] {
+            let items = parse_all(&format!("retry:{bad}\ndata: x\n\n"));
+            assert_eq!(items, vec![SseItem::Event(ParsedEvent { data: "x".into(), ..Default::default() })], "{bad:?}");
+        }
+        let items = parse_all("retry: 0015\ndata: x\n\n");
+        assert!(matches!(&items[0], SseItem::Event(e) if e.retry == Some(15)));
     }
 
     fn normalise(s: &str) -> String {

@@ -7,12 +7,14 @@
 //! - [`registry`]: connection records and cursor pagination for the admin API.
 //! - [`request`]: query strings, subscriptions, publish headers, response bodies.
 //! - [`routes`]: the HTTP surface and its fixed headers.
+//! - [`limits`]: per-API-key publish rate limits (token buckets).
 //! - [`auth`], [`config`], [`error`], [`time`].
 
 pub mod auth;
 pub mod config;
 pub mod error;
 pub mod frame;
+pub mod limits;
 pub mod names;
 pub mod registry;
 pub mod request;

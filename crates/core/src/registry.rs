@@ -336,6 +336,11 @@ pub fn decode_cursor(kind: char, cursor: &str) -> Result<String, GatewayError> {
     if u32::from_str_radix(sum, 16).ok() != Some(checksum(kind, &key)) {
         return Err(GatewayError::InvalidCursor);
     }
+    // Only the exact text `encode_cursor` gives: no upper-case hex, no `+` sign (which
+    // `from_str_radix` would take), so each position has one cursor and any alteration is refused.
+    if encode_cursor(kind, &key) != cursor {
+        return Err(GatewayError::InvalidCursor);
+    }
     Ok(key)
 }
 
@@ -446,6 +451,16 @@ mod tests {
             assert_eq!(decode_cursor('c', bad).unwrap_err().code(), "invalid_cursor", "{bad}");
         }
         assert_eq!(decode_cursor('c', &encode_cursor('c', "c01:x")).unwrap(), "c01:x");
+        // Found by fuzzing (crates/core/fuzz, target cursor): non-canonical spellings of a
+        // valid cursor were accepted.
+        let good = encode_cursor('c', "conn-1");
+        assert_eq!(good, "c1.636f6e6e2d31.b5cae2a2");
+        for bad in ["c1.636f6e6e2d31.B5cae2a2", "c1.636F6e6e2d31.b5cae2a2", "c1.636f6e6e2d31.B5CAE2A2"] {
+            assert_eq!(decode_cursor('c', bad).unwrap_err().code(), "invalid_cursor", "{bad}");
+        }
+        // A checksum with a leading 0 could be spelled with a `+` instead.
+        assert_eq!(encode_cursor('c', "k620"), "c1.6b363230.058ceffd");
+        assert_eq!(decode_cursor('c', "c1.6b363230.+58ceffd").unwrap_err().code(), "invalid_cursor");
         // A well-formed cursor for a connection that has left still works as a position.
         let mut r = Registry::new();
         attach(&mut r, "a", "b");

@@ -26,6 +26,20 @@ impl Route {
     }
 }
 
+/// Largest request header block (names + values) the gateway looks at: a larger one is 431
+/// before any routing. The gateway's own headers are a few hundred bytes; browsers send a few KiB.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// 431 when `sizes` (each header's name and value lengths) add up to more than
+/// [`MAX_HEADER_BYTES`].
+pub fn check_header_bytes(sizes: impl Iterator<Item = (usize, usize)>) -> Result<()> {
+    let total: usize = sizes.map(|(n, v)| n + v + 4).sum();
+    if total > MAX_HEADER_BYTES {
+        return Err(GatewayError::HeadersTooLarge { max: MAX_HEADER_BYTES });
+    }
+    Ok(())
+}
+
 const GET: &str = "GET, HEAD, OPTIONS";
 const POST: &str = "POST, OPTIONS";
 
@@ -103,6 +117,13 @@ pub fn health_body(runtime: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_block_limit() {
+        assert!(check_header_bytes([(4, 100), (10, 2_000)].into_iter()).is_ok());
+        assert_eq!(check_header_bytes([(5, MAX_HEADER_BYTES)].into_iter()).unwrap_err().status(), 431);
+        assert!(check_header_bytes((0..1_000).map(|_| (10, 30))).unwrap_err().code() == "headers_too_large");
+    }
 
     #[test]
     fn routes() {

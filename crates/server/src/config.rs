@@ -15,7 +15,9 @@ pub const SHUTDOWN_GRACE_MS: Setting = Setting { key: "SHUTDOWN_GRACE_MS", defau
 pub const WS_MAX_MESSAGE_BYTES: Setting = Setting { key: "WS_MAX_MESSAGE_BYTES", default: 4_096, min: 125, max: 1_048_576, help: "largest message a WebSocket client may send (they are ignored); larger closes with 1009" };
 pub const FORWARD_TIMEOUT_MS: Setting = Setting { key: "FORWARD_TIMEOUT_MS", default: 5_000, min: 100, max: 600_000, help: "cluster: how long a node waits for another node to take a forwarded event" };
 
-pub const NATIVE_SETTINGS: [&Setting; 6] = [&PUBLISH_BODY_TIMEOUT_MS, &NODE_TTL_MS, &NODE_REFRESH_MS, &SHUTDOWN_GRACE_MS, &WS_MAX_MESSAGE_BYTES, &FORWARD_TIMEOUT_MS];
+pub const MAX_CONNECTIONS_PER_NODE: Setting = Setting { key: "MAX_CONNECTIONS_PER_NODE", default: 0, min: 0, max: 10_000_000, help: "connections (SSE, WebSocket, admin tails) one node accepts before answering 503; 0 = unlimited" };
+
+pub const NATIVE_SETTINGS: [&Setting; 7] = [&PUBLISH_BODY_TIMEOUT_MS, &NODE_TTL_MS, &NODE_REFRESH_MS, &SHUTDOWN_GRACE_MS, &WS_MAX_MESSAGE_BYTES, &FORWARD_TIMEOUT_MS, &MAX_CONNECTIONS_PER_NODE];
 
 /// Default `LISTEN_ADDR`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -56,6 +58,8 @@ pub struct ServerConfig {
     pub publish_body_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
     pub ws_max_message_bytes: usize,
+    /// Connections this node accepts (0 = unlimited).
+    pub max_connections_per_node: usize,
 }
 
 impl ServerConfig {
@@ -122,6 +126,7 @@ impl ServerConfig {
             publish_body_timeout_ms: PUBLISH_BODY_TIMEOUT_MS.read(&lookup)?,
             shutdown_grace_ms: SHUTDOWN_GRACE_MS.read(&lookup)?,
             ws_max_message_bytes: WS_MAX_MESSAGE_BYTES.read(&lookup)? as usize,
+            max_connections_per_node: MAX_CONNECTIONS_PER_NODE.read(&lookup)? as usize,
         })
     }
 }

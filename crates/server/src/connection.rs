@@ -48,11 +48,11 @@ impl Drop for Guard {
 impl Inner {
     /// Attaches a new connection to `topics` (a tail when `format` is `Tail`).
     pub async fn open(self: &Arc<Self>, topics: &[String], format: Format) -> Result<Connection, GatewayError> {
+        self.conn_opened()?;
         let now = clock::now_ms();
         let id = routes::connection_id(now, fastrand::u32(..));
         let (sink, rx, closer) = QueueSink::channel(self.cfg.core.queue_capacity);
         let info = hub::conn_info(&id, topics, format, &self.cfg.node_id, now);
-        self.conn_opened();
         let mut guard = Guard { inner: self.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()) };
         let mut recorded = Vec::with_capacity(topics.len());
         for t in topics {

@@ -11,6 +11,7 @@ use axum::routing::any;
 use axum::Router;
 use futures_util::future::join_all;
 use sse_core::frame::Event;
+use sse_core::limits::KeyLimiter;
 use sse_core::request::{self, TopicResult};
 use sse_core::{names, GatewayError};
 use thiserror::Error;
@@ -44,6 +45,8 @@ pub(crate) struct Inner {
     pub hub: Arc<Hub>,
     live: AtomicUsize,
     all_closed: Notify,
+    /// Per-API-key publish buckets (this node's share of the limit).
+    pub limiter: std::sync::Mutex<KeyLimiter>,
 }
 
 impl Gateway {
@@ -57,7 +60,8 @@ impl Gateway {
             None => Arc::new(MemoryNamespace::new(hub.clone(), changes, cfg.core.heartbeat_ms)),
             Some(cluster) => Arc::new(redis::RedisNamespace::connect(hub.clone(), changes, &cfg, cluster).await?),
         };
-        let inner = Arc::new(Inner { cfg, ns, hub, live: AtomicUsize::new(0), all_closed: Notify::new() });
+        let limiter = std::sync::Mutex::new(KeyLimiter::new(cfg.core.publish_rate_per_key, cfg.core.publish_burst_per_key));
+        let inner = Arc::new(Inner { cfg, ns, hub, live: AtomicUsize::new(0), all_closed: Notify::new(), limiter });
         tokio::spawn(heartbeat(Arc::downgrade(&inner)));
         Ok(Gateway { inner })
     }
@@ -185,8 +189,25 @@ impl Inner {
         join_all(calls).await
     }
 
-    pub fn conn_opened(&self) {
-        self.live.fetch_add(1, Ordering::AcqRel);
+    /// Counts a new connection; 503 when the node already holds `MAX_CONNECTIONS_PER_NODE`.
+    pub fn conn_opened(&self) -> Result<(), GatewayError> {
+        let before = self.live.fetch_add(1, Ordering::AcqRel);
+        let max = self.cfg.max_connections_per_node;
+        if max > 0 && before >= max {
+            self.conn_closed();
+            return Err(GatewayError::ConnectionLimit(format!("this node already has {max} connections")));
+        }
+        Ok(())
+    }
+
+    /// Takes a publish token for API key `key_index` (no-op when rate limiting is off).
+    pub fn take_publish_token(&self, key_index: Option<usize>) -> Result<(), GatewayError> {
+        let Some(i) = key_index else { return Ok(()) };
+        let mut l = self.limiter.lock().unwrap_or_else(|p| p.into_inner());
+        if !l.enabled() {
+            return Ok(());
+        }
+        l.take(i, clock::now_ms()).map_err(|retry_after_ms| GatewayError::RateLimited { retry_after_ms })
     }
 
     pub fn conn_closed(&self) {

@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 async fn serve(pairs: &[(&str, &str)]) -> (Gateway, String) {
     let mut env: Vec<(String, String)> = vec![("API_KEYS".into(), KEY.into()), ("NODE_ID".into(), "solo".into())];
     env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let lookup = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let lookup = |k: &str| env.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let mut cfg = ServerConfig::from_lookup(lookup).expect("valid config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     cfg.listen_addr = listener.local_addr().unwrap();
@@ -166,4 +166,56 @@ fn invalid_configuration_exits_2_with_a_message() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-gateway")).env_remove("API_KEYS").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("API_KEYS"));
+}
+
+#[tokio::test]
+async fn node_connection_limit_answers_503_with_retry_after_and_frees_slots() {
+    let (_gw, base) = serve(&[("MAX_CONNECTIONS_PER_NODE", "3")]).await;
+    let a = Subscriber::open(&base, "nl1").await;
+    let _b = Subscriber::open(&base, "nl2").await;
+    let _c = Subscriber::open(&base, "nl3,nl4").await;
+    let (status, body) = get(&format!("{base}/sse?topic=nl5"), &[]).await.unwrap();
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("connection_limit")), "{body}");
+    // the retry-after header, raw
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET /sse?topic=nl6 HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tcp.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 503") && text.contains("retry-after: 5"), "{text}");
+    drop(a);
+    eventually("a slot frees when a connection leaves", Duration::from_secs(5), || async {
+        get(&format!("{base}/admin/api/topics"), &[("x-api-key", KEY)]).await.map(|(_, v)| v["total"] == 3).unwrap_or(false)
+    })
+    .await;
+    let _d = Subscriber::open(&base, "nl7").await;
+}
+
+#[tokio::test]
+async fn publish_rate_limit_per_key_answers_429_with_retry_after() {
+    let (_gw, base) = serve(&[("API_KEYS", "k-one,k-two"), ("PUBLISH_RATE_PER_KEY", "2"), ("PUBLISH_BURST_PER_KEY", "3")]).await;
+    let url = format!("{base}/publish");
+    let send = |key: &'static str| {
+        let url = url.clone();
+        async move { request("POST", &url, &[("x-api-key", key), ("x-sse-topic", "rl"), ("x-sse-id", "e1")], "x").await.unwrap() }
+    };
+    for _ in 0..3 {
+        assert_eq!(send("k-one").await.0, 202);
+    }
+    let (status, body) = send("k-one").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    assert_eq!(send("k-two").await.0, 202, "another key has its own bucket");
+    // the retry-after header: 1 s (a token comes back within 500 ms at 2/s)
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("POST /publish HTTP/1.1\r\nhost: {addr}\r\nx-api-key: k-one\r\nx-sse-topic: rl\r\nx-sse-id: e2\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tcp.read_to_end(&mut resp).await.unwrap();
+    let text = String::from_utf8_lossy(&resp).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 429") && text.contains("retry-after: 1\r\n"), "{text}");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(send("k-one").await.0, 202, "refilled");
+    // a wrong key is 401, not 429
+    assert_eq!(send("nope").await.0, 401);
 }

@@ -6,6 +6,7 @@
 //   E2E_TARGET          label: wrangler-dev | native | deployed (default wrangler-dev)
 //   E2E_MAX_BODY_BYTES  MAX_BODY_BYTES configured on the target (default 65536)
 //   E2E_MAX_TOPICS      MAX_TOPICS_PER_REQUEST configured on the target (default 64)
+//   E2E_VARS            JSON object of other settings the target was started with (run.mjs --var)
 
 function int(name, fallback) {
   const raw = process.env[name];
@@ -24,6 +25,7 @@ export const config = Object.freeze({
   target: process.env.E2E_TARGET || 'wrangler-dev',
   maxBodyBytes: int('E2E_MAX_BODY_BYTES', 65536),
   maxTopics: int('E2E_MAX_TOPICS', 64),
+  vars: Object.freeze(JSON.parse(process.env.E2E_VARS || '{}')),
 });
 
 /** The parsed base URL; throws a clear error when E2E_BASE_URL is missing. */

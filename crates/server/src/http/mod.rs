@@ -42,6 +42,7 @@ pub(crate) async fn dispatch(State(gw): State<Arc<Inner>>, req: Request) -> Resp
 }
 
 async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> Result<Response, GatewayError> {
+    routes::check_header_bytes(parts.headers.iter().map(|(k, v)| (k.as_str().len(), v.len())))?;
     let path = parts.uri.path().to_string();
     if let Some(call) = path.strip_prefix(INTERNAL_PREFIX) {
         return internal::handle(gw, call, &parts, body).await;
@@ -54,8 +55,17 @@ async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> R
         _ => {}
     }
     let h = &parts.headers;
-    if route.needs_key() && !gw.cfg.core.api_keys.authorize(header(h, "authorization"), header(h, "x-api-key")) {
-        return Err(GatewayError::Unauthorized);
+    let key_index = if route.needs_key() {
+        match gw.cfg.core.api_keys.key_index(header(h, "authorization"), header(h, "x-api-key")) {
+            Some(i) => Some(i),
+            None => return Err(GatewayError::Unauthorized),
+        }
+    } else {
+        None
+    };
+    if route == Route::Publish {
+        // Before anything else is looked at: a limited publisher costs one bucket check.
+        gw.take_publish_token(key_index)?;
     }
     let query = Query::parse(parts.uri.query().unwrap_or(""))?;
     match route {
