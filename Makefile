@@ -55,3 +55,14 @@ bench-native: ## Native benchmarks: idle RSS, fan-out, node-to-node transport (b
 .PHONY: fuzz
 fuzz: ## Fuzz crates/core (cargo fuzz), each target FUZZ_SECONDS s (default 60); results in test-results/fuzz.md
 	@FUZZ_SECONDS="$(FUZZ_SECONDS)" FUZZ_TARGETS="$(FUZZ_TARGETS)" bash scripts/fuzz.sh
+
+.PHONY: soak
+soak: ## Soak one native node: churn + publishing for SOAK_MINUTES (default 20); test-results/soak.md
+	@SOAK_MINUTES="$(or $(SOAK_MINUTES),20)" bash scripts/soak.sh
+
+.PHONY: bench bench-quick
+bench: ## Benchmarks: every scenario on native, cluster, wrangler dev and nginx+nchan, plus criterion (~10 min); benchmark-results/latest.md
+	@bash benches/run.sh full
+
+bench-quick: ## Benchmarks: a short pass over every target (~1 min); benchmark-results/latest.md
+	@bash benches/run.sh quick

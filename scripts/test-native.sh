@@ -71,7 +71,31 @@ part_cluster() {
   cargo test -p sse-gateway-server --test cluster -- --nocapture 2>&1 | tee "$logs/native-cluster-tests.log"
   [ "${PIPESTATUS[0]}" -eq 0 ] || rc=1
   cargo_report cluster "$logs/native-cluster-tests.log"
+  faults_report "$logs/native-cluster-tests.log"
   return "$rc"
+}
+
+# faults_report LOG: test-results/faults.{json,md} from the "FAULT-FIGURE name ms what" lines the
+# cluster tests print (durations already rounded to 100 ms; no timestamps, sorted by name).
+faults_report() {
+  node - "$1" <<'EOF'
+const fs = require('fs');
+const text = fs.existsSync(process.argv[2]) ? fs.readFileSync(process.argv[2], 'utf8') : '';
+const figures = {};
+for (const m of text.matchAll(/^FAULT-FIGURE (\S+) (\d+) (.*)$/gm)) figures[m[1]] = { ms: Number(m[2]), what: m[3] };
+const names = Object.keys(figures).sort();
+if (names.length === 0) { console.log('no fault figures in the log: test-results/faults.* left as they were'); process.exit(0); }
+const out = { suite: 'faults-native-cluster', source: 'crates/server/tests/cluster.rs (bash scripts/test-native.sh cluster)',
+  settings: { NODE_TTL_MS: 3000, NODE_REFRESH_MS: 500, HEARTBEAT_INTERVAL_MS: 1000, publish_probe_timeout_ms: 1000 },
+  figures: Object.fromEntries(names.map((n) => [n, figures[n]])) };
+fs.writeFileSync('test-results/faults.json', JSON.stringify(out, null, 2) + '\n');
+const md = ['# Faults: native cluster (measured)', '',
+  'From `crates/server/tests/cluster.rs` (real redis-server, real nodes, debug build, 2 shared cores);',
+  'NODE_TTL_MS 3000, NODE_REFRESH_MS 500, HEARTBEAT_INTERVAL_MS 1000; rounded to 100 ms.', '',
+  '| figure | ms | what |', '|---|---:|---|', ...names.map((n) => `| \`${n}\` | ${figures[n].ms} | ${figures[n].what} |`), ''];
+fs.writeFileSync('test-results/faults.md', md.join('\n'));
+console.log(`faults: ${names.length} figures written`);
+EOF
 }
 
 single_pid=""

@@ -18,6 +18,14 @@
 #           (cross-node fan-out, drop path, SIGKILL, Redis restart, graceful shutdown)
 #   native-e2e      scripts/test-native.sh e2e: tests/e2e against one native node,
 #           then against each node of scripts/cluster.sh
+#   slow-consumer   tests/reliability/slow-consumer.mjs: one native node, 100 subscribers
+#           + 1 paused socket; fails only if the slow one is not evicted (stream ended,
+#           unlisted) or another subscriber misses an event (latency is only reported)
+#   soak    scripts/soak.sh with SOAK_MINUTES=1 (~65 s): connection churn + publishing on
+#           one native node; RSS / fds / topics / connections must not grow, no topic may
+#           outlive its connections (`make soak` runs the 20-minute version)
+#   loadgen-smoke   benches/run.sh smoke: a few seconds of the benchmark load generator
+#           (benches/loadgen) against one native node: all delivered, in order, drops dropped
 # All steps run even when one fails. Results: test-results/summary.json and
 # test-results/summary.md; step logs in test-results/logs/. The last line
 # printed is "N passed, N failed" (N = steps); exit status 1 if any failed.
@@ -38,7 +46,7 @@ results=test-results
 logs="$results/logs"
 mkdir -p "$logs"
 
-steps_total=11
+steps_total=14
 step_no=0
 n_passed=0
 n_failed=0
@@ -272,6 +280,12 @@ step_native_cluster() { bash scripts/test-native.sh cluster; }
 after_step_native_cluster() { count_e2e_tests "$1"; }
 step_native_e2e() { bash scripts/test-native.sh e2e; }
 after_step_native_e2e() { count_e2e_tests "$1"; }
+step_slow_consumer() { cargo build -p sse-gateway-server && node tests/reliability/slow-consumer.mjs; }
+after_step_slow_consumer() { count_e2e_tests "$1"; }
+step_soak() { SOAK_MINUTES=1 bash scripts/soak.sh; }
+after_step_soak() { count_e2e_tests "$1"; }
+step_loadgen_smoke() { timeout --kill-after=15 600 bash benches/run.sh smoke; }
+after_step_loadgen_smoke() { count_e2e_tests "$1"; }
 run_step setup "bash scripts/setup.sh" step_setup
 run_step unit "cargo test -p sse-core" step_unit
 run_step fuzz "bash scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-60} per target)" step_fuzz
@@ -283,6 +297,9 @@ run_step browser "node tests/browser/run.mjs (wrangler-dev, native)" step_browse
 run_step native-unit "bash scripts/test-native.sh unit" step_native_unit
 run_step native-cluster "bash scripts/test-native.sh cluster" step_native_cluster
 run_step native-e2e "bash scripts/test-native.sh e2e" step_native_e2e
+run_step slow-consumer "node tests/reliability/slow-consumer.mjs" step_slow_consumer
+run_step soak "SOAK_MINUTES=1 bash scripts/soak.sh" step_soak
+run_step loadgen-smoke "bash benches/run.sh smoke" step_loadgen_smoke
 
 # --- summary -----------------------------------------------------------------
 generated_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -478,7 +478,7 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
     // The processes behind it: node (wrangler), and two workerd (a proxy and the Worker).
     let root_pid = s.pid();
     let listen_inode = util::listening_inode(18787);
-    let mut procs = vec![Proc { role: format!("wrangler ({})", util::comm(root_pid)), pid: root_pid }];
+    let mut procs = vec![Proc { role: format!("wrangler launcher ({})", util::comm(root_pid)), pid: root_pid }];
     let mut worker_n = 0;
     for pid in util::descendants(root_pid) {
         let c = util::comm(pid);
@@ -489,6 +489,8 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
                 worker_n += 1;
                 if worker_n == 1 { "workerd (worker + Durable Objects)".to_string() } else { format!("workerd #{worker_n}") }
             }
+        } else if c == "node" {
+            "wrangler (node)".to_string()
         } else {
             format!("{c} (helper)")
         };

@@ -105,6 +105,7 @@ impl Gateway {
         }
         request::check_body_len(data.len() as u64, cfg.max_body_bytes)?;
         let probes = self.inner.probe_all(&topics, id).await;
+        crate::objects::unavailable(&probes)?;
         let ev = EventParts { id, event, ts: clock::now_ms() };
         Ok(self.inner.deliver_all(&topics, &probes, &ev, data).await)
     }

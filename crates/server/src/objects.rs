@@ -19,6 +19,17 @@ use crate::hub::Hub;
 use crate::log;
 use crate::sink::QueueSink;
 
+/// How long a publisher is told to wait (`retry-after`, seconds) when Redis cannot be reached.
+pub const UNAVAILABLE_RETRY_AFTER_S: u64 = 2;
+
+/// The error a publish gets when a probe was [`Probe::Unavailable`].
+pub fn unavailable(probes: &[Probe]) -> Result<(), GatewayError> {
+    if probes.iter().any(|p| *p == Probe::Unavailable) {
+        return Err(GatewayError::Unavailable { what: "redis (where the topic's subscribers are)".into(), retry_after_s: UNAVAILABLE_RETRY_AFTER_S });
+    }
+    Ok(())
+}
+
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Another node that holds connections of a topic.
@@ -38,6 +49,9 @@ pub enum Probe {
     Dropped,
     /// Someone does: deliver locally (`local`) and to these other nodes.
     Live { local: bool, peers: Vec<Peer> },
+    /// Where the topic lives could not be found out in time (native cluster: Redis down or
+    /// unreachable). Nothing is delivered; the publish is answered 503 `unavailable`.
+    Unavailable,
 }
 
 impl Probe {
@@ -111,7 +125,7 @@ impl ObjectRef<'_> {
     pub async fn publish(&self, probe: &Probe, ev: &Event) -> TopicResult {
         debug_assert_eq!(ev.topic, self.topic);
         let result = match probe {
-            Probe::Dropped => TopicResult::Dropped,
+            Probe::Dropped | Probe::Unavailable => TopicResult::Dropped,
             live => self.ns.deliver(live, ev).await,
         };
         if result == TopicResult::Dropped && probe.is_live() {

@@ -34,6 +34,28 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP: the server keeps its port and connections but answers nothing (Redis
+    /// unreachable, as a partition or a stuck host looks to its clients).
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// SIGCONT after [`RedisServer::pause`]: it answers again, with its data.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill").arg(sig).arg(c.id().to_string()).status();
+        }
+    }
+
+    /// Starts a new, empty server on the same port after [`RedisServer::stop`].
+    pub fn start_again(&mut self) -> Result<(), String> {
+        self.spawn()
+    }
+
     /// Stops it and starts a new, empty one on the same port.
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop();

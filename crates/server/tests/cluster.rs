@@ -70,6 +70,7 @@ async fn a_killed_node_leaves_placement_and_listings_within_the_ttl_then_rejoins
     })
     .await;
     assert!(killed.elapsed() <= Duration::from_millis(TTL_MS + 700), "unlisted {gone:?} after SIGKILL (TTL {TTL_MS} ms)");
+    figure("node_sigkill_unlisted", &format!("node SIGKILLed: its topic and connection unlisted, publishes no longer routed to it (NODE_TTL_MS {TTL_MS})"), gone);
     // Publishes no longer go there: dropped at once, no forwarding attempt to wait for.
     let t = Instant::now();
     let r = publish(&n2, "on-3", "after", "x").await;
@@ -107,10 +108,18 @@ async fn placement_recovers_by_itself_when_redis_restarts_under_load() {
     let mut s3 = Subscriber::open(&c.base(2), "load").await;
     let n2 = c.base(1);
     let load = tokio::spawn(async move {
+        // While Redis restarts a publish may be refused (503 unavailable, retry-after), never
+        // left hanging and never half-delivered.
         let mut delivered = Vec::new();
         for i in 0..300 {
-            let r = publish(&n2, "load", &format!("l{i}"), "x").await;
-            delivered.push(r["delivered"].as_u64().unwrap());
+            let t = Instant::now();
+            let (status, retry, r) = try_publish(&n2, "load", &format!("l{i}"), "x").await;
+            assert!(t.elapsed() < Duration::from_secs(2), "publish {i} took {:?}", t.elapsed());
+            match status {
+                202 => delivered.push(r["delivered"].as_u64().unwrap()),
+                503 => assert_eq!((r["error"]["code"].as_str(), retry.as_deref()), (Some("unavailable"), Some("2")), "{r}"),
+                s => panic!("publish {i}: {s} {r}"),
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         delivered
@@ -119,8 +128,9 @@ async fn placement_recovers_by_itself_when_redis_restarts_under_load() {
     c.redis.restart().expect("redis restarts (empty)");
     let restarted = Instant::now();
     let n2 = c.base(1);
-    let took = eventually("placement back", Duration::from_secs(10), || async { publish(&n2, "load", &format!("probe-{}", restarted.elapsed().as_millis()), "p").await["delivered"] == 2 }).await;
+    let took = eventually("placement back", Duration::from_secs(10), || async { try_publish(&n2, "load", &format!("probe-{}", restarted.elapsed().as_millis()), "p").await.2["delivered"] == 2 }).await;
     eprintln!("placement recovered {took:?} after the redis restart");
+    figure("redis_restart_placement_back", "Redis restarted empty under a publish every 20 ms: a publish from another node reaches both subscribers again", took);
     let delivered = load.await.expect("every publish answered 202");
     assert_eq!(delivered.last(), Some(&2), "{delivered:?}");
     // The subscribers stayed connected and keep receiving.
@@ -154,4 +164,64 @@ async fn a_node_shut_down_tells_subscribers_to_reconnect_and_deregisters_at_once
     // Deregistered: gone now, not after the TTL.
     assert!(all_connections(&n1).await.is_empty());
     assert!(all_topics(&n1).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unreachable_gets_a_quick_503_subscribers_stay_and_the_cluster_heals_by_itself() {
+    let _serial = SERIAL.lock().await;
+    let mut c = Cluster::start(2).await;
+    let mut s1 = Subscriber::open(&c.base(0), "cut").await;
+    let n2 = c.base(1);
+    assert_eq!(publish(&n2, "cut", "before", "x").await["delivered"], 1);
+    assert_eq!(s1.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("before"));
+
+    // Paused (SIGSTOP): connections stay open, nothing answers — the worst case, no RST.
+    c.redis.pause();
+    let paused = Instant::now();
+    let mut worst = Duration::ZERO;
+    for (i, base) in [&n2, &c.base(0), &n2].into_iter().enumerate() {
+        let t = Instant::now();
+        let (status, retry, r) = try_publish(base, "cut", &format!("paused-{i}"), "x").await;
+        let took = t.elapsed();
+        worst = worst.max(took);
+        assert_eq!(status, 503, "{r}");
+        assert_eq!((r["error"]["code"].as_str(), retry.as_deref()), (Some("unavailable"), Some("2")), "{r}");
+        assert!(took <= Duration::from_secs(2), "503 after {took:?}");
+    }
+    figure("redis_paused_publish_503", "Redis paused (SIGSTOP): slowest of 3 publishes answered 503 unavailable (retry-after: 2)", worst);
+    // Node 1's subscriber is still connected (its stream did not end) while Redis is away.
+    while paused.elapsed() < Duration::from_millis(TTL_MS + 1_000) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(matches!(s1.events.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Empty)), "the subscriber's stream is still open, nothing was delivered");
+    c.redis.resume();
+    let resumed = Instant::now();
+    let healed = eventually("delivered from node 2 again after SIGCONT", Duration::from_secs(15), || async {
+        let (status, _, r) = try_publish(&n2, "cut", "after-pause", "y").await;
+        status == 202 && r["delivered"] == 1
+    })
+    .await;
+    assert_eq!(s1.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("after-pause"));
+    figure("redis_paused_recovered", &format!("Redis resumed (SIGCONT) after {} s paused, longer than NODE_TTL_MS: a publish from another node delivered again", (TTL_MS + 1_000) / 1_000), healed);
+    eprintln!("paused→503 worst {worst:?}; recovered {healed:?} after SIGCONT ({:?} since)", resumed.elapsed());
+
+    // Killed (connection refused): the same 503, quickly; a new, empty Redis heals the same way.
+    c.redis.stop();
+    let t = Instant::now();
+    let (status, retry, r) = try_publish(&n2, "cut", "down", "x").await;
+    let down = t.elapsed();
+    assert_eq!((status, retry.as_deref()), (503, Some("2")), "{r}");
+    assert!(down <= Duration::from_secs(2), "503 after {down:?}");
+    figure("redis_down_publish_503", "Redis killed (connection refused): publish answered 503 unavailable (retry-after: 2)", down);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(matches!(s1.events.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Empty)), "the subscriber's stream is still open");
+    c.redis.start_again().expect("redis starts again (empty)");
+    let healed = eventually("delivered from node 2 again after the new redis", Duration::from_secs(15), || async {
+        let (status, _, r) = try_publish(&n2, "cut", "after-down", "z").await;
+        status == 202 && r["delivered"] == 1
+    })
+    .await;
+    assert_eq!(s1.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("after-down"));
+    figure("redis_down_recovered", "Redis killed for 1 s then started again empty: a publish from another node delivered again", healed);
+    assert_eq!(all_topics(&n2).await, vec![("cut".to_string(), 1)]);
 }

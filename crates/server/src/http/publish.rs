@@ -22,6 +22,8 @@ pub async fn handle(gw: &Arc<Inner>, h: &HeaderMap, body: &mut Option<Body>) -> 
     };
     let p = Publish::parse(headers, &gw.cfg.core)?;
     let probes = gw.probe_all(&p.topics, &p.id).await;
+    // Redis unreachable: nothing was delivered anywhere, so the publisher can safely retry.
+    crate::objects::unavailable(&probes)?;
     if !probes.iter().any(|p| p.is_live()) {
         // The drop path: the body is never read.
         let results: Vec<_> = p.topics.iter().map(|t| (t.clone(), request::TopicResult::Dropped)).collect();

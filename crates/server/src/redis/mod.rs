@@ -38,8 +38,10 @@ use crate::{clock, log};
 use node::Node;
 use placement::{Control, Writer};
 
-/// How long a publish waits for Redis to say where a topic lives before it falls back to this
-/// node's own subscribers (Redis down or restarting must not stall publishers).
+/// How long a publish waits for Redis to say where a topic lives. Past it (Redis down, paused,
+/// or unreachable) the publish is answered 503 `unavailable` with `retry-after` rather than
+/// stalling; this node's subscribers stay connected and the node heals by itself when Redis
+/// answers again (the liveness task re-registers it, the writer re-asserts its placement).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A node of a cluster whose shared state is in Redis.
@@ -184,12 +186,13 @@ impl Namespace for RedisNamespace {
             let holders = match tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic)).await.unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "probe timed out")))) {
                 Ok(h) => h,
                 Err(e) => {
-                    // Without Redis this node still serves its own subscribers.
+                    // Without Redis nobody knows where the topic's other subscribers are:
+                    // refuse (503, retry-after) rather than deliver to a part of them.
                     let now = clock::now_ms();
                     if now.saturating_sub(self.last_probe_warning.swap(now, Ordering::Relaxed)) >= 1_000 {
-                        tracing::warn!(error = %e, topic, "redis unreachable: publishing to this node's subscribers only");
+                        tracing::warn!(error = %e, topic, "redis unreachable: publishes are answered 503 unavailable until it answers again");
                     }
-                    Vec::new()
+                    return Probe::Unavailable;
                 }
             };
             let me = self.node_id();

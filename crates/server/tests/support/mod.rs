@@ -129,6 +129,28 @@ pub async fn publish(base: &str, topics: &str, id: &str, body: &str) -> serde_js
     json
 }
 
+/// A publish whose answer may be an error: (status, retry-after, body).
+pub async fn try_publish(base: &str, topics: &str, id: &str, body: &str) -> (u16, Option<String>, serde_json::Value) {
+    let req = hyper::Request::post(format!("{base}/publish"))
+        .header("x-api-key", KEY)
+        .header("x-sse-topic", topics)
+        .header("x-sse-id", id)
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req)).await.expect("answered within 10 s").expect("publish answered");
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, retry, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+/// Records a measured figure for test-results/faults.{json,md} (scripts/test-native.sh cluster
+/// collects the `FAULT-FIGURE` lines from the test log): rounded to 100 ms.
+pub fn figure(name: &str, what: &str, took: Duration) {
+    let ms = ((took.as_millis() as u64 + 50) / 100) * 100;
+    eprintln!("FAULT-FIGURE {name} {ms} {what}");
+}
+
 pub async fn admin(base: &str, path: &str) -> serde_json::Value {
     let (status, json) = get(&format!("{base}{path}"), &[("x-api-key", KEY)]).await.expect("admin answered");
     assert_eq!(status, 200, "{json}");

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# The benchmark suite (docs/benchmarks.md):
+#
+#   bash benches/run.sh full     make bench: every scenario on every target, plus the core's
+#                                criterion micro-benchmarks (~10 min)
+#   bash benches/run.sh quick    make bench-quick: a short pass over every target (~1 min)
+#   bash benches/run.sh smoke    the make test step: a few seconds against one native node,
+#                                fails unless every event arrived in order and drops dropped
+#
+# Extra arguments go to `sse-loadgen suite` (e.g. --targets native,nchan --scenarios fanout-10k).
+# Results: benchmark-results/<timestamp>/*.json and benchmark-results/latest.md (smoke:
+# test-results/logs/loadgen-smoke/, not kept). Server logs: .run/bench/<timestamp>/.
+# Loopback only; every server is pinned to CPU 0 and the generator to CPU 1 (BENCH_SERVER_CPUS,
+# BENCH_CLIENT_CPUS), started and stopped by PID, and every run is bounded in time.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/env.sh
+. "$here/../scripts/env.sh"
+cd "$SSE_ROOT"
+
+profile="${1:-quick}"
+[ $# -gt 0 ] && shift
+case "$profile" in
+  full | quick | smoke) ;;
+  *)
+    echo "usage: bash benches/run.sh full|quick|smoke [sse-loadgen suite options]" >&2
+    exit 2
+    ;;
+esac
+server_cpus="${BENCH_SERVER_CPUS:-0}"
+client_cpus="${BENCH_CLIENT_CPUS:-1}"
+if [ "$(nproc --all)" -lt 2 ]; then client_cpus="${BENCH_CLIENT_CPUS:-0}"; fi
+started=$SECONDS
+
+# --- tools --------------------------------------------------------------------
+if [ "$profile" != smoke ]; then
+  bash scripts/setup.sh --with-redis >/dev/null
+  if ! command -v nginx >/dev/null 2>&1 || [ ! -f /usr/share/nginx/modules/ngx_nchan_module.so ]; then
+    echo "bench: installing nginx + nchan (apt-get install nginx libnginx-mod-nchan)"
+    apt=(apt-get)
+    if [ "$(id -u)" -ne 0 ]; then apt=(sudo apt-get); fi
+    # Debian's package would start nginx on :80 where an init system runs; we start our own.
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q nginx libnginx-mod-nchan >/dev/null
+  fi
+fi
+
+# --- builds -------------------------------------------------------------------
+echo "bench: building the native server (scripts/build-server.sh) and the load generator"
+if ! bash scripts/build-server.sh >/tmp/sse-bench-build.$$.log 2>&1; then
+  if [ -x target/release/sse-gateway ]; then
+    echo "bench: WARNING: the server did not build (last lines below); measuring the existing target/release/sse-gateway"
+    tail -n 15 /tmp/sse-bench-build.$$.log | sed 's/^/    | /'
+  else
+    cat /tmp/sse-bench-build.$$.log >&2
+    rm -f /tmp/sse-bench-build.$$.log
+    exit 1
+  fi
+fi
+rm -f /tmp/sse-bench-build.$$.log
+cargo build --release -q -p sse-loadgen
+loadgen=target/release/sse-loadgen
+if [ "$profile" != smoke ] && [ ! -f build/worker/shim.mjs ]; then
+  echo "bench: build/ is missing: building the Worker for wrangler dev (scripts/build-worker.sh)"
+  bash scripts/build-worker.sh
+fi
+
+# --- run ----------------------------------------------------------------------
+if [ "$profile" = smoke ]; then
+  out=test-results/logs/loadgen-smoke
+  rm -rf "$out"
+  exec "$loadgen" suite --profile smoke --out "$out" --server-cpus "$server_cpus" --client-cpus "$client_cpus" "$@"
+fi
+
+stamp="$(date -u +%Y-%m-%dT%H-%M-%SZ)"
+out="benchmark-results/$stamp"
+mkdir -p "$out"
+if [ "$profile" = full ]; then
+  echo "bench: core micro-benchmarks (cargo bench -p sse-core --bench hot_path), pinned to CPU $client_cpus"
+  since="$(date +%s)"
+  taskset -c "$client_cpus" cargo bench -q -p sse-core --bench hot_path -- \
+    --warm-up-time 0.5 --measurement-time 1 --noplot >"$out/micro.txt" 2>&1 ||
+    echo "bench: WARNING: the micro-benchmarks failed; see $out/micro.txt"
+  "$loadgen" micro --criterion "${CARGO_TARGET_DIR:-target}/criterion" --out "$out/micro.json" --since "$since" || true
+  rm -f "$out/micro.txt"
+fi
+rc=0
+"$loadgen" suite --profile "$profile" --stamp "$stamp" --out "$out" \
+  --server-cpus "$server_cpus" --client-cpus "$client_cpus" "$@" || rc=$?
+echo "bench: $profile run finished in $((SECONDS - started)) s (builds included); results in $out/, summary in benchmark-results/latest.md"
+exit "$rc"
