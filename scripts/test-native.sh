@@ -167,6 +167,18 @@ part_e2e() {
     run_e2e native-limits "http://127.0.0.1:8080" --files limits_conn_rate \
       "${lim[@]/#/--var=}" || rc=1
     stop_single
+
+    # Retention and resume (tests/e2e/replay.test.mjs) on a node started with RETENTION.
+    local ret='e2e-rp-*=5/600s,e2e-rpb-*=2000/600s'
+    env LISTEN_ADDR=127.0.0.1:8080 API_KEYS=dev-key-change-me NODE_ID=replay HEARTBEAT_INTERVAL_MS=1000 RETENTION="$ret" \
+      target/release/sse-gateway >"$logs/native-replay-node.log" 2>&1 &
+    single_pid=$!
+    for i in $(seq 100); do
+      curl -sf http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
+      sleep 0.1
+    done
+    run_e2e native-replay "http://127.0.0.1:8080" --files replay --var "RETENTION:$ret" || rc=1
+    stop_single
   fi
 
   node - "${e2e_runs[@]}" <<'EOF'

@@ -67,7 +67,7 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
         }
         Route::AdminTail(topic) => {
             let id = routes::connection_id(http::now_ms(), http::random_u32());
-            let target = attach_url(&topic, &id, &[topic.clone()], Transport::Sse, Format::Tail, &node(&req), true);
+            let target = attach_url(&topic, &id, std::slice::from_ref(&topic), Transport::Sse, Format::Tail, &node(&req), true, None);
             topic_stub(&env, &topic)?.fetch_with_str(&target).await.map_err(http::internal)
         }
         Route::Preflight | Route::Healthz | Route::AdminUi => unreachable!("answered above"),
@@ -126,7 +126,8 @@ fn node(req: &Request) -> String {
 }
 
 /// The internal URL that attaches a connection to a topic object.
-fn attach_url(topic: &str, id: &str, topics: &[String], transport: Transport, format: Format, node: &str, hello: bool) -> String {
+#[allow(clippy::too_many_arguments)]
+fn attach_url(topic: &str, id: &str, topics: &[String], transport: Transport, format: Format, node: &str, hello: bool, last_event_id: Option<&str>) -> String {
     let transport = match transport {
         Transport::Sse => "sse",
         Transport::Ws => "ws",
@@ -137,8 +138,10 @@ fn attach_url(topic: &str, id: &str, topics: &[String], transport: Transport, fo
         Format::Ws => "ws",
         Format::Tail => "tail",
     };
+    // The last event id has the topic alphabet (validated): nothing to escape.
+    let resume = last_event_id.map(|l| format!("&last_event_id={l}")).unwrap_or_default();
     format!(
-        "https://topic/attach?topic={topic}&id={id}&topics={}&transport={transport}&format={format}&node={}&hello={}",
+        "https://topic/attach?topic={topic}&id={id}&topics={}&transport={transport}&format={format}&node={}&hello={}{resume}",
         topics.join(","),
         url_encode(node),
         u8::from(hello)
@@ -155,7 +158,7 @@ fn url_encode(s: &str) -> String {
 /// any topic refuses, e.g. 503 at its connection limit.
 async fn open_upstreams(env: &Env, cfg: &Config, sub: &Subscribe, id: &str, format: Format, node: &str) -> Result<Vec<worker::ByteStream>, GatewayError> {
     let calls = sub.topics.iter().map(|topic| async move {
-        let url = attach_url(topic, id, &sub.topics, sub.transport, format, node, false);
+        let url = attach_url(topic, id, &sub.topics, sub.transport, format, node, false, sub.last_event_id.as_deref());
         topic_stub(env, topic)?.fetch_with_str(&url).await.map_err(http::internal)
     });
     let mut streams = Vec::new();
@@ -245,7 +248,7 @@ async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> 
     let node = node(&req);
     if let [topic] = sub.topics.as_slice() {
         // One topic: the topic object serves the stream itself.
-        let url = attach_url(topic, &id, &sub.topics, Transport::Sse, sub.format, &node, true);
+        let url = attach_url(topic, &id, &sub.topics, Transport::Sse, sub.format, &node, true, sub.last_event_id.as_deref());
         return topic_stub(env, topic)?.fetch_with_str(&url).await.map_err(http::internal);
     }
     let upstreams = open_upstreams(env, cfg, &sub, &id, sub.format, &node).await?;
@@ -317,10 +320,16 @@ pub struct ObjectResult {
     pub delivered: Option<usize>,
     #[serde(default)]
     pub dropped: Option<bool>,
+    /// The topic retains events: the event was stored for replay (even with nobody connected).
+    #[serde(default)]
+    pub retained: Option<bool>,
 }
 
 impl ObjectResult {
     fn topic_result(&self) -> TopicResult {
+        if self.retained == Some(true) {
+            return TopicResult::Retained(self.delivered.unwrap_or(0));
+        }
         match self.delivered {
             Some(n) if self.dropped != Some(true) => TopicResult::Delivered(n),
             _ => TopicResult::Dropped,

@@ -1,6 +1,12 @@
 //! `TopicObject`: one Durable Object per topic. It owns the topic's connections (each an SSE
 //! stream fed by a bounded queue), publishes into them, sends keepalives on an alarm, reports
 //! to the registry, and forgets the topic when its last connection leaves.
+//!
+//! A topic that `RETENTION` names also keeps its recent events in this object's SQLite storage
+//! (table `replay_events`, trimmed by count and age on every insert and read), with or without
+//! connections, and replays them to a subscriber that attaches with a last event id. A Durable
+//! Object runs one event at a time and the storage calls are synchronous, so the snapshot of the
+//! table and the attachment happen with no publish in between: no gap, no duplicate.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -10,10 +16,11 @@ use futures_util::StreamExt;
 use serde_json::json;
 use sse_core::frame::{self, Event, Format};
 use sse_core::registry::{ConnSummary, RegistryUpdate};
+use sse_core::replay::{self, GapReason, Resume, Retained, Window};
 use sse_core::request::{self, Query};
 use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, Sink, TopicState, Transport};
 use sse_core::{names, Config, GatewayError};
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorageValue, State};
 
 use crate::body;
 use crate::gateway;
@@ -41,11 +48,13 @@ pub struct TopicObject {
     cfg: RefCell<Option<Config>>,
     topic: RefCell<Option<TopicState<ChannelSink>>>,
     alarm_set: Cell<bool>,
+    /// Whether the replay tables exist (created on first use).
+    tables: Cell<bool>,
 }
 
 impl DurableObject for TopicObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env, cfg: RefCell::new(None), topic: RefCell::new(None), alarm_set: Cell::new(false) }
+        Self { state, env, cfg: RefCell::new(None), topic: RefCell::new(None), alarm_set: Cell::new(false), tables: Cell::new(false) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -111,7 +120,8 @@ impl TopicObject {
             (Method::Post, "/publish") => self.publish(req, cfg).await,
             (Method::Get, "/live") => {
                 let (topic, id) = (param(&query, "topic")?, param(&query, "id")?);
-                let live = self.is_live();
+                // A retained topic takes every event (it is stored even with nobody connected).
+                let live = self.is_live() || cfg.retention.window(topic).is_some();
                 if !live {
                     self.dropped(topic, id);
                 }
@@ -153,9 +163,18 @@ impl TopicObject {
             connected_at: http::now_ms(),
             node: q.get("node").unwrap_or("local").to_string(),
         };
-        let (mut tx, rx) = mpsc::channel::<Rc<str>>(cfg.queue_capacity);
+        // The replay: read synchronously, right before the attachment (no publish can run in
+        // between), and queued ahead of every live frame.
+        let replay = match (q.get("last_event_id"), cfg.retention.window(&topic)) {
+            (Some(last), Some(window)) if format != Format::Tail => self.resume_frames(&topic, window, last, format, transport).map_err(http::internal)?,
+            _ => Vec::new(),
+        };
+        let (mut tx, rx) = mpsc::channel::<Rc<str>>(cfg.queue_capacity + replay.len() + 1);
         if q.get("hello") == Some("1") {
             let _ = tx.try_send(Rc::from(frame::encode_open(cfg.retry_ms, &id, &topics)));
+        }
+        for f in replay {
+            let _ = tx.try_send(Rc::from(f));
         }
         {
             let mut slot = self.topic.borrow_mut();
@@ -176,13 +195,16 @@ impl TopicObject {
         let [topic] = p.topics.as_slice() else {
             return Err(GatewayError::InvalidRequest("one topic per object".into()));
         };
-        if !self.is_live() {
+        let window = cfg.retention.window(topic);
+        if !self.is_live() && window.is_none() {
             // The drop path: the body is never read.
             self.dropped(topic, &p.id);
             return Ok(http::json(200, json!({"dropped": true}).to_string()));
         }
         let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
-        Ok(self.fan_out(Event { topic: topic.clone(), id: p.id, event: p.event, data, ts: http::now_ms() }))
+        let ev = Event { topic: topic.clone(), id: p.id, event: p.event, data, ts: http::now_ms() };
+        self.retain(&ev, window)?;
+        Ok(self.fan_out(ev, window.is_some()))
     }
 
     /// A delivery of a multi-topic publish whose body the Worker already read.
@@ -197,18 +219,27 @@ impl TopicObject {
         }
         let ts = header(h, "x-sse-ts").and_then(|t| t.parse().ok()).unwrap_or_else(http::now_ms);
         let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
-        Ok(self.fan_out(Event { topic, id, event, data, ts }))
+        let window = cfg.retention.window(&topic);
+        let ev = Event { topic, id, event, data, ts };
+        self.retain(&ev, window)?;
+        Ok(self.fan_out(ev, window.is_some()))
     }
 
-    fn fan_out(&self, ev: Event) -> Response {
+    fn fan_out(&self, ev: Event, retained: bool) -> Response {
         let outcome = match self.topic.borrow_mut().as_mut() {
             Some(state) => state.publish(&ev),
             None => Outcome::Dropped,
         };
         let body = match outcome {
+            Outcome::Dropped if retained => json!({"delivered": 0, "retained": true}),
             Outcome::Dropped => {
                 http::log(&request::drop_log_line(&ev.topic, &ev.id));
                 json!({"dropped": true})
+            }
+            Outcome::Delivered { count, removed } if retained => {
+                self.removed(&removed);
+                self.forget_if_empty();
+                json!({"delivered": count, "retained": true})
             }
             Outcome::Delivered { count, removed } => {
                 self.removed(&removed);
@@ -217,6 +248,58 @@ impl TopicObject {
             }
         };
         http::json(200, body.to_string())
+    }
+
+    fn sql_tables(&self) -> Result<worker::SqlStorage> {
+        let sql = self.state.storage().sql();
+        if !self.tables.get() {
+            sql.exec("CREATE TABLE IF NOT EXISTS replay_events (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, event TEXT, data TEXT NOT NULL, ts INTEGER NOT NULL)", None)?;
+            sql.exec("CREATE TABLE IF NOT EXISTS replay_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", None)?;
+            self.tables.set(true);
+        }
+        Ok(sql)
+    }
+
+    /// Trims the table to the window; records that events were trimmed (for `expired`).
+    fn trim(&self, sql: &worker::SqlStorage, window: Window) -> Result<()> {
+        let mut gone = sql
+            .exec("DELETE FROM replay_events WHERE seq <= (SELECT MAX(seq) FROM replay_events) - ?", vec![SqlStorageValue::from(window.max_count as i64)])?
+            .rows_written();
+        if let Some(age) = window.max_age_ms {
+            let cutoff = http::now_ms().saturating_sub(age) as i64;
+            gone += sql.exec("DELETE FROM replay_events WHERE ts < ?", vec![SqlStorageValue::from(cutoff)])?.rows_written();
+        }
+        if gone > 0 {
+            sql.exec("INSERT OR REPLACE INTO replay_meta (k, v) VALUES ('trimmed', 1)", None)?;
+        }
+        Ok(())
+    }
+
+    /// Stores `ev` when its topic is retained (`window`), then trims.
+    fn retain(&self, ev: &Event, window: Option<Window>) -> std::result::Result<(), GatewayError> {
+        let Some(window) = window else { return Ok(()) };
+        let store = || -> Result<()> {
+            let sql = self.sql_tables()?;
+            sql.exec(
+                "INSERT INTO replay_events (id, event, data, ts) VALUES (?, ?, ?, ?)",
+                vec![ev.id.as_str().into(), ev.event.clone().into(), ev.data.as_str().into(), SqlStorageValue::from(ev.ts as i64)],
+            )?;
+            self.trim(&sql, window)
+        };
+        store().map_err(http::internal)
+    }
+
+    /// The frames resuming after `last`: the retained events after it, or a `replay-gap` frame
+    /// (for a WebSocket its data is the WebSocket message, `"type":"replay_gap"`).
+    fn resume_frames(&self, topic: &str, window: Window, last: &str, format: Format, transport: Transport) -> Result<Vec<String>> {
+        let sql = self.sql_tables()?;
+        self.trim(&sql, window)?;
+        let rows: Vec<Retained> = sql.exec("SELECT seq, id, event, data, ts FROM replay_events ORDER BY seq", None)?.to_array()?;
+        let trimmed = !sql.exec("SELECT v FROM replay_meta WHERE k = 'trimmed'", None)?.to_array::<serde_json::Value>()?.is_empty();
+        Ok(match replay::resume(&rows, last, trimmed) {
+            Resume::After(rest) => rest.iter().map(|r| frame::encode(&r.to_event(topic), format)).collect(),
+            Resume::Gap(reason) => vec![gap_frame(topic, last, reason, transport)],
+        })
     }
 
     /// Reports connections that left (client gone, or evicted as too slow).
@@ -266,6 +349,13 @@ impl TopicObject {
                 }
             }
         });
+    }
+}
+
+fn gap_frame(topic: &str, last: &str, reason: GapReason, transport: Transport) -> String {
+    match transport {
+        Transport::Ws => frame::encode_sse(None, Some("replay-gap"), &replay::encode_gap(topic, last, reason, Format::Ws)),
+        Transport::Sse => replay::encode_gap(topic, last, reason, Format::Sse),
     }
 }
 

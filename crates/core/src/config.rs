@@ -4,6 +4,7 @@
 use thiserror::Error;
 
 use crate::auth::ApiKeys;
+use crate::replay::Retention;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
@@ -11,6 +12,8 @@ pub enum ConfigError {
     NotANumber { key: &'static str, value: String },
     #[error("{key}={value} is out of range {min}..={max}")]
     OutOfRange { key: &'static str, value: u64, min: u64, max: u64 },
+    #[error("RETENTION: {0}")]
+    Retention(String),
 }
 
 /// One numeric setting: its key, default and allowed range. Documented in docs/configuration.
@@ -64,6 +67,8 @@ pub struct Config {
     pub publish_rate_per_key: u64,
     /// Bucket size per API key (0 = the rate).
     pub publish_burst_per_key: u64,
+    /// Per-topic retention (`RETENTION`); empty = the plain drop rule everywhere.
+    pub retention: Retention,
 }
 
 impl Default for Config {
@@ -86,6 +91,7 @@ impl Config {
             max_connections_per_topic: num(&MAX_CONNECTIONS_PER_TOPIC)? as usize,
             publish_rate_per_key: num(&PUBLISH_RATE_PER_KEY)?,
             publish_burst_per_key: num(&PUBLISH_BURST_PER_KEY)?,
+            retention: Retention::parse(&lookup("RETENTION").unwrap_or_default()).map_err(ConfigError::Retention)?,
         })
     }
 
@@ -124,5 +130,8 @@ mod tests {
         assert_eq!(cfg(&[("MAX_BODY_BYTES", "2000000")]).unwrap_err(),
                    ConfigError::OutOfRange { key: "MAX_BODY_BYTES", value: 2_000_000, min: 1, max: 1_048_576 });
         assert!(matches!(cfg(&[("RETRY_MS", "soon")]), Err(ConfigError::NotANumber { .. })));
+        assert!(Config::default().retention.is_empty());
+        assert_eq!(cfg(&[("RETENTION", "a.*=5/10s")]).unwrap().retention.window("a.b").unwrap().max_count, 5);
+        assert!(matches!(cfg(&[("RETENTION", "a.*")]), Err(ConfigError::Retention(_))));
     }
 }

@@ -8,6 +8,7 @@
 //! - [`request`]: query strings, subscriptions, publish headers, response bodies.
 //! - [`routes`]: the HTTP surface and its fixed headers.
 //! - [`limits`]: per-API-key publish rate limits (token buckets).
+//! - [`replay`]: retention (`RETENTION`), the replay ring, and the resume algorithm.
 //! - [`auth`], [`config`], [`error`], [`time`].
 
 pub mod auth;
@@ -17,6 +18,7 @@ pub mod frame;
 pub mod limits;
 pub mod names;
 pub mod registry;
+pub mod replay;
 pub mod request;
 pub mod routes;
 pub mod time;

@@ -179,6 +179,9 @@ pub enum TopicResult {
     Delivered(usize),
     /// Nobody was subscribed.
     Dropped,
+    /// The topic retains events (`RETENTION`): the event was stored for replay, and handed to
+    /// this many connections (possibly 0: a retained topic keeps events with nobody connected).
+    Retained(usize),
 }
 
 impl TopicResult {
@@ -186,10 +189,26 @@ impl TopicResult {
     /// dropped only if every node dropped it.
     pub fn merge(self, other: TopicResult) -> TopicResult {
         match (self, other) {
+            (TopicResult::Retained(a), o) | (o, TopicResult::Retained(a)) => TopicResult::Retained(a + o.delivered()),
             (TopicResult::Delivered(a), TopicResult::Delivered(b)) => TopicResult::Delivered(a + b),
             (TopicResult::Delivered(n), TopicResult::Dropped) | (TopicResult::Dropped, TopicResult::Delivered(n)) => TopicResult::Delivered(n),
             (TopicResult::Dropped, TopicResult::Dropped) => TopicResult::Dropped,
         }
+    }
+}
+
+impl TopicResult {
+    /// Connections the event was handed to.
+    pub fn delivered(self) -> usize {
+        match self {
+            TopicResult::Delivered(n) | TopicResult::Retained(n) => n,
+            TopicResult::Dropped => 0,
+        }
+    }
+
+    /// The same delivery, on a topic that retained the event.
+    pub fn retained(self) -> TopicResult {
+        TopicResult::Retained(self.delivered())
     }
 }
 
@@ -228,6 +247,10 @@ pub fn publish_response(id: &str, results: &[(String, TopicResult)]) -> String {
                 serde_json::json!({"delivered": n})
             }
             TopicResult::Dropped => serde_json::json!({"dropped": "no_subscribers"}),
+            TopicResult::Retained(n) => {
+                total += n;
+                serde_json::json!({"delivered": n, "retained": true})
+            }
         };
         topics.insert(topic.as_str(), v);
     }
@@ -307,6 +330,10 @@ mod tests {
 
     #[test]
     fn results_merge_across_nodes() {
+        assert_eq!(TopicResult::Retained(2).merge(TopicResult::Delivered(3)), TopicResult::Retained(5));
+        assert_eq!(TopicResult::Dropped.merge(TopicResult::Retained(0)), TopicResult::Retained(0));
+        let body: serde_json::Value = serde_json::from_str(&publish_response("e", &[("r".into(), TopicResult::Retained(0))])).unwrap();
+        assert_eq!(body["topics"]["r"], serde_json::json!({"delivered": 0, "retained": true}));
         use TopicResult::*;
         assert_eq!(Delivered(2).merge(Delivered(3)), Delivered(5));
         assert_eq!(Dropped.merge(Delivered(0)), Delivered(0));

@@ -24,6 +24,9 @@ pub struct Connection {
     pub id: String,
     pub rx: mpsc::Receiver<Bytes>,
     pub closer: Arc<Closer>,
+    /// Frames to send before anything from `rx`: the replay of a resuming subscriber (retained
+    /// events after its `Last-Event-ID`, or `replay-gap` frames), topic after topic.
+    pub replay: Vec<Bytes>,
     /// Held for its `Drop`: detaches the connection when the connection ends.
     #[allow(dead_code)]
     pub guard: Guard,
@@ -48,6 +51,11 @@ impl Drop for Guard {
 impl Inner {
     /// Attaches a new connection to `topics` (a tail when `format` is `Tail`).
     pub async fn open(self: &Arc<Self>, topics: &[String], format: Format) -> Result<Connection, GatewayError> {
+        self.open_resume(topics, format, None).await
+    }
+
+    /// [`Inner::open`] for a subscriber resuming after `last_id` (its `Last-Event-ID`).
+    pub async fn open_resume(self: &Arc<Self>, topics: &[String], format: Format, last_id: Option<&str>) -> Result<Connection, GatewayError> {
         self.conn_opened()?;
         let now = clock::now_ms();
         let id = routes::connection_id(now, fastrand::u32(..));
@@ -55,12 +63,15 @@ impl Inner {
         let info = hub::conn_info(&id, topics, format, &self.cfg.node_id, now);
         let mut guard = Guard { inner: self.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()) };
         let mut recorded = Vec::with_capacity(topics.len());
+        let mut replay = Vec::new();
         for t in topics {
             // On an error (503) the guard detaches what was attached so far.
-            recorded.push(self.ns.get(t).attach(info.clone(), sink.clone())?);
+            let (done, frames) = self.ns.get(t).attach_resume(info.clone(), sink.clone(), last_id)?;
+            recorded.push(done);
+            replay.extend(frames);
             guard.topics.push(t.clone());
         }
         let _ = tokio::time::timeout(RECORD_WAIT, join_all(recorded)).await;
-        Ok(Connection { id, rx, closer, guard })
+        Ok(Connection { id, rx, closer, replay, guard })
     }
 }

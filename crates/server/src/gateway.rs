@@ -55,7 +55,12 @@ impl Gateway {
     /// runtime: it starts the heartbeat task.
     pub async fn new(cfg: ServerConfig) -> Result<Gateway, StartError> {
         let (hub, changes) = Hub::new(cfg.core.max_connections_per_topic);
-        let hub = Arc::new(hub);
+        // Single node: retained topics keep an in-memory ring in the hub. A cluster keeps them
+        // would keep them in Redis Streams (not implemented yet: docs/replay.md).
+        if cfg.cluster.is_some() && !cfg.core.retention.is_empty() {
+            tracing::warn!("RETENTION is not implemented on a native cluster yet (Redis Streams): every topic follows the drop rule, and resumes get no replay");
+        }
+        let hub = Arc::new(if cfg.cluster.is_none() { hub.with_retention(cfg.core.retention.clone()) } else { hub });
         let ns: Arc<dyn Namespace> = match &cfg.cluster {
             None => Arc::new(MemoryNamespace::new(hub.clone(), changes, cfg.core.heartbeat_ms)),
             Some(cluster) => Arc::new(redis::RedisNamespace::connect(hub.clone(), changes, &cfg, cluster).await?),

@@ -11,7 +11,9 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use bytes::Bytes;
 use sse_core::frame::{Event, Format};
+use sse_core::replay::{ReplayBuffer, Retention};
 use sse_core::registry::ConnSummary;
 use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, TopicState};
 use sse_core::GatewayError;
@@ -22,6 +24,9 @@ use crate::sink::{CloseReason, QueueSink};
 const SHARDS: usize = 64;
 
 type Topics = HashMap<String, TopicState<QueueSink>>;
+/// The replay rings of retained topics (single node), sharded like the topics. A ring outlives
+/// its topic's connections: that is the point of retention.
+type Rings = HashMap<String, ReplayBuffer>;
 
 /// A change of membership, reported in the order it happened for each topic.
 #[derive(Debug)]
@@ -54,6 +59,11 @@ pub struct HubStats {
     pub subscriptions: usize,
     /// Connections closed because their queue was full, since start.
     pub evicted: u64,
+    /// Events replayed to resuming subscribers, since start.
+    pub replayed: u64,
+    /// Retained topics (rings held in memory) and their events.
+    pub retained_topics: usize,
+    pub retained_events: usize,
 }
 
 pub struct Hub {
@@ -63,6 +73,10 @@ pub struct Hub {
     changes: mpsc::UnboundedSender<Change>,
     closed: AtomicBool,
     evicted: AtomicU64,
+    replayed: AtomicU64,
+    /// Which topics keep a ring here (empty in a cluster: there Redis Streams hold them).
+    retention: Retention,
+    rings: Box<[Mutex<Rings>]>,
 }
 
 impl Hub {
@@ -70,12 +84,43 @@ impl Hub {
     pub fn new(max_per_topic: usize) -> (Hub, mpsc::UnboundedReceiver<Change>) {
         let (changes, rx) = mpsc::unbounded_channel();
         let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
-        let hub = Hub { shards, hasher: RandomState::new(), max_per_topic, changes, closed: AtomicBool::new(false), evicted: AtomicU64::new(0) };
+        let rings = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        let hub = Hub {
+            shards,
+            hasher: RandomState::new(),
+            max_per_topic,
+            changes,
+            closed: AtomicBool::new(false),
+            evicted: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            retention: Retention::none(),
+            rings,
+        };
         (hub, rx)
     }
 
+    /// Keeps an in-memory replay ring for the topics `retention` names (single node).
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Whether this hub keeps a ring for `topic`.
+    pub fn retains(&self, topic: &str) -> bool {
+        self.retention.window(topic).is_some()
+    }
+
+    fn index(&self, topic: &str) -> usize {
+        (self.hasher.hash_one(topic) as usize) % self.shards.len()
+    }
+
+    /// Always taken after the topic's shard (same order everywhere: no deadlock).
+    fn rings(&self, topic: &str) -> MutexGuard<'_, Rings> {
+        self.rings[self.index(topic)].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn shard(&self, topic: &str) -> MutexGuard<'_, Topics> {
-        let i = (self.hasher.hash_one(topic) as usize) % self.shards.len();
+        let i = self.index(topic);
         // A panic while a shard is locked cannot leave a topic half-changed in a way that matters
         // more than losing the node: keep serving.
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
@@ -88,6 +133,15 @@ impl Hub {
 
     /// Attaches a connection to `topic`. 503 when the topic is full or the node is draining.
     pub fn attach(&self, topic: &str, info: ConnInfo, sink: QueueSink) -> Result<oneshot::Receiver<()>, GatewayError> {
+        self.attach_resume(topic, info, sink, None, 0).map(|(done, _)| done)
+    }
+
+    /// [`Hub::attach`] for a subscriber that resumes after `last_id`: also returns the frames to
+    /// send before anything queued (the retained events after that id, or a `replay-gap` frame;
+    /// nothing when the topic is not retained here). The attachment and the snapshot of the ring
+    /// happen under the topic's lock, which every publish of the topic also takes, so each event
+    /// is either in the replay or in the queue, never both and never neither.
+    pub fn attach_resume(&self, topic: &str, info: ConnInfo, sink: QueueSink, last_id: Option<&str>, now: u64) -> Result<(oneshot::Receiver<()>, Vec<Bytes>), GatewayError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(GatewayError::ConnectionLimit("this node is shutting down".into()));
         }
@@ -100,8 +154,17 @@ impl Hub {
             }
             return Err(e);
         }
+        let mut replay = Vec::new();
+        if let (Some(last_id), Some(window)) = (last_id, self.retention.window(topic)) {
+            let mut rings = self.rings(topic);
+            let ring = rings.entry(topic.to_string()).or_insert_with(|| ReplayBuffer::new(window));
+            let (frames, n) = ring.resume_frames(topic, last_id, info.format, now);
+            self.replayed.fetch_add(n as u64, Ordering::Relaxed);
+            replay = frames.into_iter().map(Bytes::from).collect();
+        }
+        drop(topics);
         self.report(Change::Attached { topic: topic.to_string(), info, ack: Some(ack) });
-        Ok(done)
+        Ok((done, replay))
     }
 
     /// Detaches a connection from `topic`; the topic goes with its last connection.
@@ -149,6 +212,12 @@ impl Hub {
 
     fn publish_with(&self, ev: &Event, live_elsewhere: bool) -> Outcome {
         let mut topics = self.shard(&ev.topic);
+        if !live_elsewhere {
+            if let Some(window) = self.retention.window(&ev.topic) {
+                let mut rings = self.rings(&ev.topic);
+                rings.entry(ev.topic.clone()).or_insert_with(|| ReplayBuffer::new(window)).push(ev, crate::clock::now_ms());
+            }
+        }
         let Some(state) = topics.get_mut(&ev.topic) else { return Outcome::Dropped };
         if live_elsewhere && !state.is_live() {
             state.notify_published(ev);
@@ -178,7 +247,8 @@ impl Hub {
     /// gone, then reports every topic as it is now ([`Change::Snapshot`], then
     /// [`Change::SnapshotDone`]), in order with the other changes.
     pub fn heartbeat(&self) {
-        for shard in self.shards.iter() {
+        let now = crate::clock::now_ms();
+        for (shard, rings) in self.shards.iter().zip(self.rings.iter()) {
             let mut topics = shard.lock().unwrap_or_else(|p| p.into_inner());
             topics.retain(|topic, state| {
                 let removed = state.keepalive();
@@ -188,6 +258,12 @@ impl Hub {
             for (topic, state) in topics.iter() {
                 self.report(Change::Snapshot(snapshot(topic, state)));
             }
+            // Rings age out even when nobody publishes; an emptied ring is forgotten.
+            let mut rings = rings.lock().unwrap_or_else(|p| p.into_inner());
+            rings.retain(|_, r| {
+                r.trim(now);
+                !r.is_empty()
+            });
         }
         self.report(Change::SnapshotDone);
     }
@@ -207,11 +283,15 @@ impl Hub {
     }
 
     pub fn stats(&self) -> HubStats {
-        let mut s = HubStats { evicted: self.evicted.load(Ordering::Relaxed), ..Default::default() };
-        for shard in self.shards.iter() {
+        let mut s = HubStats { evicted: self.evicted.load(Ordering::Relaxed), replayed: self.replayed.load(Ordering::Relaxed), ..Default::default() };
+        for (shard, rings) in self.shards.iter().zip(self.rings.iter()) {
             let topics = shard.lock().unwrap_or_else(|p| p.into_inner());
             s.topics += topics.len();
             s.subscriptions += topics.values().map(|t| t.subscriber_count()).sum::<usize>();
+            drop(topics);
+            let rings = rings.lock().unwrap_or_else(|p| p.into_inner());
+            s.retained_topics += rings.len();
+            s.retained_events += rings.values().map(|r| r.len()).sum::<usize>();
         }
         s
     }

@@ -13,7 +13,7 @@ use sse_core::GatewayError;
 use tokio::sync::mpsc;
 
 use crate::hub::{Change, Hub};
-use crate::objects::{local_result, BoxFuture, Namespace, Probe};
+use crate::objects::{local_result_retained, BoxFuture, Namespace, Probe};
 use crate::{clock, log};
 
 pub struct MemoryNamespace {
@@ -72,7 +72,9 @@ impl Namespace for MemoryNamespace {
 
     fn probe<'a>(&'a self, topic: &'a str, id: &'a str) -> BoxFuture<'a, Probe> {
         Box::pin(async move {
-            if self.hub.is_live(topic) {
+            // A retained topic takes every event, subscribers or not (the exception to the drop
+            // rule): the body is read and the event stored.
+            if self.hub.is_live(topic) || self.hub.retains(topic) {
                 return Probe::Live { local: true, peers: Vec::new() };
             }
             log::raw(&request::drop_log_line(topic, id));
@@ -82,7 +84,7 @@ impl Namespace for MemoryNamespace {
     }
 
     fn deliver<'a>(&'a self, _probe: &'a Probe, ev: &'a Event) -> BoxFuture<'a, TopicResult> {
-        Box::pin(async move { local_result(self.hub.publish(ev)) })
+        Box::pin(async move { local_result_retained(&self.hub, &ev.topic, self.hub.publish(ev)) })
     }
 
     fn topics(&self, q: ListQuery) -> BoxFuture<'_, Result<Page<TopicView>, GatewayError>> {

@@ -113,6 +113,12 @@ impl ObjectRef<'_> {
         self.ns.hub().attach(self.topic, info, sink)
     }
 
+    /// [`ObjectRef::attach`] resuming after `last_id`: also the frames to send first (see
+    /// [`Hub::attach_resume`]).
+    pub fn attach_resume(&self, info: ConnInfo, sink: QueueSink, last_id: Option<&str>) -> Result<(oneshot::Receiver<()>, Vec<bytes::Bytes>), GatewayError> {
+        self.ns.hub().attach_resume(self.topic, info, sink, last_id, crate::clock::now_ms())
+    }
+
     pub fn detach(&self, id: &str) {
         self.ns.hub().detach(self.topic, id);
     }
@@ -141,5 +147,15 @@ pub fn local_result(outcome: Outcome) -> TopicResult {
     match outcome {
         Outcome::Delivered { count, .. } => TopicResult::Delivered(count),
         Outcome::Dropped => TopicResult::Dropped,
+    }
+}
+
+/// What a local delivery did on a topic that may retain events here.
+pub fn local_result_retained(hub: &Hub, topic: &str, outcome: Outcome) -> TopicResult {
+    let r = local_result(outcome);
+    if hub.retains(topic) {
+        r.retained()
+    } else {
+        r
     }
 }

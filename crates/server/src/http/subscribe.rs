@@ -24,8 +24,12 @@ const BATCH: usize = 512;
 
 pub async fn sse(gw: &Arc<Inner>, h: &HeaderMap, q: &Query) -> Result<Response, GatewayError> {
     let sub = Subscribe::parse(Transport::Sse, header(h, "x-sse-topic"), header(h, "last-event-id"), q, &gw.cfg.core)?;
-    let conn = gw.open(&sub.topics, sub.format).await?;
-    let open = frame::encode_open(gw.cfg.core.retry_ms, &conn.id, &sub.topics);
+    let mut conn = gw.open_resume(&sub.topics, sub.format, sub.last_event_id.as_deref()).await?;
+    let mut open = frame::encode_open(gw.cfg.core.retry_ms, &conn.id, &sub.topics).into_bytes();
+    // The replay goes out with the opening block, before anything queued.
+    for f in conn.replay.drain(..) {
+        open.extend_from_slice(&f);
+    }
     Ok(respond::sse(body(open, conn)))
 }
 
@@ -47,8 +51,8 @@ struct State {
 /// The response body: the opening block, then the queue, until the client goes (the body is
 /// dropped, and with it the guard that detaches the connection), the queue overflows (closed at
 /// once), or the node shuts down (queued frames, then `event: reconnect`).
-fn body(open: String, conn: Connection) -> Body {
-    let state = State { open: Some(Bytes::from(open)), conn, batch: Vec::with_capacity(16), done: false };
+fn body(open: impl Into<Bytes>, conn: Connection) -> Body {
+    let state = State { open: Some(open.into()), conn, batch: Vec::with_capacity(16), done: false };
     let frames = stream::unfold(state, |mut st| async move {
         if let Some(open) = st.open.take() {
             return Some((Ok::<Bytes, Infallible>(open), st));

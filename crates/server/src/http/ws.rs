@@ -33,7 +33,7 @@ pub async fn subscribe(gw: &Arc<Inner>, parts: &mut Parts, q: &Query) -> Result<
     let ws = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| GatewayError::InvalidRequest(format!("websocket upgrade: {e}")))?;
-    let conn = gw.open(&sub.topics, Format::Ws).await?;
+    let conn = gw.open_resume(&sub.topics, Format::Ws, sub.last_event_id.as_deref()).await?;
     let hello = frame::encode_ws_open(&conn.id, &sub.topics);
     let heartbeat = std::time::Duration::from_millis(gw.cfg.core.heartbeat_ms);
     let max = gw.cfg.ws_max_message_bytes;
@@ -50,6 +50,17 @@ fn close(code: u16, reason: &'static str) -> Message {
 async fn session(socket: WebSocket, mut conn: Connection, hello: String, heartbeat: std::time::Duration) {
     let (mut tx, mut rx) = socket.split();
     if tx.send(Message::Text(hello.into())).await.is_err() {
+        return;
+    }
+    // The replay (retained events after the client's last id, or `replay_gap` messages), before
+    // anything queued.
+    for f in std::mem::take(&mut conn.replay) {
+        let Ok(text) = Utf8Bytes::try_from(f) else { continue };
+        if tx.feed(Message::Text(text)).await.is_err() {
+            return;
+        }
+    }
+    if tx.flush().await.is_err() {
         return;
     }
     let mut ping = tokio::time::interval(heartbeat);

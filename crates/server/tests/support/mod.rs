@@ -204,7 +204,16 @@ impl Drop for Subscriber {
 
 impl Subscriber {
     pub async fn open(base: &str, topics: &str) -> Subscriber {
-        let req = hyper::Request::get(format!("{base}/sse")).header("x-sse-topic", topics).body(Full::new(Bytes::new())).unwrap();
+        Self::open_with(base, topics, &[]).await
+    }
+
+    /// [`Subscriber::open`] with more request headers (e.g. `last-event-id`).
+    pub async fn open_with(base: &str, topics: &str, headers: &[(&str, &str)]) -> Subscriber {
+        let mut req = hyper::Request::get(format!("{base}/sse")).header("x-sse-topic", topics);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Full::new(Bytes::new())).unwrap();
         let resp = client().request(req).await.expect("subscribe");
         assert_eq!(resp.status(), 200);
         let (tx, mut rx) = mpsc::unbounded_channel();

@@ -16,7 +16,7 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::post;
 use axum::Router;
-use sse_gateway_server::{Config, Gateway, ServerConfig, TopicResult};
+use sse_gateway_server::{Config, Gateway, ServerConfig};
 
 #[derive(Clone)]
 struct Orders {
@@ -31,10 +31,8 @@ async fn create_order(State(orders): State<Orders>, item: String) -> impl IntoRe
     let data = serde_json::json!({"order": id, "item": item}).to_string();
     match orders.gateway.publish(&["orders"], &event_id, Some("order.created"), &data).await {
         Ok(results) => {
-            let listeners = match results[0].1 {
-                TopicResult::Delivered(n) => n,
-                TopicResult::Dropped => 0,
-            };
+            // Connections it reached (a topic with RETENTION also reports `Retained(n)`).
+            let listeners = results[0].1.delivered();
             let body = serde_json::json!({"order": id, "notified": listeners}).to_string();
             (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], body)
         }
