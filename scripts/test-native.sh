@@ -6,9 +6,11 @@
 #                                         process (WebSocket, eviction, 408), the embedding example
 #   bash scripts/test-native.sh cluster   crates/server/tests/cluster.rs: three real nodes and a
 #                                         real Redis (fan-out across nodes, drop path, SIGKILL,
-#                                         Redis restart, graceful shutdown)
-#   bash scripts/test-native.sh e2e       tests/e2e against one node (127.0.0.1:8080), then
-#                                         against each node of `scripts/cluster.sh` (8081-8083)
+#                                         Redis restart, graceful shutdown, retention and
+#                                         resume across nodes, the at-least-once chaos test)
+#   bash scripts/test-native.sh e2e       tests/e2e against each node of `scripts/cluster.sh`
+#                                         (8081-8083, started with RETENTION; replay.test.mjs on
+#                                         8081), then against one node (127.0.0.1:8080)
 #
 # Each part installs redis-server if missing (scripts/setup.sh --with-redis), writes
 # test-results/native-<part>.json and .md, and ends with "N passed, N failed".
@@ -126,13 +128,18 @@ part_e2e() {
   local rc=0
   trap 'stop_single; bash scripts/cluster.sh stop >/dev/null 2>&1' EXIT
 
+  # Retention for tests/e2e/replay.test.mjs (only topics e2e-rp-* / e2e-rpb-*, which no other
+  # test uses): on the cluster (Redis Streams) and on a node of its own (in-memory rings).
+  local ret='e2e-rp-*=5/600s,e2e-rpb-*=2000/600s'
+
   # The cluster first, then one node (results: e2e-<label>.*, badinput-<label>.*).
-  if HEARTBEAT_INTERVAL_MS=1000 bash scripts/cluster.sh start; then
+  if HEARTBEAT_INTERVAL_MS=1000 RETENTION="$ret" bash scripts/cluster.sh start; then
     local n port
     for n in 1 2 3; do
       port=$((8080 + n))
       run_e2e "native-cluster-node-$n" "http://127.0.0.1:$port" || rc=1
     done
+    run_e2e native-cluster-replay "http://127.0.0.1:8081" --files replay --var "RETENTION:$ret" || rc=1
   else
     echo "scripts/cluster.sh failed to start the cluster" >&2
     rc=1
@@ -169,7 +176,6 @@ part_e2e() {
     stop_single
 
     # Retention and resume (tests/e2e/replay.test.mjs) on a node started with RETENTION.
-    local ret='e2e-rp-*=5/600s,e2e-rpb-*=2000/600s'
     env LISTEN_ADDR=127.0.0.1:8080 API_KEYS=dev-key-change-me NODE_ID=replay HEARTBEAT_INTERVAL_MS=1000 RETENTION="$ret" \
       target/release/sse-gateway >"$logs/native-replay-node.log" 2>&1 &
     single_pid=$!

@@ -40,6 +40,8 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
         Route::Preflight => return Ok(http::preflight()),
         Route::Healthz => return Ok(http::json(200, routes::health_body("cloudflare"))),
         Route::AdminUi => return admin_ui(req, &env).await,
+        // Prometheus text is the native runtime's; here the counts are in /admin/api/stats.
+        Route::Metrics => return Err(GatewayError::NotFound),
         _ => {}
     }
     let cfg = http::config(&env)?;
@@ -59,8 +61,12 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
         Route::Sse => subscribe_sse(req, &env, &cfg, &query).await,
         Route::Ws => subscribe_ws(req, &env, &cfg, &query).await,
         Route::Publish => publish(req, &env, &cfg).await,
-        Route::AdminTopics | Route::AdminConnections => {
-            let path = if route == Route::AdminTopics { "topics" } else { "connections" };
+        Route::AdminTopics | Route::AdminConnections | Route::AdminStats => {
+            let path = match route {
+                Route::AdminTopics => "topics",
+                Route::AdminConnections => "connections",
+                _ => "stats",
+            };
             let target = format!("https://registry/{path}?{}", url.query().unwrap_or(""));
             let resp = registry(&env)?.fetch_with_str(&target).await.map_err(http::internal)?;
             Ok(resp)
@@ -70,7 +76,7 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
             let target = attach_url(&topic, &id, std::slice::from_ref(&topic), Transport::Sse, Format::Tail, &node(&req), true, None);
             topic_stub(&env, &topic)?.fetch_with_str(&target).await.map_err(http::internal)
         }
-        Route::Preflight | Route::Healthz | Route::AdminUi => unreachable!("answered above"),
+        Route::Preflight | Route::Healthz | Route::AdminUi | Route::Metrics => unreachable!("answered above"),
     }
 }
 

@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 
 use serde_json::json;
+use sse_core::metrics::Stats;
 use sse_core::registry::{parse_limit, Registry, RegistryUpdate};
 use sse_core::request::Query;
 use sse_core::{names, GatewayError};
@@ -18,11 +19,14 @@ pub struct RegistryObject {
     state: State,
     env: Env,
     registry: RefCell<Registry>,
+    /// When this object's counters started (they live in memory: an evicted registry object
+    /// starts again from zero).
+    started: u64,
 }
 
 impl DurableObject for RegistryObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env, registry: RefCell::new(Registry::new()) }
+        Self { state, env, registry: RefCell::new(Registry::new()), started: http::now_ms() }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -47,6 +51,25 @@ impl RegistryObject {
                     reg.apply(u, now);
                 }
                 Ok(http::json(200, "{}".into()))
+            }
+            (Method::Get, "/stats") => {
+                let mut reg = self.registry.borrow_mut();
+                reg.expire(now, cfg.registry_lease_ms());
+                let (sse, ws) = reg.connections_by_transport();
+                let stats = Stats {
+                    scope: "deployment",
+                    runtime: "cloudflare",
+                    node: None,
+                    connections_sse: sse as u64,
+                    connections_ws: ws as u64,
+                    tails: 0,
+                    topics: reg.topic_count() as u64,
+                    counts: reg.counts(),
+                    rejected: Default::default(),
+                    latency: None,
+                    uptime_ms: now.saturating_sub(self.started),
+                };
+                Ok(http::json(200, stats.json().to_string()))
             }
             (Method::Get, path @ ("/topics" | "/connections")) => {
                 let limit = parse_limit(q.get("limit"))?;

@@ -15,6 +15,7 @@ use futures_channel::mpsc;
 use futures_util::StreamExt;
 use serde_json::json;
 use sse_core::frame::{self, Event, Format};
+use sse_core::metrics::Counts;
 use sse_core::registry::{ConnSummary, RegistryUpdate};
 use sse_core::replay::{self, GapReason, Resume, Retained, Window};
 use sse_core::request::{self, Query};
@@ -50,11 +51,14 @@ pub struct TopicObject {
     alarm_set: Cell<bool>,
     /// Whether the replay tables exist (created on first use).
     tables: Cell<bool>,
+    /// What happened since the last report (publishes, deliveries, drops, evictions, replayed):
+    /// sent to the registry with the heartbeat snapshot, in the same request, then reset.
+    counts: Cell<Counts>,
 }
 
 impl DurableObject for TopicObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env, cfg: RefCell::new(None), topic: RefCell::new(None), alarm_set: Cell::new(false), tables: Cell::new(false) }
+        Self { state, env, cfg: RefCell::new(None), topic: RefCell::new(None), alarm_set: Cell::new(false), tables: Cell::new(false), counts: Cell::new(Counts::default()) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -73,13 +77,26 @@ impl DurableObject for TopicObject {
         };
         let (removed, snapshot) = {
             let mut slot = self.topic.borrow_mut();
-            let Some(state) = slot.as_mut() else { return Response::empty() };
-            let removed = state.keepalive();
-            let snapshot = RegistryUpdate::Snapshot { topic: state.topic().to_string(), conns: summaries(state) };
-            (removed, snapshot)
+            match slot.as_mut() {
+                Some(state) => {
+                    let removed = state.keepalive();
+                    let snapshot = RegistryUpdate::Snapshot { topic: state.topic().to_string(), conns: summaries(state) };
+                    (removed, Some(snapshot))
+                }
+                // No connection (the alarm was set to report counts, e.g. drops).
+                None => (Vec::new(), None),
+            }
         };
         self.removed(&removed);
-        self.report(vec![snapshot]);
+        let counts = self.counts.take();
+        let mut updates: Vec<RegistryUpdate> = snapshot.into_iter().collect();
+        if !counts.is_zero() {
+            // The object's name is its topic, but it is only known from requests: the registry
+            // adds counts up without looking at the topic.
+            let topic = self.topic.borrow().as_ref().map(|t| t.topic().to_string()).unwrap_or_default();
+            updates.push(RegistryUpdate::Counts { topic, counts });
+        }
+        self.report(updates);
         self.forget_if_empty();
         if self.topic.borrow().is_some() {
             self.ensure_alarm(&cfg).await?;
@@ -124,6 +141,11 @@ impl TopicObject {
                 let live = self.is_live() || cfg.retention.window(topic).is_some();
                 if !live {
                     self.dropped(topic, id);
+                    self.count(cfg, |c| {
+                        c.publishes += 1;
+                        c.drops += 1;
+                    })
+                    .await;
                 }
                 Ok(http::json(200, json!({"live": live}).to_string()))
             }
@@ -199,12 +221,19 @@ impl TopicObject {
         if !self.is_live() && window.is_none() {
             // The drop path: the body is never read.
             self.dropped(topic, &p.id);
+            self.count(cfg, |c| {
+                c.publishes += 1;
+                c.drops += 1;
+            })
+            .await;
             return Ok(http::json(200, json!({"dropped": true}).to_string()));
         }
         let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
         let ev = Event { topic: topic.clone(), id: p.id, event: p.event, data, ts: http::now_ms() };
         self.retain(&ev, window)?;
-        Ok(self.fan_out(ev, window.is_some()))
+        let resp = self.fan_out(ev, window.is_some());
+        self.ensure_alarm(cfg).await.map_err(http::internal)?;
+        Ok(resp)
     }
 
     /// A delivery of a multi-topic publish whose body the Worker already read.
@@ -222,7 +251,9 @@ impl TopicObject {
         let window = cfg.retention.window(&topic);
         let ev = Event { topic, id, event, data, ts };
         self.retain(&ev, window)?;
-        Ok(self.fan_out(ev, window.is_some()))
+        let resp = self.fan_out(ev, window.is_some());
+        self.ensure_alarm(cfg).await.map_err(http::internal)?;
+        Ok(resp)
     }
 
     fn fan_out(&self, ev: Event, retained: bool) -> Response {
@@ -230,6 +261,14 @@ impl TopicObject {
             Some(state) => state.publish(&ev),
             None => Outcome::Dropped,
         };
+        let mut c = self.counts.get();
+        c.publishes += 1;
+        match &outcome {
+            Outcome::Delivered { count, .. } => c.deliveries += *count as u64,
+            Outcome::Dropped if !retained => c.drops += 1,
+            Outcome::Dropped => {}
+        }
+        self.counts.set(c);
         let body = match outcome {
             Outcome::Dropped if retained => json!({"delivered": 0, "retained": true}),
             Outcome::Dropped => {
@@ -297,7 +336,12 @@ impl TopicObject {
         let rows: Vec<Retained> = sql.exec("SELECT seq, id, event, data, ts FROM replay_events ORDER BY seq", None)?.to_array()?;
         let trimmed = !sql.exec("SELECT v FROM replay_meta WHERE k = 'trimmed'", None)?.to_array::<serde_json::Value>()?.is_empty();
         Ok(match replay::resume(&rows, last, trimmed) {
-            Resume::After(rest) => rest.iter().map(|r| frame::encode(&r.to_event(topic), format)).collect(),
+            Resume::After(rest) => {
+                let mut c = self.counts.get();
+                c.replayed += rest.len() as u64;
+                self.counts.set(c);
+                rest.iter().map(|r| frame::encode(&r.to_event(topic), format)).collect()
+            }
             Resume::Gap(reason) => vec![gap_frame(topic, last, reason, transport)],
         })
     }
@@ -311,6 +355,9 @@ impl TopicObject {
             Some(t) => t.topic().to_string(),
             None => return,
         };
+        let mut c = self.counts.get();
+        c.evictions += removed.iter().filter(|r| r.reason == SendResult::Full).count() as u64;
+        self.counts.set(c);
         for r in removed.iter().filter(|r| r.reason == SendResult::Full) {
             http::log(&json!({"level": "warn", "msg": "slow consumer evicted", "topic": topic, "connection": r.id}).to_string());
         }
@@ -322,6 +369,17 @@ impl TopicObject {
         let mut slot = self.topic.borrow_mut();
         if slot.as_ref().is_some_and(|t| t.is_empty()) {
             *slot = None;
+        }
+    }
+
+    /// Counts something and makes sure an alarm will report it (an object with no connection
+    /// has no alarm running otherwise). No subrequest: the alarm is this object's own storage.
+    async fn count(&self, cfg: &Config, f: impl FnOnce(&mut Counts)) {
+        let mut c = self.counts.get();
+        f(&mut c);
+        self.counts.set(c);
+        if let Err(e) = self.ensure_alarm(cfg).await {
+            http::log(&json!({"level": "warn", "msg": "could not set the alarm that reports counts", "error": e.to_string()}).to_string());
         }
     }
 

@@ -76,6 +76,11 @@ test('Topics: a topic appears by itself after a subscriber connects (curl); unic
     async () => (await row.locator('[data-testid=topic-connections]').textContent()) === '1' && (await row.locator('[data-testid=topic-mode]').textContent()) === 'unicast',
     `${TOPIC}: 1 connection, unicast`,
   );
+  // the stats strip (GET /admin/api/stats) counts the connected subscriber
+  await waitUntil(
+    async () => Number(((await textOf(page, '[data-testid=stats-connections]')) ?? '').replace(/[^0-9]/g, '')) >= 1,
+    'the stats strip to show a non-zero connection count',
+  );
   subscribers.push(await curlSubscriber(TOPIC), await curlSubscriber(TOPIC));
   await waitUntil(
     async () => (await row.locator('[data-testid=topic-connections]').textContent()) === '3' && (await row.locator('[data-testid=topic-mode]').textContent()) === 'multicast',

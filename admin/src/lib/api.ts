@@ -106,6 +106,24 @@ export async function apiGet<T>(key: string, path: string, params: Record<string
   return (await resp.json()) as T;
 }
 
+/** `GET /admin/api/stats`: the gateway's counts (one native node, or the whole Cloudflare deployment). */
+export interface GatewayStats {
+  scope: 'node' | 'deployment';
+  runtime: string;
+  node: string | null;
+  connections: number;
+  topics: number;
+  publishes: number;
+  deliveries: number;
+  drops: number;
+  evictions: number;
+  replayed: number;
+}
+
+export function fetchStats(key: string, signal?: AbortSignal): Promise<GatewayStats> {
+  return apiGet<GatewayStats>(key, 'stats', {}, signal);
+}
+
 /** Every live topic: follows next_cursor (500 a page) up to `maxPages` pages. */
 export async function fetchAllTopics(key: string, signal?: AbortSignal, maxPages = 20): Promise<{ topics: Topic[]; total: number; truncated: boolean }> {
   const topics: Topic[] = [];

@@ -7,7 +7,7 @@ import { Button } from '@/components/ui/button';
 import { Card, CardAction, CardContent, CardDescription, CardHeader, CardTitle } from '@/components/ui/card';
 import { Input } from '@/components/ui/input';
 import { Table, TableBody, TableCell, TableHead, TableHeader, TableRow } from '@/components/ui/table';
-import { fetchAllTopics, type Topic } from '@/lib/api';
+import { fetchAllTopics, fetchStats, type GatewayStats, type Topic } from '@/lib/api';
 import { duration, num } from '@/lib/format';
 import { useLoader, useNow } from '@/lib/hooks';
 import { useSession } from '@/lib/session';
@@ -19,7 +19,15 @@ export function TopicsView({ onConnections, onTail }: { onConnections: (topic: s
   const { key } = useSession();
   const [filter, setFilter] = useState('');
   const [auto, setAuto] = useState(true);
-  const { data, error, loading, updatedAt, reload } = useLoader((signal) => fetchAllTopics(key, signal), [key], { everyMs: auto ? REFRESH_MS : null });
+  const { data, error, loading, updatedAt, reload } = useLoader(
+    async (signal) => {
+      // The counts refresh with the topics; a gateway without /admin/api/stats still lists topics.
+      const [list, counts] = await Promise.all([fetchAllTopics(key, signal), fetchStats(key, signal).catch(() => null)]);
+      return { ...list, counts };
+    },
+    [key],
+    { everyMs: auto ? REFRESH_MS : null },
+  );
   const now = useNow(1000);
 
   const f = filter.trim().toLowerCase();
@@ -37,6 +45,7 @@ export function TopicsView({ onConnections, onTail }: { onConnections: (topic: s
 
   return (
     <div className="flex flex-col gap-4">
+      <StatsStrip counts={data?.counts ?? null} />
       <div className="grid grid-cols-2 gap-3 md:grid-cols-4">
         <Stat label="Live topics" value={data ? num(stats.topics) : '–'} testid="stat-topics" />
         <Stat label="Subscriptions" hint="connections summed over topics" value={data ? num(stats.subs) : '–'} testid="stat-subscriptions" />
@@ -123,6 +132,34 @@ export function TopicsView({ onConnections, onTail }: { onConnections: (topic: s
           )}
         </CardContent>
       </Card>
+    </div>
+  );
+}
+
+const STRIP: { k: keyof GatewayStats; label: string; hint: string }[] = [
+  { k: 'connections', label: 'Connections', hint: 'open subscriber connections (SSE + WebSocket)' },
+  { k: 'topics', label: 'Topics', hint: 'live topics' },
+  { k: 'publishes', label: 'Publishes', hint: 'events accepted, per topic' },
+  { k: 'deliveries', label: 'Deliveries', hint: 'events handed to a connection' },
+  { k: 'drops', label: 'Drops', hint: 'events dropped: no subscriber' },
+  { k: 'evictions', label: 'Evictions', hint: 'slow connections closed: queue full' },
+];
+
+/** The gateway's counts (`/admin/api/stats`), one line. */
+function StatsStrip({ counts }: { counts: GatewayStats | null }) {
+  const scope = counts ? (counts.scope === 'node' ? `node ${counts.node}` : 'whole deployment') : '';
+  return (
+    <div className="flex flex-wrap items-center gap-x-5 gap-y-1 rounded-lg border bg-card px-4 py-2 text-sm" data-testid="stats-strip">
+      <Activity className="size-4 text-muted-foreground" aria-hidden />
+      {STRIP.map(({ k, label, hint }) => (
+        <span key={k} className="inline-flex items-baseline gap-1.5" title={hint}>
+          <span className="text-xs text-muted-foreground">{label}</span>
+          <span className="font-semibold tabular-nums" data-testid={`stats-${k}`}>
+            {counts ? num(counts[k] as number) : '–'}
+          </span>
+        </span>
+      ))}
+      {scope && <span className="ml-auto text-xs text-muted-foreground">{scope}</span>}
     </div>
   );
 }

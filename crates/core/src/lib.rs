@@ -8,6 +8,7 @@
 //! - [`request`]: query strings, subscriptions, publish headers, response bodies.
 //! - [`routes`]: the HTTP surface and its fixed headers.
 //! - [`limits`]: per-API-key publish rate limits (token buckets).
+//! - [`metrics`]: the counts, their Prometheus text and the admin API's JSON.
 //! - [`replay`]: retention (`RETENTION`), the replay ring, and the resume algorithm.
 //! - [`auth`], [`config`], [`error`], [`time`].
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod frame;
 pub mod limits;
+pub mod metrics;
 pub mod names;
 pub mod registry;
 pub mod replay;

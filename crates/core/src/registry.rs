@@ -40,6 +40,10 @@ pub enum RegistryUpdate {
     Detach { topic: String, id: String },
     /// Every connection the owner of `topic` holds now; replaces what was known of the topic.
     Snapshot { topic: String, conns: Vec<ConnSummary> },
+    /// What the owner of `topic` counted since its previous report (publishes, deliveries,
+    /// drops, evictions, replayed events): added to the registry's totals. Cloudflare topic
+    /// objects send it with their heartbeat snapshot, in the same request.
+    Counts { topic: String, counts: crate::metrics::Counts },
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +136,8 @@ impl<T: Serialize> Page<T> {
 pub struct Registry {
     conns: BTreeMap<String, Entry>,
     topics: BTreeMap<String, BTreeSet<String>>,
+    /// Totals of the [`RegistryUpdate::Counts`] reports received.
+    counts: crate::metrics::Counts,
 }
 
 /// Cursor kind of the connection listing.
@@ -152,6 +158,17 @@ impl Registry {
         self.topics.len()
     }
 
+    /// Connections by transport: (SSE, WebSocket).
+    pub fn connections_by_transport(&self) -> (usize, usize) {
+        let ws = self.conns.values().filter(|e| e.transport == Transport::Ws).count();
+        (self.conns.len() - ws, ws)
+    }
+
+    /// Totals of the counts topic owners reported.
+    pub fn counts(&self) -> crate::metrics::Counts {
+        self.counts
+    }
+
     pub fn apply(&mut self, update: RegistryUpdate, now: u64) {
         match update {
             RegistryUpdate::Attach { topic, conn } => self.upsert(&topic, conn, now),
@@ -170,6 +187,7 @@ impl Registry {
                     self.upsert(&topic, conn, now);
                 }
             }
+            RegistryUpdate::Counts { counts, .. } => self.counts.add(&counts),
         }
     }
 
@@ -397,6 +415,20 @@ mod tests {
         assert_eq!(r.topic_count(), 1);
         assert_eq!(r.expire(1000, 60), 2);
         assert_eq!(r.connection_count(), 0);
+    }
+
+    #[test]
+    fn counts_add_up_and_transports_are_counted() {
+        let mut r = Registry::new();
+        attach(&mut r, "a", "c1");
+        r.apply(RegistryUpdate::Attach { topic: "a".into(), conn: ConnSummary { transport: Transport::Ws, ..conn("c2") } }, 0);
+        assert_eq!(r.connections_by_transport(), (1, 1));
+        let c = crate::metrics::Counts { publishes: 2, deliveries: 3, drops: 1, evictions: 0, replayed: 4 };
+        r.apply(RegistryUpdate::Counts { topic: "a".into(), counts: c }, 0);
+        r.apply(RegistryUpdate::Counts { topic: "b".into(), counts: c }, 0);
+        assert_eq!(r.counts(), crate::metrics::Counts { publishes: 4, deliveries: 6, drops: 2, evictions: 0, replayed: 8 });
+        let wire = serde_json::to_string(&RegistryUpdate::Counts { topic: "a".into(), counts: c }).unwrap();
+        assert!(wire.starts_with(r#"{"op":"counts","topic":"a","counts":{"publishes":2"#), "{wire}");
     }
 
     #[test]

@@ -12,7 +12,12 @@ pub enum Route {
     Healthz,
     AdminTopics,
     AdminConnections,
+    /// `GET /admin/api/stats`: the counts as JSON.
+    AdminStats,
     AdminTail(String),
+    /// `GET /metrics`: Prometheus text (native runtime only; the Worker answers 404). Whether it
+    /// needs a key is the runtime's setting (`METRICS_REQUIRE_KEY`), not [`Route::needs_key`].
+    Metrics,
     /// The admin UI's static files (`/admin`, `/admin/...` outside `/admin/api`).
     AdminUi,
     /// A CORS preflight.
@@ -22,7 +27,7 @@ pub enum Route {
 impl Route {
     /// Whether the route needs an API key.
     pub fn needs_key(&self) -> bool {
-        matches!(self, Route::Publish | Route::AdminTopics | Route::AdminConnections | Route::AdminTail(_))
+        matches!(self, Route::Publish | Route::AdminTopics | Route::AdminConnections | Route::AdminStats | Route::AdminTail(_))
     }
 }
 
@@ -56,6 +61,8 @@ pub fn route(method: &str, path: &str) -> Result<Route> {
         "/healthz" => (Route::Healthz, GET),
         "/admin/api/topics" => (Route::AdminTopics, GET),
         "/admin/api/connections" => (Route::AdminConnections, GET),
+        "/admin/api/stats" => (Route::AdminStats, GET),
+        "/metrics" => (Route::Metrics, GET),
         _ => {
             if let Some(rest) = path.strip_prefix("/admin/api/topics/") {
                 match rest.strip_suffix("/tail") {
@@ -140,6 +147,10 @@ mod tests {
         assert_eq!(route("POST", "/sse").unwrap_err().status(), 405);
         assert!(route("POST", "/publish").unwrap().needs_key());
         assert!(!route("GET", "/sse").unwrap().needs_key());
+        assert!(route("GET", "/admin/api/stats").unwrap().needs_key());
+        assert_eq!(route("GET", "/metrics").unwrap(), Route::Metrics);
+        assert!(!Route::Metrics.needs_key());
+        assert_eq!(route("POST", "/metrics").unwrap_err().status(), 405);
     }
 
     #[test]

@@ -80,11 +80,23 @@ pub struct TopicState<S: Sink> {
     conns: BTreeMap<String, Conn<S>>,
     per_format: [usize; 4],
     max_connections: usize,
+    /// Connections resuming after a `Last-Event-ID` where the attachment and the retained
+    /// snapshot cannot be one step (native cluster: the snapshot is read from Redis after the
+    /// attachment is recorded). See [`TopicState::attach_resuming`].
+    resuming: BTreeMap<String, Resuming<S::Frame>>,
+}
+
+/// A resuming connection: first its live events are held (with their per-topic sequence), then,
+/// once the retained snapshot is known, only events after the snapshot's last sequence reach it.
+#[derive(Debug)]
+struct Resuming<F> {
+    held: Option<Vec<(Option<u64>, F)>>,
+    floor: u64,
 }
 
 impl<S: Sink> TopicState<S> {
     pub fn new(topic: impl Into<String>, max_connections: usize) -> Self {
-        Self { topic: topic.into(), conns: BTreeMap::new(), per_format: [0; 4], max_connections }
+        Self { topic: topic.into(), conns: BTreeMap::new(), per_format: [0; 4], max_connections, resuming: BTreeMap::new() }
     }
 
     pub fn topic(&self) -> &str {
@@ -121,8 +133,33 @@ impl<S: Sink> TopicState<S> {
         Ok(())
     }
 
+    /// Attaches a connection that resumes after a snapshot read later (see
+    /// [`crate::replay::deliver_live`]): until [`TopicState::finish_resume`] its live events are
+    /// held here (each with its sequence), not sent; it counts as a subscriber meanwhile.
+    pub fn attach_resuming(&mut self, info: ConnInfo, sink: S) -> Result<(), GatewayError> {
+        let id = info.id.clone();
+        self.attach(info, sink)?;
+        self.resuming.insert(id, Resuming { held: Some(Vec::new()), floor: 0 });
+        Ok(())
+    }
+
+    /// Ends the hold of a connection attached with [`TopicState::attach_resuming`]: returns the
+    /// held frames whose sequence is after `snapshot_last` (in the order they arrived), and from
+    /// now on skips live events with a sequence ≤ `snapshot_last` (late copies of replayed
+    /// events). `snapshot_last` 0 = deliver everything held (e.g. after a `replay-gap`).
+    pub fn finish_resume(&mut self, id: &str, snapshot_last: u64) -> Vec<S::Frame> {
+        let Some(r) = self.resuming.get_mut(id) else { return Vec::new() };
+        let held = r.held.take().unwrap_or_default();
+        r.floor = snapshot_last;
+        if snapshot_last == 0 {
+            self.resuming.remove(id);
+        }
+        held.into_iter().filter(|(seq, _)| crate::replay::deliver_live(*seq, snapshot_last)).map(|(_, f)| f).collect()
+    }
+
     /// Detaches a connection; returns it if it was attached.
     pub fn detach(&mut self, id: &str) -> Option<Conn<S>> {
+        self.resuming.remove(id);
         let conn = self.conns.remove(id)?;
         self.per_format[conn.info.format.index()] -= 1;
         Some(conn)
@@ -150,6 +187,12 @@ impl<S: Sink> TopicState<S> {
     /// Publishes `ev`: encodes it once per wire format in use, hands the shared frame to every
     /// connection, and removes those whose queue is full or whose client is gone.
     pub fn publish(&mut self, ev: &Event) -> Outcome {
+        self.publish_seq(ev, None)
+    }
+
+    /// [`TopicState::publish`] of an event with its per-topic retention sequence (if retained):
+    /// connections still resuming hold it, resumed ones skip it if it was in their replay.
+    pub fn publish_seq(&mut self, ev: &Event, seq: Option<u64>) -> Outcome {
         if !self.is_live() {
             self.notify_dropped(&ev.id, ev.ts);
             return Outcome::Dropped;
@@ -160,6 +203,17 @@ impl<S: Sink> TopicState<S> {
         let mut count = 0;
         let mut removed = Vec::new();
         for conn in self.conns.values_mut() {
+            if let Some(r) = self.resuming.get_mut(&conn.info.id) {
+                if let Some(held) = &mut r.held {
+                    held.push((seq, S::Frame::from(frame::encode(ev, conn.info.format))));
+                    conn.events_sent += 1;
+                    count += 1;
+                    continue;
+                }
+                if !crate::replay::deliver_live(seq, r.floor) {
+                    continue;
+                }
+            }
             let frame = frames[conn.info.format.index()].as_ref().expect("encoded for formats in use");
             match conn.sink.try_send(frame) {
                 SendResult::Sent => {
@@ -265,6 +319,35 @@ mod tests {
 
     fn event(id: &str) -> Event {
         Event { topic: "t".into(), id: id.into(), event: None, data: "d".into(), ts: 1 }
+    }
+
+    #[test]
+    fn a_resuming_connection_holds_live_events_then_skips_replayed_ones() {
+        let mut t = TopicState::new("t", 10);
+        let (other, held) = (sink(100), sink(100));
+        t.attach(info("o", Format::Sse), other.clone()).unwrap();
+        t.attach_resuming(info("r", Format::Sse), held.clone()).unwrap();
+        assert!(t.is_live());
+        for (id, seq) in [("e5", 5), ("e6", 6)] {
+            assert!(matches!(t.publish_seq(&event(id), Some(seq)), Outcome::Delivered { count: 2, .. }));
+        }
+        assert!(held.frames.borrow().is_empty(), "held, not sent");
+        assert_eq!(other.frames.borrow().len(), 2);
+        // The snapshot held everything up to seq 5: only e6 is left to send.
+        let rest = t.finish_resume("r", 5);
+        assert_eq!(rest.len(), 1);
+        assert!(rest[0].starts_with("id: e6"));
+        // A late copy of e5 is skipped; e7 and events without a sequence go through.
+        t.publish_seq(&event("e5"), Some(5));
+        t.publish_seq(&event("e7"), Some(7));
+        t.publish(&event("x"));
+        let got: Vec<String> = held.frames.borrow().iter().map(|f| f.lines().next().unwrap().to_string()).collect();
+        assert_eq!(got, ["id: e7", "id: x"]);
+        assert_eq!(other.frames.borrow().len(), 5, "others get everything");
+        // After a gap (floor 0) everything held is delivered.
+        t.attach_resuming(info("g", Format::Sse), sink(10)).unwrap();
+        t.publish_seq(&event("e8"), Some(8));
+        assert_eq!(t.finish_resume("g", 0).len(), 1);
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub const FORWARD_TIMEOUT_MS: Setting = Setting { key: "FORWARD_TIMEOUT_MS", def
 
 pub const MAX_CONNECTIONS_PER_NODE: Setting = Setting { key: "MAX_CONNECTIONS_PER_NODE", default: 0, min: 0, max: 10_000_000, help: "connections (SSE, WebSocket, admin tails) one node accepts before answering 503; 0 = unlimited" };
 
-pub const NATIVE_SETTINGS: [&Setting; 7] = [&PUBLISH_BODY_TIMEOUT_MS, &NODE_TTL_MS, &NODE_REFRESH_MS, &SHUTDOWN_GRACE_MS, &WS_MAX_MESSAGE_BYTES, &FORWARD_TIMEOUT_MS, &MAX_CONNECTIONS_PER_NODE];
+pub const METRICS_REQUIRE_KEY: Setting = Setting { key: "METRICS_REQUIRE_KEY", default: 0, min: 0, max: 1, help: "1 = GET /metrics needs an API key like the admin API; 0 = open (the usual Prometheus scrape)" };
+
+pub const NATIVE_SETTINGS: [&Setting; 8] = [&PUBLISH_BODY_TIMEOUT_MS, &NODE_TTL_MS, &NODE_REFRESH_MS, &SHUTDOWN_GRACE_MS, &WS_MAX_MESSAGE_BYTES, &FORWARD_TIMEOUT_MS, &MAX_CONNECTIONS_PER_NODE, &METRICS_REQUIRE_KEY];
 
 /// Default `LISTEN_ADDR`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -60,6 +62,8 @@ pub struct ServerConfig {
     pub ws_max_message_bytes: usize,
     /// Connections this node accepts (0 = unlimited).
     pub max_connections_per_node: usize,
+    /// Whether `GET /metrics` needs an API key (`METRICS_REQUIRE_KEY=1`).
+    pub metrics_require_key: bool,
 }
 
 impl ServerConfig {
@@ -127,6 +131,7 @@ impl ServerConfig {
             shutdown_grace_ms: SHUTDOWN_GRACE_MS.read(&lookup)?,
             ws_max_message_bytes: WS_MAX_MESSAGE_BYTES.read(&lookup)? as usize,
             max_connections_per_node: MAX_CONNECTIONS_PER_NODE.read(&lookup)? as usize,
+            metrics_require_key: METRICS_REQUIRE_KEY.read(&lookup)? == 1,
         })
     }
 }

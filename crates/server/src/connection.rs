@@ -28,7 +28,6 @@ pub struct Connection {
     /// events after its `Last-Event-ID`, or `replay-gap` frames), topic after topic.
     pub replay: Vec<Bytes>,
     /// Held for its `Drop`: detaches the connection when the connection ends.
-    #[allow(dead_code)]
     pub guard: Guard,
 }
 
@@ -37,6 +36,7 @@ pub struct Guard {
     inner: Arc<Inner>,
     id: String,
     topics: Vec<String>,
+    format: Format,
 }
 
 impl Drop for Guard {
@@ -44,7 +44,15 @@ impl Drop for Guard {
         for t in &self.topics {
             self.inner.ns.get(t).detach(&self.id);
         }
+        self.inner.hub.metrics.conn_closed(self.format);
         self.inner.conn_closed();
+    }
+}
+
+impl Connection {
+    /// Records a write for the latency histogram (the age of the oldest frame it carried).
+    pub fn written(&self) {
+        self.guard.inner.hub.metrics.written(self.closer.pending.take());
     }
 }
 
@@ -61,7 +69,8 @@ impl Inner {
         let id = routes::connection_id(now, fastrand::u32(..));
         let (sink, rx, closer) = QueueSink::channel(self.cfg.core.queue_capacity);
         let info = hub::conn_info(&id, topics, format, &self.cfg.node_id, now);
-        let mut guard = Guard { inner: self.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()) };
+        self.hub.metrics.conn_opened(format);
+        let mut guard = Guard { inner: self.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()), format };
         let mut recorded = Vec::with_capacity(topics.len());
         let mut replay = Vec::new();
         for t in topics {
@@ -72,6 +81,14 @@ impl Inner {
             guard.topics.push(t.clone());
         }
         let _ = tokio::time::timeout(RECORD_WAIT, join_all(recorded)).await;
+        // Retained topics whose events live in Redis (cluster): now that a publish at any node
+        // finds this connection, read what it missed (its live events are held meanwhile).
+        if let Some(last_id) = last_id {
+            let remote = topics.iter().filter(|t| self.hub.resumes_from_stream(t));
+            for frames in join_all(remote.map(|t| self.ns.resume(t, &id, last_id))).await {
+                replay.extend(frames);
+            }
+        }
         Ok(Connection { id, rx, closer, replay, guard })
     }
 }

@@ -55,12 +55,10 @@ impl Gateway {
     /// runtime: it starts the heartbeat task.
     pub async fn new(cfg: ServerConfig) -> Result<Gateway, StartError> {
         let (hub, changes) = Hub::new(cfg.core.max_connections_per_topic);
-        // Single node: retained topics keep an in-memory ring in the hub. A cluster keeps them
-        // would keep them in Redis Streams (not implemented yet: docs/replay.md).
-        if cfg.cluster.is_some() && !cfg.core.retention.is_empty() {
-            tracing::warn!("RETENTION is not implemented on a native cluster yet (Redis Streams): every topic follows the drop rule, and resumes get no replay");
-        }
-        let hub = Arc::new(if cfg.cluster.is_none() { hub.with_retention(cfg.core.retention.clone()) } else { hub });
+        // Single node: retained topics keep an in-memory ring in the hub. A cluster keeps them in
+        // Redis Streams (redis/retain.rs; docs/replay.md).
+        let retention = cfg.core.retention.clone();
+        let hub = Arc::new(if cfg.cluster.is_none() { hub.with_retention(retention) } else { hub.with_stream_retention(retention) });
         let ns: Arc<dyn Namespace> = match &cfg.cluster {
             None => Arc::new(MemoryNamespace::new(hub.clone(), changes, cfg.core.heartbeat_ms)),
             Some(cluster) => Arc::new(redis::RedisNamespace::connect(hub.clone(), changes, &cfg, cluster).await?),
@@ -77,6 +75,8 @@ impl Gateway {
 
     /// The gateway's routes (`/sse`, `/ws`, `/publish`, `/healthz`, `/admin`, `/admin/*`) to
     /// merge into an application's router. It has no fallback, so it merges with one that has.
+    /// `/metrics` is not among them (an application may have its own): serve
+    /// [`Gateway::metrics`]`().prometheus()` there, or use [`Gateway::app`], which has it.
     pub fn router(&self) -> Router {
         self.routes().with_state(self.inner.clone())
     }
@@ -112,12 +112,19 @@ impl Gateway {
         let probes = self.inner.probe_all(&topics, id).await;
         crate::objects::unavailable(&probes)?;
         let ev = EventParts { id, event, ts: clock::now_ms() };
-        Ok(self.inner.deliver_all(&topics, &probes, &ev, data).await)
+        let results = self.inner.deliver_all(&topics, &probes, &ev, data).await;
+        self.inner.count_publish(&results);
+        Ok(results)
     }
 
     /// Counts of this node's hub.
     pub fn stats(&self) -> HubStats {
         self.inner.hub.stats()
+    }
+
+    /// This node's counts, as `GET /metrics` and `GET /admin/api/stats` report them.
+    pub fn metrics(&self) -> sse_core::metrics::Stats {
+        self.inner.stats()
     }
 
     /// Serves [`Gateway::app`] on `listener` until `signal` completes, then shuts down gracefully
@@ -193,6 +200,18 @@ impl Inner {
             (topic.clone(), self.ns.get(topic).publish(probe, &event).await)
         });
         join_all(calls).await
+    }
+
+    /// Counts an accepted publish (per topic, and the topics dropped).
+    pub fn count_publish(&self, results: &[(String, TopicResult)]) {
+        let dropped = results.iter().filter(|(_, r)| *r == TopicResult::Dropped).count();
+        self.hub.metrics.published(results.len(), dropped);
+    }
+
+    /// This node's counts.
+    pub fn stats(&self) -> sse_core::metrics::Stats {
+        let hub = self.hub.stats();
+        self.hub.metrics.stats(&self.cfg.node_id, hub.topics, hub.evicted, hub.replayed)
     }
 
     /// Counts a new connection; 503 when the node already holds `MAX_CONNECTIONS_PER_NODE`.

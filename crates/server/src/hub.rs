@@ -13,12 +13,13 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sse_core::frame::{Event, Format};
-use sse_core::replay::{ReplayBuffer, Retention};
+use sse_core::replay::{self, ReplayBuffer, Retained, Retention};
 use sse_core::registry::ConnSummary;
 use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, TopicState};
 use sse_core::GatewayError;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::metrics::Metrics;
 use crate::sink::{CloseReason, QueueSink};
 
 const SHARDS: usize = 64;
@@ -74,9 +75,25 @@ pub struct Hub {
     closed: AtomicBool,
     evicted: AtomicU64,
     replayed: AtomicU64,
-    /// Which topics keep a ring here (empty in a cluster: there Redis Streams hold them).
+    /// Which topics are retained (in rings here, or in Redis Streams when `streams`).
     retention: Retention,
+    /// Whether retained events live elsewhere (native cluster: Redis Streams): then this hub
+    /// keeps no ring, and a resuming connection is held until its snapshot is read.
+    streams: bool,
     rings: Box<[Mutex<Rings>]>,
+    /// This node's counters (`/metrics`, `/admin/api/stats`).
+    pub metrics: Metrics,
+}
+
+/// A retained topic's events as read from shared storage for one resume.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Oldest first.
+    pub entries: Vec<Retained>,
+    /// Whether the topic has ever trimmed an event.
+    pub trimmed: bool,
+    /// The last sequence the topic gave out (0 = none).
+    pub last_seq: u64,
 }
 
 impl Hub {
@@ -94,7 +111,9 @@ impl Hub {
             evicted: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             retention: Retention::none(),
+            streams: false,
             rings,
+            metrics: Metrics::new(),
         };
         (hub, rx)
     }
@@ -105,7 +124,26 @@ impl Hub {
         self
     }
 
-    /// Whether this hub keeps a ring for `topic`.
+    /// Knows which topics are retained, but their events live in shared storage (native
+    /// cluster: Redis Streams), not in rings here.
+    pub fn with_stream_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self.streams = true;
+        self
+    }
+
+    /// The retention window of `topic`, if it is retained.
+    pub fn window(&self, topic: &str) -> Option<sse_core::replay::Window> {
+        self.retention.window(topic)
+    }
+
+    /// Whether a connection resuming on `topic` needs its snapshot read from shared storage
+    /// ([`Hub::finish_resume`]) after it is attached.
+    pub fn resumes_from_stream(&self, topic: &str) -> bool {
+        self.streams && self.retains(topic)
+    }
+
+    /// Whether `topic` is retained (here or in shared storage).
     pub fn retains(&self, topic: &str) -> bool {
         self.retention.window(topic).is_some()
     }
@@ -148,14 +186,16 @@ impl Hub {
         let (ack, done) = oneshot::channel();
         let mut topics = self.shard(topic);
         let state = topics.entry(topic.to_string()).or_insert_with(|| TopicState::new(topic, self.max_per_topic));
-        if let Err(e) = state.attach(info.clone(), sink) {
+        let held = last_id.is_some() && self.resumes_from_stream(topic);
+        let attached = if held { state.attach_resuming(info.clone(), sink) } else { state.attach(info.clone(), sink) };
+        if let Err(e) = attached {
             if state.is_empty() {
                 topics.remove(topic);
             }
             return Err(e);
         }
         let mut replay = Vec::new();
-        if let (Some(last_id), Some(window)) = (last_id, self.retention.window(topic)) {
+        if let (Some(last_id), Some(window), false) = (last_id, self.retention.window(topic), self.streams) {
             let mut rings = self.rings(topic);
             let ring = rings.entry(topic.to_string()).or_insert_with(|| ReplayBuffer::new(window));
             let (frames, n) = ring.resume_frames(topic, last_id, info.format, now);
@@ -165,6 +205,30 @@ impl Hub {
         drop(topics);
         self.report(Change::Attached { topic: topic.to_string(), info, ack: Some(ack) });
         Ok((done, replay))
+    }
+
+    /// Ends the resume of a connection attached (held) by [`Hub::attach_resume`] on a topic
+    /// retained in shared storage, once its attachment is recorded and `snapshot` was read
+    /// (`None`: it could not be read; the client gets `replay-gap`, reason `expired`). Returns
+    /// the frames to send before anything queued: the retained events after `last_id` (or the
+    /// gap frame), then the live events held meanwhile that the replay did not already hold
+    /// (core `deliver_live`). Later live copies of replayed events are skipped by the topic.
+    pub fn finish_resume(&self, topic: &str, conn_id: &str, last_id: &str, snapshot: Option<Snapshot>) -> Vec<Bytes> {
+        let mut topics = self.shard(topic);
+        let Some(state) = topics.get_mut(topic) else { return Vec::new() };
+        let Some(format) = state.get(conn_id).map(|c| c.info.format) else { return Vec::new() };
+        let (mut frames, floor) = match &snapshot {
+            Some(snap) => match replay::resume(&snap.entries, last_id, snap.trimmed) {
+                replay::Resume::After(rest) => {
+                    self.replayed.fetch_add(rest.len() as u64, Ordering::Relaxed);
+                    (rest.iter().map(|r| Bytes::from(sse_core::frame::encode(&r.to_event(topic), format))).collect::<Vec<_>>(), snap.last_seq)
+                }
+                replay::Resume::Gap(reason) => (vec![Bytes::from(replay::encode_gap(topic, last_id, reason, format))], 0),
+            },
+            None => (vec![Bytes::from(replay::encode_gap(topic, last_id, replay::GapReason::Expired, format))], 0),
+        };
+        frames.extend(state.finish_resume(conn_id, floor));
+        frames
     }
 
     /// Detaches a connection from `topic`; the topic goes with its last connection.
@@ -200,19 +264,25 @@ impl Hub {
 
     /// Publishes to this node's connections of `ev.topic`: encoded once per format in use.
     pub fn publish(&self, ev: &Event) -> Outcome {
-        self.publish_with(ev, false)
+        self.publish_with(ev, false, None)
     }
 
     /// A publish whose topic is live somewhere in the cluster: delivered to this node's
     /// subscribers if it has any; if it holds only tails, they are told it was published
     /// (not dropped). `Dropped` means this node delivered it to nobody.
     pub fn publish_in_cluster(&self, ev: &Event) -> Outcome {
-        self.publish_with(ev, true)
+        self.publish_with(ev, true, None)
     }
 
-    fn publish_with(&self, ev: &Event, live_elsewhere: bool) -> Outcome {
+    /// [`Hub::publish_in_cluster`] of an event stored in shared retention storage with per-topic
+    /// sequence `seq` (resuming connections use it to avoid duplicates).
+    pub fn publish_in_cluster_seq(&self, ev: &Event, seq: Option<u64>) -> Outcome {
+        self.publish_with(ev, true, seq)
+    }
+
+    fn publish_with(&self, ev: &Event, live_elsewhere: bool, seq: Option<u64>) -> Outcome {
         let mut topics = self.shard(&ev.topic);
-        if !live_elsewhere {
+        if !live_elsewhere && !self.streams {
             if let Some(window) = self.retention.window(&ev.topic) {
                 let mut rings = self.rings(&ev.topic);
                 rings.entry(ev.topic.clone()).or_insert_with(|| ReplayBuffer::new(window)).push(ev, crate::clock::now_ms());
@@ -223,8 +293,9 @@ impl Hub {
             state.notify_published(ev);
             return Outcome::Dropped;
         }
-        let outcome = state.publish(ev);
-        if let Outcome::Delivered { removed, .. } = &outcome {
+        let outcome = crate::metrics::with_publish_stamp(|| state.publish_seq(ev, seq));
+        if let Outcome::Delivered { removed, count } = &outcome {
+            self.metrics.delivered(*count);
             self.removed(&ev.topic, removed);
         }
         if state.is_empty() {

@@ -14,6 +14,7 @@ mod http;
 pub mod hub;
 pub mod log;
 pub mod memory;
+pub mod metrics;
 pub mod objects;
 pub mod redis;
 pub mod sink;

@@ -78,6 +78,13 @@ pub trait Namespace: Send + Sync + 'static {
     /// A page of connections, across the cluster.
     fn connections(&self, q: ListQuery) -> BoxFuture<'_, Result<Page<ConnectionView>, GatewayError>>;
 
+    /// Ends the resume of connection `conn_id` on `topic` when its retained events live in
+    /// shared storage ([`Hub::resumes_from_stream`]): called once its attachment is recorded;
+    /// returns the frames to send before anything queued (see [`Hub::finish_resume`]).
+    fn resume<'a>(&'a self, _topic: &'a str, _conn_id: &'a str, _last_id: &'a str) -> BoxFuture<'a, Vec<bytes::Bytes>> {
+        Box::pin(async { Vec::new() })
+    }
+
     /// Leaves the cluster (after the connections are closed).
     fn shutdown(&self) -> BoxFuture<'_, ()>;
 

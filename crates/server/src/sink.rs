@@ -22,6 +22,8 @@ pub enum CloseReason {
 pub struct Closer {
     notify: Notify,
     reason: AtomicU8,
+    /// When the oldest frame not yet written was published (for the latency histogram).
+    pub pending: crate::metrics::Pending,
 }
 
 impl Closer {
@@ -72,7 +74,10 @@ impl Sink for QueueSink {
 
     fn try_send(&mut self, frame: &Bytes) -> SendResult {
         match self.tx.try_send(frame.clone()) {
-            Ok(()) => SendResult::Sent,
+            Ok(()) => {
+                self.closer.pending.queued();
+                SendResult::Sent
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // Too slow: the whole connection goes, not just this topic.
                 self.closer.close(CloseReason::Evicted);

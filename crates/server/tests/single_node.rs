@@ -219,3 +219,100 @@ async fn publish_rate_limit_per_key_answers_429_with_retry_after() {
     // a wrong key is 401, not 429
     assert_eq!(send("nope").await.0, 401);
 }
+
+/// `GET` over a raw socket: (status line, headers + body as text).
+async fn raw_get(base: &str, path: &str, headers: &str) -> (String, String) {
+    let addr = base.trim_start_matches("http://");
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\n{headers}connection: close\r\n\r\n").as_bytes()).await.unwrap();
+    let mut resp = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut resp)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&resp).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_string(), format!("{head}\n\n{body}"))
+}
+
+/// The samples of a Prometheus text body: every line is a comment or `name{labels} value`.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let body = text.split_once("\n\n").unwrap().1;
+    let mut out = std::collections::BTreeMap::new();
+    for line in body.lines().filter(|l| !l.is_empty()) {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line}"));
+        let open = series.find('{').unwrap_or_else(|| panic!("no labels: {line}"));
+        assert!(series.ends_with('}'), "{line}");
+        let name = &series[..open];
+        assert!(name.starts_with("sse_gateway_") && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+        let labels = &series[open + 1..series.len() - 1];
+        for pair in labels.split(',') {
+            let (k, v) = pair.split_once('=').unwrap_or_else(|| panic!("label {pair}: {line}"));
+            assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && v.starts_with('"') && v.ends_with('"'), "{line}");
+        }
+        assert!(labels.contains("node=\"solo\""), "{line}");
+        out.insert(series.to_string(), value.parse::<f64>().unwrap_or_else(|_| panic!("value: {line}")));
+    }
+    out
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_move_with_publishes_deliveries_drops() {
+    let (gw, base) = serve(&[("QUEUE_CAPACITY", "4")]).await;
+    let (status, text) = raw_get(&base, "/metrics", "").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(text.to_ascii_lowercase().contains("content-type: text/plain; version=0.0.4"), "{text}");
+    let before = samples(&text);
+    assert_eq!(before["sse_gateway_publishes_total{node=\"solo\"}"], 0.0);
+    let mut s = Subscriber::open(&base, "m-live").await;
+    publish(&base, "m-live,m-dead", "e1", "hello").await;
+    assert!(s.next(Duration::from_secs(5)).await.is_some());
+    assert_eq!(request("POST", &format!("{base}/publish"), &[("x-sse-topic", "x"), ("x-sse-id", "e")], "").await.unwrap().0, 401);
+    // The slow one: subscribes, never reads, and is evicted.
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(format!("GET /sse?topic=m-slow HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    eventually("slow subscriber attached", Duration::from_secs(5), || async { gw.metrics().connections() == 2 }).await;
+    let body = "x".repeat(60_000);
+    for i in 0..100 {
+        gw.publish(&["m-slow"], &format!("s{i}"), None, &body).await.unwrap();
+        if gw.stats().evicted == 1 {
+            break;
+        }
+    }
+    let after = samples(&raw_get(&base, "/metrics", "").await.1);
+    let v = |k: &str| after.get(&format!("sse_gateway_{k}")).copied().unwrap_or_else(|| panic!("{k} missing: {after:?}"));
+    assert!(v("publishes_total{node=\"solo\"}") >= 3.0, "2 topics + the slow ones");
+    assert_eq!(v("drops_total{node=\"solo\"}"), 1.0);
+    assert!(v("deliveries_total{node=\"solo\"}") >= 2.0);
+    assert_eq!(v("evictions_total{node=\"solo\"}"), 1.0);
+    assert_eq!(v("connections{node=\"solo\",transport=\"sse\"}"), 1.0, "the evicted one is gone");
+    assert_eq!(v("rejected_requests_total{code=\"unauthorized\",node=\"solo\"}"), 1.0);
+    assert!(v("topics{node=\"solo\"}") >= 1.0);
+    let count = v("publish_to_write_seconds_count{node=\"solo\"}");
+    assert!(count >= 1.0, "the live subscriber's write was measured");
+    assert_eq!(v("publish_to_write_seconds_bucket{node=\"solo\",le=\"+Inf\"}"), count);
+    let mut last = 0.0;
+    for (k, n) in after.iter().filter(|(k, _)| k.starts_with("sse_gateway_publish_to_write_seconds_bucket")) {
+        let _ = k;
+        assert!(*n >= last, "cumulative");
+        last = *n;
+    }
+    // The admin API's JSON has the same counts (and needs the key).
+    let (st, _) = get(&format!("{base}/admin/api/stats"), &[]).await.unwrap();
+    assert_eq!(st, 401);
+    let (st, json) = get(&format!("{base}/admin/api/stats"), &[("x-api-key", KEY)]).await.unwrap();
+    assert_eq!(st, 200);
+    assert_eq!((json["scope"].as_str(), json["node"].as_str(), json["drops"].as_u64(), json["evictions"].as_u64()), (Some("node"), Some("solo"), Some(1), Some(1)), "{json}");
+    assert_eq!(json["connections"], 1);
+    drop(s);
+}
+
+#[tokio::test]
+async fn metrics_can_require_the_api_key() {
+    let (_gw, base) = serve(&[("METRICS_REQUIRE_KEY", "1")]).await;
+    assert!(raw_get(&base, "/metrics", "").await.0.starts_with("HTTP/1.1 401"));
+    let (status, text) = raw_get(&base, "/metrics", &format!("x-api-key: {KEY}\r\n")).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(text.contains("sse_gateway_publishes_total{node=\"solo\"} 0"));
+}

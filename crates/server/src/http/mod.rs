@@ -31,7 +31,10 @@ pub(crate) async fn dispatch(State(gw): State<Arc<Inner>>, req: Request) -> Resp
     let mut body = Some(body);
     let resp = match handle(&gw, parts, &mut body).await {
         Ok(resp) => resp,
-        Err(e) => respond::error(&e),
+        Err(e) => {
+            gw.hub.metrics.rejected(e.code());
+            respond::error(&e)
+        }
     };
     if let (Some(unread), true) = (body, sends_body) {
         // Answered without reading the body (drop path, 401, 413...): let the client finish
@@ -55,7 +58,8 @@ async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> R
         _ => {}
     }
     let h = &parts.headers;
-    let key_index = if route.needs_key() {
+    let needs_key = route.needs_key() || (route == Route::Metrics && gw.cfg.metrics_require_key);
+    let key_index = if needs_key {
         match gw.cfg.core.api_keys.key_index(header(h, "authorization"), header(h, "x-api-key")) {
             Some(i) => Some(i),
             None => return Err(GatewayError::Unauthorized),
@@ -74,6 +78,8 @@ async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> R
         Route::Publish => publish::handle(gw, &parts.headers, body).await,
         Route::AdminTopics => admin::topics(gw, &query).await,
         Route::AdminConnections => admin::connections(gw, &query).await,
+        Route::AdminStats => Ok(respond::json(200, gw.stats().json().to_string())),
+        Route::Metrics => Ok(respond::metrics(gw.stats().prometheus())),
         Route::AdminTail(topic) => subscribe::tail(gw, topic).await,
         Route::Preflight | Route::Healthz | Route::AdminUi => unreachable!("answered above"),
     }

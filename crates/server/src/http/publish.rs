@@ -27,11 +27,13 @@ pub async fn handle(gw: &Arc<Inner>, h: &HeaderMap, body: &mut Option<Body>) -> 
     if !probes.iter().any(|p| p.is_live()) {
         // The drop path: the body is never read.
         let results: Vec<_> = p.topics.iter().map(|t| (t.clone(), request::TopicResult::Dropped)).collect();
+        gw.count_publish(&results);
         return Ok(respond::json(202, request::publish_response(&p.id, &results)));
     }
     let unread = body.take().unwrap_or_default();
     let data = body::read_text(unread, gw.cfg.core.max_body_bytes, gw.cfg.publish_body_timeout_ms).await?;
     let ev = EventParts { id: &p.id, event: p.event.as_deref(), ts: clock::now_ms() };
     let results = gw.deliver_all(&p.topics, &probes, &ev, &data).await;
+    gw.count_publish(&results);
     Ok(respond::json(202, request::publish_response(&p.id, &results)))
 }

@@ -46,6 +46,14 @@ pub fn sse(body: Body) -> Response {
     with_headers(Response::new(body), routes::SSE_HEADERS)
 }
 
+/// The Prometheus text exposition (`GET /metrics`).
+pub fn metrics(text: String) -> Response {
+    with_headers(
+        Response::new(Body::from(text)),
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8"), ("cache-control", "no-store"), ("access-control-allow-origin", "*")],
+    )
+}
+
 /// A static file.
 pub fn file(bytes: &'static [u8], content_type: &str, cache: &str) -> Response {
     with_headers(

@@ -72,6 +72,7 @@ fn body(open: impl Into<Bytes>, conn: Connection) -> Body {
                         }
                         st.batch.push(Bytes::from(frame::encode_reconnect("shutdown")));
                         let out = concat(&mut st.batch);
+                        st.conn.written();
                         Some((Ok(out), st))
                     }
                 }
@@ -81,6 +82,7 @@ fn body(open: impl Into<Bytes>, conn: Connection) -> Body {
                     return None;
                 }
                 let out = concat(&mut st.batch);
+                st.conn.written();
                 Some((Ok(out), st))
             }
         }

@@ -92,6 +92,7 @@ async fn session(socket: WebSocket, mut conn: Connection, hello: String, heartbe
                 if failed || tx.flush().await.is_err() {
                     break None;
                 }
+                conn.written();
             }
             _ = ping.tick() => {
                 if unanswered >= 2 {

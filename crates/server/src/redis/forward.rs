@@ -63,9 +63,14 @@ impl Forwarder {
 
     /// Hands `ev` to `peer`; what its connections took. A peer that cannot be reached counts as
     /// having delivered nothing (logged).
-    pub async fn deliver(&self, peer: &Peer, ev: &Event) -> TopicResult {
+    /// `seq`: the event's per-topic retention sequence, for a retained topic.
+    pub async fn deliver(&self, peer: &Peer, ev: &Event, seq: Option<u64>) -> TopicResult {
         let ts = ev.ts.to_string();
+        let seq = seq.map(|s| s.to_string());
         let mut headers = vec![("x-sse-topic", ev.topic.as_str()), ("x-sse-id", ev.id.as_str()), ("x-sse-ts", ts.as_str())];
+        if let Some(s) = &seq {
+            headers.push(("x-sse-seq", s));
+        }
         if let Some(e) = &ev.event {
             headers.push(("x-sse-event", e));
         }
@@ -122,7 +127,8 @@ impl Endpoint {
                 }
                 let data = body::read_text(body, self.max_body_bytes, self.body_timeout_ms).await?;
                 let ev = Event { topic: topic.to_string(), id: id.to_string(), event, data, ts };
-                let answer = match self.hub.publish_in_cluster(&ev) {
+                let seq = text(h, "x-sse-seq").and_then(|s| s.parse().ok());
+                let answer = match self.hub.publish_in_cluster_seq(&ev, seq) {
                     Outcome::Delivered { count, .. } => json!({"delivered": count}),
                     Outcome::Dropped => json!({"dropped": true}),
                 };

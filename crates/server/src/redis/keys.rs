@@ -12,6 +12,8 @@
 //! | `{p}topic-conns:{topic}` | sorted set, score 0 | the connection ids of one topic |
 //! | `{p}conn:{id}` | string | a connection's record (JSON `ConnRecord`, with its node) |
 //! | `{p}node-conns:{id}` | set | a node's connection ids |
+//! | `{p}rt:{topic}` | stream | a retained topic's recent events (`RETENTION`): fields `seq`, `id`, `event`, `data`, `ts` |
+//! | `{p}rt-seq:{topic}` | string | the last per-topic sequence given to a retained event |
 //!
 //! The Lua scripts in `lua/` build the same names from the prefix.
 

@@ -9,6 +9,7 @@ mod keys;
 mod listing;
 mod node;
 mod placement;
+mod retain;
 mod scripts;
 #[cfg(test)]
 mod tests;
@@ -43,6 +44,10 @@ use placement::{Control, Writer};
 /// stalling; this node's subscribers stay connected and the node heals by itself when Redis
 /// answers again (the liveness task re-registers it, the writer re-asserts its placement).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a resume waits for a retained topic's stream; past it the client gets `replay-gap`
+/// (`expired`) and live events.
+const RESUME_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A node of a cluster whose shared state is in Redis.
 pub struct RedisNamespace {
@@ -131,6 +136,46 @@ impl RedisNamespace {
     }
 }
 
+impl RedisNamespace {
+    /// A publish to a retained topic: stored in its stream first (so a subscriber that resumes
+    /// from now on finds it there, or is found by the holder lookup that follows), then handed
+    /// to the nodes that hold the topic, with its sequence.
+    async fn deliver_retained(&self, window: sse_core::replay::Window, local: bool, peers: &[Peer], ev: &Event) -> TopicResult {
+        let stored = tokio::time::timeout(PROBE_TIMEOUT, retain::append(&mut self.conn.clone(), &self.node.keys, window, ev)).await;
+        let (seq, holders) = match stored {
+            Ok(Ok(seq)) => {
+                let holders = match tokio::time::timeout(PROBE_TIMEOUT, self.holders(&ev.topic)).await {
+                    Ok(Ok(h)) => {
+                        let me = self.node_id();
+                        let local = self.hub.holds(&ev.topic);
+                        (local, h.into_iter().filter(|h| h.peer.node != me).map(|h| h.peer).collect())
+                    }
+                    _ => (local, peers.to_vec()),
+                };
+                (Some(seq), holders)
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, topic = %ev.topic, id = %ev.id, "retaining an event failed: delivered live only, not retained");
+                (None, (local, peers.to_vec()))
+            }
+            Err(_) => {
+                tracing::warn!(topic = %ev.topic, id = %ev.id, "redis did not store the event in time: delivered live only, not retained");
+                (None, (local, peers.to_vec()))
+            }
+        };
+        let (local, peers) = holders;
+        let mut result = if local { local_result(self.hub.publish_in_cluster_seq(ev, seq)) } else { TopicResult::Dropped };
+        for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev, seq))).await {
+            result = result.merge(r);
+        }
+        if seq.is_some() {
+            result.retained()
+        } else {
+            result
+        }
+    }
+}
+
 #[cfg(test)]
 impl RedisNamespace {
     /// Stops refreshing the identity, as if the process had died.
@@ -197,6 +242,11 @@ impl Namespace for RedisNamespace {
             };
             let me = self.node_id();
             let peers: Vec<Holder> = holders.into_iter().filter(|h| h.peer.node != me).collect();
+            if self.hub.retains(topic) {
+                // A retained topic takes every event, subscribers or not: `deliver` stores it,
+                // then looks up the holders again (this answer may be stale by then).
+                return Probe::Live { local: self.hub.holds(topic), peers: peers.into_iter().map(|h| h.peer).collect() };
+            }
             let live_elsewhere = peers.iter().any(|h| h.peer.subscribers > 0);
             if !live_elsewhere && !self.hub.is_live(topic) {
                 log::raw(&request::drop_log_line(topic, id));
@@ -216,11 +266,33 @@ impl Namespace for RedisNamespace {
     fn deliver<'a>(&'a self, probe: &'a Probe, ev: &'a Event) -> BoxFuture<'a, TopicResult> {
         Box::pin(async move {
             let Probe::Live { local, peers } = probe else { return TopicResult::Dropped };
+            if let Some(window) = self.hub.window(&ev.topic) {
+                return self.deliver_retained(window, *local, peers, ev).await;
+            }
             let mut result = if *local { local_result(self.hub.publish_in_cluster(ev)) } else { TopicResult::Dropped };
-            for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev))).await {
+            for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev, None))).await {
                 result = result.merge(r);
             }
             result
+        })
+    }
+
+    fn resume<'a>(&'a self, topic: &'a str, conn_id: &'a str, last_id: &'a str) -> BoxFuture<'a, Vec<bytes::Bytes>> {
+        Box::pin(async move {
+            let Some(window) = self.hub.window(topic) else { return Vec::new() };
+            let read = tokio::time::timeout(RESUME_TIMEOUT, retain::snapshot(&mut self.conn.clone(), &self.node.keys, topic, window)).await;
+            let snapshot = match read {
+                Ok(Ok(s)) => Some(s),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, topic, "reading the retained events failed: the subscriber gets replay-gap (expired)");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!(topic, "redis did not answer the resume in time: the subscriber gets replay-gap (expired)");
+                    None
+                }
+            };
+            self.hub.finish_resume(topic, conn_id, last_id, snapshot)
         })
     }
 

@@ -12,3 +12,5 @@ pub static LIST_TOPICS: LazyLock<Script> = LazyLock::new(|| Script::new(include_
 /// Sent as source with EVAL inside pipelines (where a missing script cannot be reloaded).
 pub const LEAVE_TOPIC: &str = include_str!("lua/leave_topic.lua");
 pub const PURGE_NODE_SRC: &str = include_str!("lua/purge_node.lua");
+pub static RETAIN_APPEND: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retain_append.lua")));
+pub static RETAIN_READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/retain_read.lua")));

@@ -241,3 +241,116 @@ async fn local_delivery_counts_and_tail_only_nodes_see_published() {
     assert_eq!(hub.publish_in_cluster(&ev), sse_core::topic::Outcome::Dropped);
     assert!(std::str::from_utf8(&rx.recv().await.unwrap()).unwrap().contains("event: published"));
 }
+
+/// A node whose hub knows `retention` (events in Redis Streams, as `Gateway::new` does it).
+async fn retaining_node(redis: &RedisServer, id: &str, retention: &str) -> RedisNamespace {
+    let cfg = config(redis, id, 10_000);
+    let (hub, changes) = Hub::new(100);
+    let hub = hub.with_stream_retention(sse_core::replay::Retention::parse(retention).unwrap());
+    RedisNamespace::connect(Arc::new(hub), changes, &cfg, cfg.cluster.as_ref().unwrap()).await.expect("connects")
+}
+
+fn event(topic: &str, id: &str) -> Event {
+    Event { topic: topic.into(), id: id.into(), event: None, data: format!("d-{id}"), ts: 1 }
+}
+
+fn ids(frames: &[bytes::Bytes]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            let s = String::from_utf8_lossy(f);
+            s.lines().find_map(|l| l.strip_prefix("id: ").map(str::to_string)).unwrap_or_else(|| s.into_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn retained_topic_stores_in_a_stream_with_nobody_connected_and_resumes_without_duplicates() {
+    let r = redis();
+    let (a, b) = (retaining_node(&r, "node-a", "rt*=5").await, retaining_node(&r, "node-b", "rt*=5").await);
+    // Nobody anywhere: still stored, answered retained.
+    for i in 1..=7 {
+        let ev = event("rt1", &format!("e{i}"));
+        let probe = b.probe("rt1", &ev.id).await;
+        assert!(probe.is_live(), "{probe:?}");
+        assert_eq!(b.deliver(&probe, &ev).await, TopicResult::Retained(0));
+    }
+    // Not retained: the drop rule as before.
+    assert_eq!(b.probe("other", "x").await, Probe::Dropped);
+    let mut conn = redis::Client::open(r.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let len: usize = redis::cmd("XLEN").arg("sse:rt:rt1").query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 5, "trimmed by count");
+
+    // A subscriber resumes on node a after e4: attached (held), recorded, then the snapshot.
+    let topics = vec!["rt1".to_string()];
+    let (sink, mut rx, _closer) = QueueSink::channel(16);
+    let info = conn_info("c1", &topics, Format::Sse, "node-a", 1);
+    let (done, frames) = a.hub().attach_resume("rt1", info, sink, Some("e4"), 1).expect("attach");
+    assert!(frames.is_empty(), "the replay comes from redis");
+    done.await.unwrap();
+    // While the snapshot is read, e8 is stored and also arrives live (held).
+    let e8 = event("rt1", "e8");
+    let probe = b.probe("rt1", "e8").await;
+    b.deliver(&probe, &e8).await;
+    a.hub().publish_in_cluster_seq(&e8, Some(8));
+    let frames = a.resume("rt1", "c1", "e4").await;
+    assert_eq!(ids(&frames), ["e5", "e6", "e7", "e8"], "replay, and the held copy of e8 skipped");
+    // A late live copy of a replayed event is skipped; later events are delivered.
+    a.hub().publish_in_cluster_seq(&e8, Some(8));
+    a.hub().publish_in_cluster_seq(&event("rt1", "e9"), Some(9));
+    let got = rx.recv().await.unwrap();
+    assert!(got.starts_with(b"id: e9"), "{got:?}");
+    assert!(rx.try_recv().is_err(), "nothing else");
+
+    // Ids not in the window: expired (this topic trimmed), unknown_id (one that never did).
+    let resume = |topic: &'static str, conn: &'static str, last: &'static str| {
+        let a = &a;
+        async move {
+            let topics = vec![topic.to_string()];
+            let (sink, rx, _closer) = QueueSink::channel(16);
+            let (done, _) = a.hub().attach_resume(topic, conn_info(conn, &topics, Format::Sse, "node-a", 1), sink, Some(last), 1).unwrap();
+            done.await.unwrap();
+            (a.resume(topic, conn, last).await, rx)
+        }
+    };
+    let (gap, _rx2) = resume("rt1", "c2", "e1").await;
+    assert!(String::from_utf8_lossy(&gap[0]).contains(r#""reason":"expired""#), "{gap:?}");
+    b.deliver(&b.probe("rt2", "x1").await, &event("rt2", "x1")).await;
+    let (gap, _rx3) = resume("rt2", "c3", "nope").await;
+    assert_eq!(gap.len(), 1);
+    assert!(String::from_utf8_lossy(&gap[0]).contains(r#""reason":"unknown_id""#), "{gap:?}");
+    // After a gap, live events are delivered whatever their sequence.
+}
+
+#[tokio::test]
+async fn retained_stream_trims_by_age_and_is_gone_after_a_redis_restart() {
+    let mut r = redis();
+    let b = retaining_node(&r, "node-b", "age*=100/300ms").await;
+    for i in 1..=3 {
+        let ev = event("age1", &format!("a{i}"));
+        b.deliver(&b.probe("age1", &ev.id).await, &ev).await;
+    }
+    let mut conn = redis::Client::open(r.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let len: usize = redis::cmd("XLEN").arg("sse:rt:age1").query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 3);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let window = sse_core::replay::Window { max_count: 100, max_age_ms: Some(300) };
+    let snap = super::retain::snapshot(&mut b.conn.clone(), &b.node.keys, "age1", window).await.unwrap();
+    assert!(snap.entries.is_empty(), "aged out");
+    // Redis restarted empty: the retained events are gone (no persistence in this test).
+    let ev = event("age1", "a4");
+    b.deliver(&b.probe("age1", "a4").await, &ev).await;
+    r.restart().unwrap();
+    let snap = eventually_snapshot(&b, window).await;
+    assert!(snap.entries.is_empty() && snap.last_seq == 0, "{snap:?}");
+}
+
+async fn eventually_snapshot(b: &RedisNamespace, window: sse_core::replay::Window) -> crate::hub::Snapshot {
+    for _ in 0..50 {
+        if let Ok(s) = super::retain::snapshot(&mut b.conn.clone(), &b.node.keys, "age1", window).await {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("redis did not come back");
+}

@@ -33,12 +33,20 @@ impl Node {
 pub struct Cluster {
     pub redis: RedisServer,
     pub nodes: Vec<Node>,
+    /// More environment for every node (e.g. `RETENTION`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
+        Self::start_with(n, &[]).await
+    }
+
+    /// [`Cluster::start`] with more environment for every node.
+    pub async fn start_with(n: usize, env: &[(&str, &str)]) -> Cluster {
         let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
-        let mut c = Cluster { redis, nodes: Vec::new() };
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut c = Cluster { redis, nodes: Vec::new(), env };
         for i in 1..=n {
             let port = free_port().expect("a free port");
             c.nodes.push(Node { id: format!("node-{i}"), port, child: None });
@@ -59,6 +67,7 @@ impl Cluster {
             .env("NODE_TTL_MS", TTL_MS.to_string())
             .env("NODE_REFRESH_MS", "500")
             .env("RUST_LOG", "warn")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
