@@ -61,7 +61,7 @@ soak: ## Soak one native node: churn + publishing for SOAK_MINUTES (default 20);
 	@SOAK_MINUTES="$(or $(SOAK_MINUTES),20)" bash scripts/soak.sh
 
 .PHONY: bench bench-quick
-bench: ## Benchmarks: every scenario on native, cluster, wrangler dev and nginx+nchan, plus criterion (~10 min); benchmark-results/latest.md
+bench: ## Benchmarks: every scenario on native, cluster, wrangler dev and nginx+nchan, plus criterion (~7-8 min); benchmark-results/latest.md
 	@bash benches/run.sh full
 
 bench-quick: ## Benchmarks: a short pass over every target (~1 min); benchmark-results/latest.md

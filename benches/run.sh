@@ -2,8 +2,8 @@
 # The benchmark suite (docs/benchmarks.md):
 #
 #   bash benches/run.sh full     make bench: every scenario on every target, plus the core's
-#                                criterion micro-benchmarks (~10 min)
-#   bash benches/run.sh quick    make bench-quick: a short pass over every target (~1 min)
+#                                criterion micro-benchmarks (~7-8 min)
+#   bash benches/run.sh quick    make bench-quick: a short pass over every target (~70 s)
 #   bash benches/run.sh smoke    the make test step: a few seconds against one native node,
 #                                fails unless every event arrived in order and drops dropped
 #
@@ -65,6 +65,8 @@ if [ "$profile" != smoke ] && [ ! -f build/worker/shim.mjs ]; then
 fi
 
 # --- run ----------------------------------------------------------------------
+# Server logs of earlier runs (the drop path logs a line per publish): keep the newest three.
+find .run/bench -mindepth 1 -maxdepth 1 -type d -name '20*' 2>/dev/null | sort | head -n -3 | xargs -r rm -rf
 if [ "$profile" = smoke ]; then
   out=test-results/logs/loadgen-smoke
   rm -rf "$out"
@@ -77,11 +79,13 @@ mkdir -p "$out"
 if [ "$profile" = full ]; then
   echo "bench: core micro-benchmarks (cargo bench -p sse-core --bench hot_path), pinned to CPU $client_cpus"
   since="$(date +%s)"
-  taskset -c "$client_cpus" cargo bench -q -p sse-core --bench hot_path -- \
-    --warm-up-time 0.5 --measurement-time 1 --noplot >"$out/micro.txt" 2>&1 ||
+  if taskset -c "$client_cpus" cargo bench -q -p sse-core --bench hot_path -- \
+    --warm-up-time 0.5 --measurement-time 1 --noplot >"$out/micro.txt" 2>&1; then
+    rm -f "$out/micro.txt"
+  else
     echo "bench: WARNING: the micro-benchmarks failed; see $out/micro.txt"
+  fi
   "$loadgen" micro --criterion "${CARGO_TARGET_DIR:-target}/criterion" --out "$out/micro.json" --since "$since" || true
-  rm -f "$out/micro.txt"
 fi
 rc=0
 "$loadgen" suite --profile "$profile" --stamp "$stamp" --out "$out" \

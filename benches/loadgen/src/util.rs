@@ -223,7 +223,7 @@ pub fn set_linger_zero(fd: RawFd) -> std::io::Result<()> {
 pub fn nofile_limit() -> u64 {
     let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
-    r.rlim_cur as u64
+    r.rlim_cur
 }
 
 /// Raises the soft open-file limit to the hard one.
