@@ -34,6 +34,12 @@ impl Node {
     pub async fn register(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
         let k = &self.keys;
         let _: i64 = scripts::PURGE_NODE.arg(&k.prefix).arg(&self.identity.id).arg(0).invoke_async(conn).await?;
+        self.write(conn).await
+    }
+
+    /// Writes the identity with its TTL and lists the node in the node set.
+    async fn write(&self, conn: &mut ConnectionManager) -> redis::RedisResult<()> {
+        let k = &self.keys;
         let _: () = redis::pipe()
             .sadd(k.nodes(), &self.identity.id)
             .ignore()
@@ -56,17 +62,7 @@ impl Node {
         if kept.is_some() {
             return Ok(true);
         }
-        let _: () = redis::pipe()
-            .sadd(k.nodes(), &self.identity.id)
-            .ignore()
-            .cmd("SET")
-            .arg(k.node(&self.identity.id))
-            .arg(self.json())
-            .arg("PX")
-            .arg(self.ttl_ms)
-            .ignore()
-            .query_async(conn)
-            .await?;
+        self.write(conn).await?;
         Ok(false)
     }
 
