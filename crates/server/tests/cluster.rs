@@ -1,6 +1,6 @@
 //! A real three-node cluster with a real Redis (processes started here, nothing mocked):
 //! cross-node fan-out, the drop path at another node, a node killed and restarted, Redis
-//! restarted under load, a node shut down gracefully.
+//! restarted under load, a node shut down gracefully, one node cut off from Redis (a TCP proxy).
 
 mod support;
 
@@ -356,4 +356,90 @@ async fn chaos_subscribers_killed_at_random_reconnect_anywhere_and_get_every_eve
         assert_eq!(seen.len(), dedup.len(), "subscriber {k}: no duplicate at all");
     }
     eprintln!("chaos: {N} publishes and 3 subscribers done in {:?}", start.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_redis_stops_being_routed_to_after_the_ttl_and_rejoins_when_restored() {
+    let _serial = SERIAL.lock().await;
+    // Node 3 reaches Redis through a proxy that can cut it off; nodes 1 and 2 directly.
+    let c = Cluster::start_proxied(3, 2).await;
+    let mut s1 = Subscriber::open(&c.base(0), "part").await;
+    let mut s3 = Subscriber::open(&c.base(2), "part").await;
+    let (n2, n3) = (c.base(1), c.base(2));
+    eventually("both listed", Duration::from_secs(3), || async { all_connections(&n2).await.len() == 2 }).await;
+    assert_eq!(publish(&n2, "part", "before", "x").await["delivered"], 2);
+    for s in [&mut s1, &mut s3] {
+        assert_eq!(s.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("before"));
+    }
+
+    c.proxy().cut();
+    let cut = Instant::now();
+    // (a) Publishes at node 2 every 100 ms: node 3 is still routed to (forwarding is HTTP, not
+    // Redis) until its identity expires; from then on its subscriber misses them.
+    let (mut routed, mut i) = (Vec::new(), 0);
+    let unrouted = loop {
+        let id = format!("a{i}");
+        i += 1;
+        let r = publish(&n2, "part", &id, "x").await;
+        match r["delivered"].as_u64() {
+            Some(2) => routed.push(id),
+            Some(1) => break cut.elapsed(),
+            _ => panic!("{r}"),
+        }
+        assert!(cut.elapsed() < Duration::from_millis(TTL_MS + 3_000), "node 3 still routed to {:?} after the cut", cut.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(unrouted <= Duration::from_millis(TTL_MS + 1_000), "unrouted after {unrouted:?} (TTL {TTL_MS} ms)");
+    figure("node_cut_off_unrouted", &format!("node cut off from Redis (proxy closes its connections, blackholes new ones): publishes at another node stop routing to it (NODE_TTL_MS {TTL_MS}); until then its subscriber still gets them"), unrouted);
+    let got3: Vec<String> = {
+        let mut v = Vec::new();
+        while let Some(e) = s3.next(Duration::from_millis(500)).await {
+            v.push(e.id.unwrap_or_default());
+        }
+        v
+    };
+    assert_eq!(got3, routed, "node 3's subscriber got every event routed to it while cut off");
+    // From then on, events published elsewhere are lost for node 3's subscriber (it stays
+    // connected: its stream is open, it gets no event).
+    let mut missed = 1;
+    for k in 0..5 {
+        assert_eq!(publish(&n2, "part", &format!("m{k}"), "x").await["delivered"], 1);
+        missed += 1;
+    }
+    // (b) A publish at the cut-off node: 503 unavailable, quickly, even to its own subscriber.
+    let t = Instant::now();
+    let (status, retry, r) = try_publish(&n3, "part", "at-3", "x").await;
+    let answered = t.elapsed();
+    assert_eq!((status, r["error"]["code"].as_str(), retry.as_deref()), (503, Some("unavailable"), Some("2")), "{r}");
+    assert!(answered <= Duration::from_secs(2), "503 after {answered:?}");
+    figure("node_cut_off_publish_503", "node cut off from Redis: a publish at that node answered 503 unavailable (retry-after: 2)", answered);
+    assert!(s3.next(Duration::from_millis(500)).await.is_none(), "nothing reached node 3's subscriber: {missed} events missed");
+    assert!(matches!(s3.events.try_recv(), Err(tokio::sync::mpsc::error::TryRecvError::Empty)), "node 3's subscriber is still connected");
+    // Node 1's subscriber got everything.
+    let mut want = routed.clone();
+    want.push(format!("a{}", i - 1));
+    want.extend((0..5).map(|k| format!("m{k}")));
+    let mut got1 = Vec::new();
+    while got1.len() < want.len() {
+        got1.push(s1.next(Duration::from_secs(5)).await.expect("node 1's subscriber got every event").id.unwrap_or_default());
+    }
+    assert_eq!(got1, want);
+    let away = cut.elapsed();
+
+    // (c) Restored: node 3 re-registers and re-asserts its placement; publishes at node 2 reach
+    // its subscriber again.
+    c.proxy().restore();
+    let restored = Instant::now();
+    let mut k = 0;
+    let back = eventually("node 3 routed to again", Duration::from_secs(15), || {
+        k += 1;
+        let (n2, id) = (n2.clone(), format!("r{k}"));
+        async move { publish(&n2, "part", &id, "y").await["delivered"] == 2 }
+    })
+    .await;
+    let e = s3.next(Duration::from_secs(5)).await.expect("node 3's subscriber gets events again");
+    assert_eq!(e.id, Some(format!("r{k}")));
+    figure("node_cut_off_rejoined", &format!("node cut off from Redis for {:.0} s, then restored: a publish at another node reaches its subscriber again", away.as_secs_f64()), back);
+    assert_eq!(publish(&n3, "part", "from-3", "z").await["delivered"], 2);
+    eprintln!("cut off: unrouted {unrouted:?} after the cut, {} events routed and delivered before, {missed}+ missed; publish at node 3: {status} in {answered:?}; routed again {back:?} after restore ({:?})", routed.len(), restored.elapsed());
 }

@@ -35,6 +35,8 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// More environment for every node (e.g. `RETENTION`).
     pub env: Vec<(String, String)>,
+    /// A node (0-based) whose `REDIS_URL` goes through [`CutProxy`], and that proxy.
+    pub proxied: Option<(usize, CutProxy)>,
 }
 
 impl Cluster {
@@ -46,22 +48,46 @@ impl Cluster {
     pub async fn start_with(n: usize, env: &[(&str, &str)]) -> Cluster {
         let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut c = Cluster { redis, nodes: Vec::new(), env };
+        let mut c = Cluster { redis, nodes: Vec::new(), env, proxied: None };
+        c.start_nodes(n).await;
+        c
+    }
+
+    /// [`Cluster::start`], node `via` (0-based) reaching Redis through a [`CutProxy`] (the
+    /// others directly), so that it alone can be cut off from Redis.
+    pub async fn start_proxied(n: usize, via: usize) -> Cluster {
+        let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let proxy = CutProxy::start(redis.port).await;
+        let mut c = Cluster { redis, nodes: Vec::new(), env: Vec::new(), proxied: Some((via, proxy)) };
+        c.start_nodes(n).await;
+        c
+    }
+
+    /// The proxy of [`Cluster::start_proxied`].
+    pub fn proxy(&self) -> &CutProxy {
+        &self.proxied.as_ref().expect("started with start_proxied").1
+    }
+
+    async fn start_nodes(&mut self, n: usize) {
+        let c = self;
         for i in 1..=n {
             let port = free_port().expect("a free port");
             c.nodes.push(Node { id: format!("node-{i}"), port, child: None });
             c.spawn(i - 1).await;
         }
-        c
     }
 
     /// Starts node `i` (0-based) again, on its port.
     pub async fn spawn(&mut self, i: usize) {
+        let redis_url = match &self.proxied {
+            Some((via, p)) if *via == i => format!("redis://127.0.0.1:{}", p.port),
+            _ => self.redis.url(),
+        };
         let node = &mut self.nodes[i];
         let child = Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", node.port))
             .env("NODE_ID", &node.id)
-            .env("REDIS_URL", self.redis.url())
+            .env("REDIS_URL", redis_url)
             .env("API_KEYS", KEY)
             .env("HEARTBEAT_INTERVAL_MS", HEARTBEAT_MS.to_string())
             .env("NODE_TTL_MS", TTL_MS.to_string())
@@ -265,5 +291,57 @@ where
         }
         assert!(start.elapsed() < within, "{what}: not true within {within:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A TCP proxy to Redis for one node, that can cut it off: [`CutProxy::cut`] closes every
+/// proxied connection and blackholes new ones (accepted, never answered, closed on restore);
+/// [`CutProxy::restore`] forwards again.
+pub struct CutProxy {
+    pub port: u16,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for CutProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl CutProxy {
+    pub async fn start(redis_port: u16) -> CutProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("proxy bind");
+        let port = listener.local_addr().unwrap().port();
+        let (tx, _) = tokio::sync::watch::channel(false);
+        let cut = std::sync::Arc::new(tx);
+        let state = cut.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                let mut rx = state.subscribe();
+                tokio::spawn(async move {
+                    if *rx.borrow_and_update() {
+                        // Blackholed: held open, nothing read or answered, until restored.
+                        let _ = rx.wait_for(|c| !*c).await;
+                        return;
+                    }
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        CutProxy { port, cut, task }
+    }
+
+    pub fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    pub fn restore(&self) {
+        self.cut.send_replace(false);
     }
 }
