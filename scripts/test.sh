@@ -258,6 +258,9 @@ step_examples() {
   node --test tests/examples/check.test.mjs || rc=1
   timeout --kill-after=15 "${EXAMPLES_TIMEOUT:-900}" node tests/examples/run.mjs --target wrangler-dev || rc=1
   timeout --kill-after=15 "${EXAMPLES_TIMEOUT:-900}" node tests/examples/run.mjs --target native-cluster || rc=1
+  # At-least-once under cut connections (RETENTION + Last-Event-ID), both runtimes.
+  timeout --kill-after=15 "${EXAMPLES_TIMEOUT:-900}" node tests/examples/run.mjs --chaos --target wrangler-dev || rc=1
+  timeout --kill-after=15 "${EXAMPLES_TIMEOUT:-900}" node tests/examples/run.mjs --chaos --target native-cluster || rc=1
   return "$rc"
 }
 after_step_examples() {
@@ -309,7 +312,7 @@ run_step fuzz "bash scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-60} per target
 run_step build "bash scripts/build-worker.sh" step_build
 run_step bundle "wrangler deploy --dry-run --outdir dist" step_bundle
 run_step e2e "node tests/e2e/run.mjs" step_e2e
-run_step examples "node tests/examples/run.mjs (wrangler-dev, native-cluster)" step_examples
+run_step examples "node tests/examples/run.mjs (wrangler-dev, native-cluster; --chaos on both)" step_examples
 run_step browser "node tests/browser/run.mjs (wrangler-dev, native)" step_browser
 run_step native-unit "bash scripts/test-native.sh unit" step_native_unit
 run_step native-cluster "bash scripts/test-native.sh cluster" step_native_cluster

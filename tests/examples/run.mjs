@@ -24,6 +24,14 @@
 //   --langs a,b          only these languages (typescript,python,go,rust)
 //   --no-browser         skip the browser cell
 //   --port N             port of the wrangler dev we start (default 8796)
+//   --chaos              instead of the matrix: at-least-once under cut connections (wrangler-dev or
+//                        native-cluster). Starts the gateway with RETENTION=chaos-*=1000/300s, puts a
+//                        TCP proxy of ours between each subscriber and the gateway (on the cluster each
+//                        new connection goes to the next of nodes 1 and 3), publishes --count (default
+//                        300) events chaos-1..N at ~100/s on one retained topic while destroying each
+//                        subscriber's proxied connections every 0.5-1 s, then checks that every
+//                        subscriber, de-duplicated by id, has every event exactly once, in order.
+//                        Writes test-results/examples-chaos-<target>.json and .md.
 //
 // Writes test-results/examples-<target>.json and .md (logs in test-results/logs/examples-<target>/).
 // The last line printed is `N passed, N failed`; the exit code is non-zero on any failure.
@@ -32,10 +40,11 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { checkSubscriber, parseLines } from './check.mjs';
+import { checkSubscriber, parseLines, sampleEvent } from './check.mjs';
 import { judgeReconnect, startScriptedServer } from './reconnect.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -53,7 +62,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 function parseArgs(argv) {
   const out = {};
-  const flags = ['no-browser'];
+  const flags = ['no-browser', 'chaos'];
   const known = ['target', 'base-url', 'node-urls', 'api-key', 'count', 'langs', 'port', ...flags];
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
@@ -147,12 +156,13 @@ async function listening(base) {
 }
 
 /** wrangler dev in its own process group, as tests/e2e/run.mjs does; resolves once /healthz answers. */
-async function startWrangler({ port, apiKey, logDir }) {
+async function startWrangler({ port, apiKey, logDir, vars = {} }) {
   const base = `http://127.0.0.1:${port}`;
   if (await listening(base)) throw new Error(`something already answers on ${base}; stop it or pass --base-url`);
   const logFile = path.join(logDir, 'wrangler-dev.log');
   const fd = fs.openSync(logFile, 'w');
   const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--var', `API_KEYS:${apiKey}`];
+  for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
   const env = {
     ...process.env,
     PATH: `${NODE22_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
@@ -196,7 +206,7 @@ async function stopWrangler(handle) {
  * any it started before), and returns once all answer. This runner never builds a cluster of its
  * own: no script, no run.
  */
-async function startCluster({ apiKey, logDir }) {
+async function startCluster({ apiKey, logDir, env: extraEnv = {} }) {
   const script = path.join(REPO, 'scripts', 'cluster.sh');
   if (!fs.existsSync(script)) {
     throw new Error('scripts/cluster.sh does not exist: the native three-node cluster (`make cluster`) is not available, so the examples were NOT run against it');
@@ -205,7 +215,7 @@ async function startCluster({ apiKey, logDir }) {
   fs.writeFileSync(log, '');
   console.log(`starting: bash scripts/cluster.sh start  (log: ${path.relative(REPO, log)})`);
   const cluster = { log, script };
-  const r = await run('bash', [script, 'start'], { env: { ...process.env, API_KEYS: apiKey }, log, timeoutMs: 1_200_000 });
+  const r = await run('bash', [script, 'start'], { env: { ...process.env, API_KEYS: apiKey, ...extraEnv }, log, timeoutMs: 1_200_000 });
   if (r.code !== 0) throw Object.assign(new Error(`bash scripts/cluster.sh start failed (exit ${r.code}): ${lastLines(r.out, 3)}`), { cluster });
   return cluster;
 }
@@ -387,6 +397,7 @@ function writeResults(r) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2));
+  if (args.chaos) return chaosMain(args);
   const target = args.target ?? process.env.EXAMPLES_TARGET ?? 'wrangler-dev';
   if (!/^[a-z0-9-]+$/.test(target)) throw new Error(`bad --target ${target}`);
   const apiKey = args['api-key'] ?? process.env.EXAMPLES_API_KEY ?? 'dev-key-change-me';
@@ -657,6 +668,262 @@ async function main() {
   console.log(`results: ${files.join(', ')}`);
   for (const n of result.not_tested) console.log(`NOT TESTED: ${n}`);
   for (const w of result.warnings) console.log(`WARNING: ${w}`);
+  if (result.setup_error) console.log(`SETUP FAILED: ${result.setup_error}`);
+  console.log(`${result.totals.passed} passed, ${result.totals.failed} failed`);
+  process.exit(result.totals.failed || result.setup_error ? 1 : 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --chaos: at-least-once under cut connections. The gateway retains `chaos-*` topics (RETENTION);
+// each subscriber talks to it through a TCP proxy of ours whose connections we destroy at random
+// (every 0.5–1 s per subscriber) while a burst is published; every subscriber must end with
+// every event exactly once, in order, after de-duplication by id. On the cluster each proxy
+// connection goes to the next subscribe node in turn (8081, 8083, ...); publishing is on 8082.
+
+const CHAOS_RETENTION = 'chaos-*=1000/300s';
+
+/** A TCP proxy on 127.0.0.1:0; each accepted connection goes to the next of `upstreams`. */
+function startProxy(upstreams) {
+  const proxy = { conns: new Set(), accepted: 0, cuts: 0, upstreamsUsed: [] };
+  let next = 0;
+  proxy.server = net.createServer((client) => {
+    const u = new URL(upstreams[next++ % upstreams.length]);
+    proxy.accepted++;
+    proxy.upstreamsUsed.push(u.host);
+    const upstream = net.connect(Number(u.port), u.hostname);
+    const pair = { client, upstream };
+    proxy.conns.add(pair);
+    const close = () => { proxy.conns.delete(pair); client.destroy(); upstream.destroy(); };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  proxy.cut = () => {
+    let n = 0;
+    for (const { client, upstream } of proxy.conns) {
+      if (typeof client.resetAndDestroy === 'function') client.resetAndDestroy(); else client.destroy();
+      upstream.destroy();
+      n++;
+    }
+    proxy.conns.clear();
+    proxy.cuts += n;
+    return n;
+  };
+  proxy.close = () => { proxy.cut(); proxy.server.close(); };
+  return new Promise((resolve) => proxy.server.listen(0, '127.0.0.1', () => {
+    proxy.url = `http://127.0.0.1:${proxy.server.address().port}`;
+    resolve(proxy);
+  }));
+}
+
+/** De-duplicate one subscriber's events by id (first occurrence kept) and judge them. */
+function judgeChaos(events, topic, count) {
+  const problems = [];
+  const seen = new Set();
+  const unique = [];
+  let duplicates = 0;
+  for (const e of events) {
+    if (e.topic !== topic) { problems.push(`event on unexpected topic ${e.topic}`); continue; }
+    if (seen.has(e.id)) { duplicates++; continue; }
+    seen.add(e.id);
+    unique.push(e);
+  }
+  const want = Array.from({ length: count }, (_, k) => `chaos-${k + 1}`);
+  const missing = want.filter((id) => !seen.has(id));
+  const extra = unique.filter((e) => !want.includes(e.id));
+  if (missing.length) problems.push(`${missing.length} of ${count} missing (first ${missing[0]})`);
+  if (extra.length) problems.push(`${extra.length} unexpected id(s) (first ${extra[0].id})`);
+  if (!missing.length && !extra.length) {
+    const k = unique.findIndex((e, j) => e.id !== want[j]);
+    if (k >= 0) problems.push(`out of order at position ${k + 1} (${unique[k].id} where ${want[k]} was due)`);
+  }
+  for (const e of unique) {
+    const n = Number(String(e.id).slice(6));
+    if (!Number.isInteger(n) || n < 1 || n > count) continue;
+    const exp = sampleEvent(n);
+    if (e.data !== exp.data || e.event !== exp.event) {
+      problems.push(`${e.id}: ${JSON.stringify({ event: e.event, data: e.data })} != ${JSON.stringify(exp)}`);
+      break;
+    }
+  }
+  return { problems, received: events.length, unique: unique.length, duplicates };
+}
+
+async function chaosMain(args) {
+  const t0 = Date.now();
+  const base = args.target ?? process.env.EXAMPLES_TARGET ?? 'wrangler-dev';
+  if (!['wrangler-dev', 'native-cluster'].includes(base)) throw new Error('--chaos runs against --target wrangler-dev or native-cluster (it sets RETENTION on the gateway it starts)');
+  const target = `chaos-${base}`;
+  const apiKey = args['api-key'] ?? process.env.EXAMPLES_API_KEY ?? 'dev-key-change-me';
+  const count = Number(args.count ?? 300);
+  if (!Number.isInteger(count) || count < 1 || count > 1000) throw new Error('--count must be 1..1000 with --chaos');
+  const langs = args.langs ? args.langs.split(',').map((s) => s.trim()) : LANGS;
+  for (const l of langs) if (!LANGS.includes(l)) throw new Error(`unknown language ${l} (${LANGS.join(', ')})`);
+  const logDir = path.join(RESULTS, 'logs', `examples-${target}`);
+  fs.rmSync(logDir, { recursive: true, force: true });
+  fs.mkdirSync(logDir, { recursive: true });
+  const topic = `chaos-${crypto.randomBytes(4).toString('hex')}`;
+  const result = {
+    suite: 'examples-chaos', target, topic, retention: CHAOS_RETENTION, events: count, rate_per_s: 100,
+    cut_interval_ms: [500, 1000], subscribe_urls: [], publish_url: '',
+    totals: { passed: 0, failed: 0 }, checks: [], subscribers: {}, warnings: [],
+  };
+  let wrangler = null;
+  let cluster = null;
+  const subs = new Map();
+  const proxies = new Map();
+  const timers = [];
+  const cleanup = async () => {
+    timers.forEach((t) => clearTimeout(t));
+    for (const p of subs.values()) await stopProcess(p);
+    for (const p of proxies.values()) p.close();
+    await stopWrangler(wrangler);
+    await stopCluster(cluster);
+  };
+  for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); process.exit(130); });
+
+  try {
+    const buildLog = path.join(logDir, 'build.log');
+    fs.writeFileSync(buildLog, '');
+    const built = {};
+    const builds = Promise.all(langs.map(async (l) => {
+      try { await EXAMPLES[l].build(buildLog); built[l] = true; } catch (e) { built[l] = e.message; }
+    }));
+    let subUrls;
+    let pubUrl;
+    try {
+      if (base === 'native-cluster') {
+        try { cluster = await startCluster({ apiKey, logDir, env: { RETENTION: CHAOS_RETENTION } }); } catch (e) { cluster = e.cluster ?? null; throw e; }
+        subUrls = ['http://127.0.0.1:8081', 'http://127.0.0.1:8083'];
+        pubUrl = 'http://127.0.0.1:8082';
+      } else {
+        try { wrangler = await startWrangler({ port: Number(args.port ?? 8796), apiKey, logDir, vars: { RETENTION: CHAOS_RETENTION } }); } catch (e) { wrangler = e.handle ?? null; throw e; }
+        subUrls = [wrangler.base];
+        pubUrl = wrangler.base;
+      }
+      for (const u of new Set([...subUrls, pubUrl])) if (!(await healthy(u))) throw new Error(`${u}/healthz does not answer 200`);
+    } finally {
+      await builds;
+    }
+    result.subscribe_urls = subUrls;
+    result.publish_url = pubUrl;
+
+    const subEnv = { ...process.env, PYTHONUNBUFFERED: '1', PYTHONIOENCODING: 'utf-8' };
+    delete subEnv.SSE_API_KEY;
+    for (const lang of langs) {
+      if (built[lang] !== true) { result.subscribers[lang] = { problems: [`not built: ${built[lang]}`] }; continue; }
+      const proxy = await startProxy(subUrls);
+      proxies.set(lang, proxy);
+      const [cmd, argv] = EXAMPLES[lang].subscriber(['--url', proxy.url, '--topics', topic, '--timeout', '300']);
+      subs.set(lang, startProcess(`${lang}-subscriber`, cmd, argv, { env: subEnv, logDir }));
+    }
+    for (const [lang, p] of subs) {
+      if (!(await waitFor(p, () => /^connected\b/m.test(p.stderr), 30_000))) {
+        result.subscribers[lang] = { problems: [`did not connect within 30 s: ${lastLines(p.stderr, 2)}`] };
+      }
+    }
+    const w = await waitForConnections(pubUrl, apiKey, topic, subs.size, 20_000);
+    if (!w.ok) result.warnings.push(`the publish node saw ${w.seen} of ${subs.size} connections before the burst`);
+
+    // Cut each subscriber's connections every 0.5–1 s, once it has an id to resume from
+    // (a subscriber that printed nothing yet reconnects without Last-Event-ID, by design).
+    let chaosOn = true;
+    for (const [lang, proxy] of proxies) {
+      const tick = () => {
+        if (!chaosOn) return;
+        if (/"id"/.test(subs.get(lang).stdout)) proxy.cut();
+        timers.push(setTimeout(tick, 500 + Math.random() * 500));
+      };
+      timers.push(setTimeout(tick, 200 + Math.random() * 500));
+    }
+
+    // The burst: ~100 events/s, ids chaos-1..N, the shared sample bodies.
+    const burstStart = Date.now();
+    let publishErrors = 0;
+    let firstPublishError = '';
+    for (let i = 1; i <= count; i++) {
+      const due = burstStart + (i - 1) * 10;
+      if (due > Date.now()) await sleep(due - Date.now());
+      const { event, data } = sampleEvent(i);
+      try {
+        const r = await fetch(`${pubUrl}/publish`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${apiKey}`, 'content-type': 'text/plain; charset=utf-8', 'x-sse-topic': topic, 'x-sse-id': `chaos-${i}`, ...(event ? { 'x-sse-event': event } : {}) },
+          body: data,
+          signal: AbortSignal.timeout(10_000),
+        });
+        const text = await r.text();
+        if (r.status !== 202) { publishErrors++; firstPublishError ||= `chaos-${i}: HTTP ${r.status} ${text.slice(0, 200)}`; }
+      } catch (e) {
+        publishErrors++;
+        firstPublishError ||= `chaos-${i}: ${e.message}`;
+      }
+    }
+    result.burst_seconds = Number(((Date.now() - burstStart) / 1000).toFixed(1));
+    chaosOn = false;
+    result.checks.push({ name: 'publish burst', status: publishErrors ? 'failed' : 'passed', ...(publishErrors ? { reason: `${publishErrors} failed; first ${firstPublishError}` } : {}) });
+    console.log(`${publishErrors ? 'FAIL' : 'ok  '} published ${count} events to ${topic} in ${result.burst_seconds} s${publishErrors ? `: ${firstPublishError}` : ''}`);
+
+    // Wait (at most 45 s) until every subscriber has every id, then stop them.
+    const haveAll = (p) => { const ids = new Set(parseLines(p.stdout).events.map((e) => e.id)); for (let i = 1; i <= count; i++) if (!ids.has(`chaos-${i}`)) return false; return true; };
+    const deadline = Date.now() + 45_000;
+    while (Date.now() < deadline && [...subs.entries()].some(([l, p]) => !result.subscribers[l] && !p.exit && !haveAll(p))) await sleep(250);
+    await sleep(500);
+    for (const p of subs.values()) await stopProcess(p);
+
+    for (const lang of langs) {
+      const prior = result.subscribers[lang];
+      const proxy = proxies.get(lang);
+      let entry;
+      if (prior) entry = prior;
+      else {
+        const p = subs.get(lang);
+        const parsed = parseLines(p.stdout);
+        const j = judgeChaos(parsed.events, topic, count);
+        if (parsed.bad.length) j.problems.unshift(`${parsed.bad.length} unparsable line(s): ${parsed.bad[0]}`);
+        entry = { ...j, exit: p.exit };
+      }
+      if (proxy) Object.assign(entry, { connections: proxy.accepted, cut: proxy.cuts, upstreams: [...new Set(proxy.upstreamsUsed)] });
+      if (proxy && !prior && proxy.cuts === 0) entry.problems.push('no connection was cut during the burst (nothing tested)');
+      result.subscribers[lang] = entry;
+      const status = entry.problems.length ? 'failed' : 'passed';
+      result.checks.push({ name: `${lang} subscriber`, status, ...(status === 'failed' ? { reason: entry.problems.join('; ') } : {}) });
+      console.log(`${status === 'passed' ? 'ok  ' : 'FAIL'} ${lang}: ${entry.unique ?? 0}/${count} unique of ${entry.received ?? 0} received (${entry.duplicates ?? 0} duplicates), ${entry.connections ?? 0} connections, ${entry.cut ?? 0} cut${entry.problems.length ? ` — ${entry.problems.join('; ')}` : ''}`);
+    }
+  } catch (e) {
+    result.setup_error = e.message;
+    console.error(`examples --chaos: setup failed: ${e.message}`);
+  } finally {
+    await cleanup();
+  }
+  if (result.setup_error && !result.checks.length) result.checks.push({ name: 'setup', status: 'failed', reason: result.setup_error });
+  result.totals.passed = result.checks.filter((c) => c.status === 'passed').length;
+  result.totals.failed = result.checks.filter((c) => c.status === 'failed').length;
+  result.seconds = Number(((Date.now() - t0) / 1000).toFixed(1));
+
+  fs.mkdirSync(RESULTS, { recursive: true });
+  const file = path.join(RESULTS, `examples-${target}`);
+  fs.writeFileSync(`${file}.json`, `${JSON.stringify(result, null, 2)}\n`);
+  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const md = [
+    `# Examples under cut connections (at-least-once) — ${base}`, '',
+    `Topic \`${result.topic}\` retained by \`RETENTION=${CHAOS_RETENTION}\`. ${count} events (ids chaos-1..${count}, ~100/s) published on ` +
+      `\`${result.publish_url}\`; each subscriber connects through a TCP proxy of the runner that goes to ` +
+      `${result.subscribe_urls.map((u) => `\`${u}\``).join(', ')}${result.subscribe_urls.length > 1 ? ' in turn, one node per connection' : ''}, ` +
+      'and whose connections are destroyed every 0.5–1 s during the burst (once the subscriber has an id to resume from). ' +
+      'Each subscriber must end with every event exactly once, in order, after de-duplication by id.', '',
+    `**${result.totals.passed} passed, ${result.totals.failed} failed** (${result.seconds} s)`, '',
+  ];
+  if (result.setup_error) md.push(`**Setup failed:** ${esc(result.setup_error)}`, '');
+  for (const w of result.warnings) md.push(`Warning: ${esc(w)}`, '');
+  md.push('| subscriber | result | received | unique | duplicates | connections | cut | nodes |', '|---|---|---|---|---|---|---|---|');
+  for (const [lang, s] of Object.entries(result.subscribers)) {
+    md.push(`| ${lang} | ${s.problems.length ? `❌ ${esc(s.problems.join('; '))}` : '✅'} | ${s.received ?? '—'} | ${s.unique ?? '—'} | ${s.duplicates ?? '—'} | ${s.connections ?? '—'} | ${s.cut ?? '—'} | ${(s.upstreams ?? []).join(', ')} |`);
+  }
+  md.push('', `Logs (not committed): \`test-results/logs/examples-${target}/\`.`, '');
+  fs.writeFileSync(`${file}.md`, md.join('\n'));
+  console.log(`results: ${path.relative(REPO, file)}.json, .md`);
   if (result.setup_error) console.log(`SETUP FAILED: ${result.setup_error}`);
   console.log(`${result.totals.passed} passed, ${result.totals.failed} failed`);
   process.exit(result.totals.failed || result.setup_error ? 1 : 0);
