@@ -66,7 +66,8 @@ fi
 
 # --- run ----------------------------------------------------------------------
 # Server logs of earlier runs (the drop path logs a line per publish): keep the newest three.
-find .run/bench -mindepth 1 -maxdepth 1 -type d -name '20*' 2>/dev/null | sort | head -n -3 | xargs -r rm -rf
+mkdir -p .run/bench
+find .run/bench -mindepth 1 -maxdepth 1 -type d -name '20*' | sort | head -n -3 | xargs -r rm -rf
 if [ "$profile" = smoke ]; then
   out=test-results/logs/loadgen-smoke
   rm -rf "$out"
