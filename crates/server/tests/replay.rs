@@ -7,21 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sse_gateway_server::{Gateway, ServerConfig, TopicResult};
+use sse_gateway_server::TopicResult;
 use support::*;
-
-async fn serve(pairs: &[(&str, &str)]) -> (Gateway, String) {
-    let mut env: Vec<(String, String)> = vec![("API_KEYS".into(), KEY.into()), ("NODE_ID".into(), "solo".into())];
-    env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let lookup = |k: &str| env.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let mut cfg = ServerConfig::from_lookup(lookup).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    cfg.listen_addr = listener.local_addr().unwrap();
-    let base = format!("http://{}", cfg.listen_addr);
-    let gw = Gateway::new(cfg).await.expect("gateway");
-    tokio::spawn(gw.clone().serve(listener, std::future::pending()));
-    (gw, base)
-}
 
 const T: Duration = Duration::from_secs(5);
 

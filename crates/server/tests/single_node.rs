@@ -5,24 +5,10 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use sse_gateway_server::{Config, Gateway, ServerConfig, TopicResult};
+use sse_gateway_server::{Config, TopicResult};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A gateway served in this process on a free port, with `pairs` as its environment.
-async fn serve(pairs: &[(&str, &str)]) -> (Gateway, String) {
-    let mut env: Vec<(String, String)> = vec![("API_KEYS".into(), KEY.into()), ("NODE_ID".into(), "solo".into())];
-    env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let lookup = |k: &str| env.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let mut cfg = ServerConfig::from_lookup(lookup).expect("valid config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    cfg.listen_addr = listener.local_addr().unwrap();
-    let base = format!("http://{}", cfg.listen_addr);
-    let gw = Gateway::new(cfg).await.expect("gateway");
-    tokio::spawn(gw.clone().serve(listener, std::future::pending()));
-    (gw, base)
-}
 
 async fn ws_handshake(base: &str, topic: &str) -> TcpStream {
     let addr = base.trim_start_matches("http://");

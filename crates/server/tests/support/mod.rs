@@ -345,3 +345,19 @@ impl CutProxy {
         self.cut.send_replace(false);
     }
 }
+
+/// A gateway served in this process on a free port, with `pairs` as its environment
+/// (on top of the test API key and node id).
+#[allow(dead_code)]
+pub async fn serve(pairs: &[(&str, &str)]) -> (sse_gateway_server::Gateway, String) {
+    let mut env: Vec<(String, String)> = vec![("API_KEYS".into(), KEY.into()), ("NODE_ID".into(), "solo".into())];
+    env.extend(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let lookup = |k: &str| env.iter().rev().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let mut cfg = sse_gateway_server::ServerConfig::from_lookup(lookup).expect("valid config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    cfg.listen_addr = listener.local_addr().unwrap();
+    let base = format!("http://{}", cfg.listen_addr);
+    let gw = sse_gateway_server::Gateway::new(cfg).await.expect("gateway");
+    tokio::spawn(gw.clone().serve(listener, std::future::pending()));
+    (gw, base)
+}
