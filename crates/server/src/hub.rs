@@ -73,6 +73,8 @@ pub struct Hub {
     max_per_topic: usize,
     changes: mpsc::UnboundedSender<Change>,
     closed: AtomicBool,
+    /// Cut off from the cluster (no Redis for nearly a node TTL): nothing new is attached.
+    isolated: AtomicBool,
     evicted: AtomicU64,
     replayed: AtomicU64,
     /// Which topics are retained (in rings here, or in Redis Streams when `streams`).
@@ -108,6 +110,7 @@ impl Hub {
             max_per_topic,
             changes,
             closed: AtomicBool::new(false),
+            isolated: AtomicBool::new(false),
             evicted: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             retention: Retention::none(),
@@ -182,6 +185,9 @@ impl Hub {
     pub fn attach_resume(&self, topic: &str, info: ConnInfo, sink: QueueSink, last_id: Option<&str>, now: u64) -> Result<(oneshot::Receiver<()>, Vec<Bytes>), GatewayError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(GatewayError::ConnectionLimit("this node is shutting down".into()));
+        }
+        if self.isolated.load(Ordering::Acquire) {
+            return Err(GatewayError::Unavailable { what: "this node (cut off from the cluster's Redis)".into(), retry_after_s: 2 });
         }
         let (ack, done) = oneshot::channel();
         let mut topics = self.shard(topic);
@@ -343,14 +349,37 @@ impl Hub {
     /// frame and end; their guards detach them).
     pub fn close_all(&self, reason: CloseReason) {
         self.closed.store(true, Ordering::Release);
+        self.close_connections(reason);
+    }
+
+    /// Cut off from the cluster (`true`): every connection and tail is told to reconnect
+    /// elsewhere and closed, and new ones are refused (503 `unavailable`) until this is called
+    /// with `false`. Returns how many subscriptions were closed.
+    pub fn set_isolated(&self, isolated: bool) -> usize {
+        self.isolated.store(isolated, Ordering::Release);
+        if isolated {
+            self.close_connections(CloseReason::Isolated)
+        } else {
+            0
+        }
+    }
+
+    pub fn is_isolated(&self) -> bool {
+        self.isolated.load(Ordering::Acquire)
+    }
+
+    fn close_connections(&self, reason: CloseReason) -> usize {
+        let mut n = 0;
         for shard in self.shards.iter() {
             let topics = shard.lock().unwrap_or_else(|p| p.into_inner());
             for state in topics.values() {
                 for c in state.connections() {
                     c.sink.closer().close(reason);
+                    n += 1;
                 }
             }
         }
+        n
     }
 
     pub fn stats(&self) -> HubStats {

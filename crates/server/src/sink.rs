@@ -15,6 +15,21 @@ pub enum CloseReason {
     Evicted,
     /// The node is shutting down: the client should reconnect elsewhere.
     Shutdown,
+    /// The node lost Redis for so long that the cluster no longer routes events to it: the
+    /// client should reconnect elsewhere (cluster only).
+    Isolated,
+}
+
+impl CloseReason {
+    /// The `reason` of the `event: reconnect` frame that ends the stream (none for an evicted
+    /// connection: it is closed at once, its queue is already full).
+    pub fn reconnect_reason(self) -> Option<&'static str> {
+        match self {
+            CloseReason::Evicted => None,
+            CloseReason::Shutdown => Some("shutdown"),
+            CloseReason::Isolated => Some("cluster_unreachable"),
+        }
+    }
 }
 
 /// The close signal of one connection, shared by every topic it is attached to.
@@ -32,6 +47,7 @@ impl Closer {
         let code = match reason {
             CloseReason::Evicted => 1,
             CloseReason::Shutdown => 2,
+            CloseReason::Isolated => 3,
         };
         let _ = self.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         self.notify.notify_one();
@@ -43,6 +59,7 @@ impl Closer {
             match self.reason.load(Ordering::Acquire) {
                 1 => return CloseReason::Evicted,
                 2 => return CloseReason::Shutdown,
+                3 => return CloseReason::Isolated,
                 _ => self.notify.notified().await,
             }
         }

@@ -17,7 +17,7 @@ use sse_core::GatewayError;
 use super::{header, respond};
 use crate::connection::Connection;
 use crate::gateway::Inner;
-use crate::sink::{concat, CloseReason};
+use crate::sink::concat;
 
 /// Most frames taken from the queue for one write.
 const BATCH: usize = 512;
@@ -64,18 +64,15 @@ fn body(open: impl Into<Bytes>, conn: Connection) -> Body {
             biased;
             reason = st.conn.closer.closed() => {
                 st.done = true;
-                match reason {
-                    CloseReason::Evicted => None,
-                    CloseReason::Shutdown => {
-                        while let Ok(f) = st.conn.rx.try_recv() {
-                            st.batch.push(f);
-                        }
-                        st.batch.push(Bytes::from(frame::encode_reconnect("shutdown")));
-                        let out = concat(&mut st.batch);
-                        st.conn.written();
-                        Some((Ok(out), st))
-                    }
+                // Evicted: closed at once. Otherwise what is queued, then `event: reconnect`.
+                let why = reason.reconnect_reason()?;
+                while let Ok(f) = st.conn.rx.try_recv() {
+                    st.batch.push(f);
                 }
+                st.batch.push(Bytes::from(frame::encode_reconnect(why)));
+                let out = concat(&mut st.batch);
+                st.conn.written();
+                Some((Ok(out), st))
             }
             n = st.conn.rx.recv_many(&mut st.batch, BATCH) => {
                 if n == 0 {

@@ -72,6 +72,7 @@ async fn session(socket: WebSocket, mut conn: Connection, hello: String, heartbe
             biased;
             reason = conn.closer.closed() => break Some(match reason {
                 CloseReason::Shutdown => close(close_code::RESTART, "server restarting: reconnect"),
+                CloseReason::Isolated => close(close_code::AGAIN, "node cut off from the cluster: reconnect"),
                 CloseReason::Evicted => close(close_code::POLICY, "too slow: queue full"),
             }),
             n = conn.rx.recv_many(&mut batch, BATCH) => {

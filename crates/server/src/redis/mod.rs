@@ -27,6 +27,7 @@ use sse_core::request::{self, ListQuery, TopicResult};
 use sse_core::GatewayError;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 pub use keys::Keys;
 pub use node::Identity;
@@ -99,7 +100,7 @@ impl RedisNamespace {
         node.register(&mut conn).await.map_err(|e| StartError::Redis(format!("registering node {}: {e}", cfg.node_id)))?;
         let (control, control_rx) = mpsc::unbounded_channel();
         tokio::spawn(Writer::new(conn.clone(), node.keys.clone(), cfg.node_id.clone()).run(changes, control_rx));
-        let liveness = tokio::spawn(liveness(conn.clone(), node.clone(), control.clone(), Duration::from_millis(cluster.node_refresh_ms)));
+        let liveness = tokio::spawn(liveness(conn.clone(), node.clone(), hub.clone(), control.clone(), Duration::from_millis(cluster.node_refresh_ms)));
         tracing::info!(node = %cfg.node_id, addr = %cfg.advertise_addr, ttl_ms = cluster.node_ttl_ms, "joined the cluster");
         Ok(Self {
             endpoint: forward::Endpoint { hub: hub.clone(), secret: cluster.secret.clone(), max_body_bytes: cfg.core.max_body_bytes, body_timeout_ms: cfg.publish_body_timeout_ms },
@@ -188,21 +189,42 @@ impl RedisNamespace {
 
 /// Keeps this node's identity alive; re-registers and has the writer rewrite everything when
 /// it was lost; purges the nodes that died.
-async fn liveness(mut conn: ConnectionManager, node: Node, control: mpsc::UnboundedSender<Control>, every: Duration) {
+///
+/// A node that cannot refresh its identity is still routed to until the identity expires in
+/// Redis; after that, events published at other nodes no longer reach its subscribers. So just
+/// before that moment (`ttl - margin` after the last refresh that succeeded was sent) the node
+/// isolates itself: every subscriber gets `event: reconnect` and is closed (so it reconnects
+/// through the load balancer to a node that is routed to, and resumes by `Last-Event-ID`), and
+/// new subscriptions get 503 until Redis answers again. Nothing is lost silently.
+async fn liveness(mut conn: ConnectionManager, node: Node, hub: Arc<Hub>, control: mpsc::UnboundedSender<Control>, every: Duration) {
+    let refreshed = Arc::new(Refreshed::new());
+    let watchdog = tokio::spawn(watchdog(hub.clone(), node.clone(), refreshed.clone(), every));
+    // The watchdog ends with this task (node shutdown aborts it).
+    let _watchdog = AbortOnDrop(watchdog);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     loop {
         tick.tick().await;
-        match node.refresh(&mut conn).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!(node = %node.identity.id, "this node's identity was gone from redis (expired, or redis restarted): registering again");
-                let _ = control.send(Control::Rewrite);
+        let sent = Instant::now();
+        match tokio::time::timeout(every, node.refresh(&mut conn)).await {
+            Ok(Ok(kept)) => {
+                refreshed.set(sent);
+                if !kept {
+                    tracing::warn!(node = %node.identity.id, "this node's identity was gone from redis (expired, or redis restarted): registering again");
+                    let _ = control.send(Control::Rewrite);
+                }
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 if !failing {
                     tracing::warn!(error = %e, "redis unreachable: cannot refresh this node's identity");
+                }
+                failing = true;
+                continue;
+            }
+            Err(_) => {
+                if !failing {
+                    tracing::warn!("redis did not answer in time: cannot refresh this node's identity");
                 }
                 failing = true;
                 continue;
@@ -213,12 +235,78 @@ async fn liveness(mut conn: ConnectionManager, node: Node, control: mpsc::Unboun
             failing = false;
             let _ = control.send(Control::Rewrite);
         }
-        match node.purge_dead(&mut conn).await {
-            Ok(dead) if !dead.is_empty() => tracing::info!(nodes = ?dead, "purged nodes whose identity expired"),
-            Ok(_) => {}
-            Err(e) => tracing::debug!(error = %e, "purging dead nodes failed"),
+        if hub.is_isolated() {
+            hub.set_isolated(false);
+            tracing::info!(node = %node.identity.id, "redis answers again: accepting subscriptions");
+        }
+        match tokio::time::timeout(every, node.purge_dead(&mut conn)).await {
+            Ok(Ok(dead)) if !dead.is_empty() => tracing::info!(nodes = ?dead, "purged nodes whose identity expired"),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::debug!(error = %e, "purging dead nodes failed"),
+            Err(_) => tracing::debug!("purging dead nodes timed out"),
         }
     }
+}
+
+/// When the last identity refresh that succeeded was sent (ms after `base`).
+struct Refreshed {
+    base: Instant,
+    ms: AtomicU64,
+}
+
+impl Refreshed {
+    fn new() -> Self {
+        Refreshed { base: Instant::now(), ms: AtomicU64::new(0) }
+    }
+
+    fn set(&self, at: Instant) {
+        self.ms.fetch_max(at.saturating_duration_since(self.base).as_millis() as u64, Ordering::AcqRel);
+    }
+
+    fn get(&self) -> Instant {
+        self.base + Duration::from_millis(self.ms.load(Ordering::Acquire))
+    }
+}
+
+/// Isolates the node ([`liveness`]) once `ttl - margin` passed since the last refresh that
+/// succeeded was sent: the identity lives at least `ttl` from then. Runs apart from the
+/// refreshes, so a Redis call that hangs cannot delay it.
+async fn watchdog(hub: Arc<Hub>, node: Node, refreshed: Arc<Refreshed>, every: Duration) {
+    let ttl = Duration::from_millis(node.ttl_ms);
+    let margin = every.min(Duration::from_secs(1));
+    loop {
+        let at = refreshed.get();
+        let deadline = at + ttl.saturating_sub(margin);
+        if Instant::now() < deadline {
+            tokio::time::sleep_until(deadline).await;
+            continue;
+        }
+        if !hub.is_isolated() && refreshed.get() == at {
+            isolate(&hub, &node, at);
+        }
+        // Until a refresh succeeds again (the refresh loop then lifts the isolation).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// See [`liveness`]: the cluster is about to stop routing to this node.
+fn isolate(hub: &Hub, node: &Node, refreshed_at: Instant) {
+    let closed = hub.set_isolated(true);
+    tracing::warn!(
+        node = %node.identity.id,
+        since_ms = refreshed_at.elapsed().as_millis() as u64,
+        ttl_ms = node.ttl_ms,
+        subscriptions = closed,
+        "cut off from redis for nearly NODE_TTL_MS: other nodes stop routing here, so every subscriber is told to reconnect elsewhere (event: reconnect, reason cluster_unreachable) and new subscriptions get 503 until redis answers"
+    );
 }
 
 impl Namespace for RedisNamespace {

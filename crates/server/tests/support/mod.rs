@@ -276,6 +276,25 @@ impl Subscriber {
     pub async fn next(&mut self, within: Duration) -> Option<ParsedEvent> {
         tokio::time::timeout(within, self.events.recv()).await.ok().flatten()
     }
+
+    /// Whether the stream ended within `within` with no further event.
+    pub async fn ended(&mut self, within: Duration) -> bool {
+        matches!(tokio::time::timeout(within, self.events.recv()).await, Ok(None))
+    }
+}
+
+/// A subscription that may be refused: (status, retry-after, JSON error body). A stream that
+/// opens (200) is closed at once.
+pub async fn try_subscribe(base: &str, topics: &str) -> (u16, Option<String>, serde_json::Value) {
+    let req = hyper::Request::get(format!("{base}/sse")).header("x-sse-topic", topics).body(Full::new(Bytes::new())).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req)).await.expect("answered within 10 s").expect("subscribe answered");
+    let status = resp.status().as_u16();
+    let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if status == 200 {
+        return (status, retry, serde_json::Value::Null);
+    }
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, retry, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
 }
 
 /// Polls `check` until it is true; returns how long that took, or panics after `within`.
