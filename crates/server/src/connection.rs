@@ -9,10 +9,9 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use sse_core::frame::Format;
 use sse_core::{routes, GatewayError};
-use tokio::sync::mpsc;
 
 use crate::gateway::Inner;
-use crate::sink::{Closer, QueueSink};
+use crate::sink::{Closer, QueueSink, Receiver};
 use crate::{clock, hub};
 
 /// How long a subscriber waits for its attachment to be recorded (Redis) before it is told it
@@ -22,7 +21,7 @@ const RECORD_WAIT: Duration = Duration::from_secs(3);
 /// An open connection: its frames arrive on `rx`; `closer` fires when the gateway closes it.
 pub struct Connection {
     pub id: String,
-    pub rx: mpsc::Receiver<Bytes>,
+    pub rx: Receiver,
     pub closer: Arc<Closer>,
     /// Frames to send before anything from `rx`: the replay of a resuming subscriber (retained
     /// events after its `Last-Event-ID`, or `replay-gap` frames), topic after topic.

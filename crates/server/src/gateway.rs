@@ -128,31 +128,12 @@ impl Gateway {
     }
 
     /// Serves [`Gateway::app`] on `listener` until `signal` completes, then shuts down gracefully
-    /// (see [`Gateway::shutdown`]).
+    /// (see [`Gateway::shutdown`]). SSE subscribers whose connection starts with their
+    /// `GET /sse` are held on the bare socket, without hyper's per-connection buffers
+    /// (`crate::listen`); everything else is served by hyper.
     pub async fn serve(self, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = Duration::from_millis(self.inner.cfg.shutdown_grace_ms);
-        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
-        let hub = self.inner.hub.clone();
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let server = axum::serve(listener, self.app()).with_graceful_shutdown(async move {
-            signal.await;
-            tracing::info!("shutting down: telling subscribers to reconnect elsewhere");
-            hub.close_all(CloseReason::Shutdown);
-            let _ = draining_tx.send(());
-        });
-        let grace_elapsed = async move {
-            if draining_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
-            }
-        };
-        tokio::select! {
-            r = server => r?,
-            () = grace_elapsed => tracing::warn!("shutdown grace elapsed with connections still open"),
-        }
+        crate::listen::serve(self.inner.clone(), self.app(), listener, signal, grace).await?;
         self.shutdown().await;
         Ok(())
     }

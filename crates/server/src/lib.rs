@@ -12,6 +12,7 @@ mod connection;
 mod gateway;
 mod http;
 pub mod hub;
+mod listen;
 pub mod log;
 pub mod memory;
 pub mod metrics;

@@ -1,12 +1,13 @@
 //! A connection's outlet: a bounded queue of encoded frames and a close signal. The topic state
 //! (core) hands frames to [`QueueSink`] without waiting; the connection's task drains the queue.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sse_core::topic::{SendResult, Sink};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 
 /// Why a connection is being closed by the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,18 +68,121 @@ impl Closer {
 }
 
 /// The sending half of a connection's queue, one clone per topic.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct QueueSink {
-    tx: mpsc::Sender<Bytes>,
+    queue: Arc<Queue>,
     closer: Arc<Closer>,
+}
+
+/// A connection's queue of encoded frames: bounded, one receiver, a sender per topic. Idle, it
+/// holds no buffer at all (a subscriber spends most of its life idle, so this is most of what
+/// an idle connection costs).
+#[derive(Debug)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Notify,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    frames: VecDeque<Bytes>,
+    senders: usize,
+    /// The receiver is gone.
+    closed: bool,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The receiving half of a connection's queue. Dropping it closes the queue.
+#[derive(Debug)]
+pub struct Receiver {
+    queue: Arc<Queue>,
+}
+
+/// [`Receiver::try_recv`] found nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Empty;
+
+/// Above this many slots, a queue that was emptied gives its buffer back.
+const KEEP_SLOTS: usize = 8;
+
+impl Receiver {
+    /// The next frame; `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<Bytes> {
+        loop {
+            {
+                let mut st = self.queue.lock();
+                if let Some(f) = st.frames.pop_front() {
+                    shrink(&mut st.frames);
+                    return Some(f);
+                }
+                if st.senders == 0 {
+                    return None;
+                }
+            }
+            self.queue.ready.notified().await;
+        }
+    }
+
+    /// Waits for at least one frame, then moves up to `limit` frames onto `buf`. Returns how many
+    /// (0 once every sender is gone and the queue is empty).
+    pub async fn recv_many(&mut self, buf: &mut Vec<Bytes>, limit: usize) -> usize {
+        loop {
+            {
+                let mut st = self.queue.lock();
+                if !st.frames.is_empty() {
+                    let n = st.frames.len().min(limit.max(1));
+                    buf.extend(st.frames.drain(..n));
+                    shrink(&mut st.frames);
+                    return n;
+                }
+                if st.senders == 0 {
+                    return 0;
+                }
+            }
+            self.queue.ready.notified().await;
+        }
+    }
+
+    /// The next frame if one is queued.
+    pub fn try_recv(&mut self) -> Result<Bytes, Empty> {
+        let mut st = self.queue.lock();
+        let f = st.frames.pop_front().ok_or(Empty)?;
+        shrink(&mut st.frames);
+        Ok(f)
+    }
+
+    /// Closes the queue: frames queued are dropped, senders get [`SendResult::Closed`].
+    pub fn close(&mut self) {
+        let mut st = self.queue.lock();
+        st.closed = true;
+        st.frames = VecDeque::new();
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn shrink(frames: &mut VecDeque<Bytes>) {
+    if frames.is_empty() && frames.capacity() > KEEP_SLOTS {
+        *frames = VecDeque::new();
+    }
 }
 
 impl QueueSink {
     /// A queue of `capacity` frames: the sink, the receiver and the close signal.
-    pub fn channel(capacity: usize) -> (QueueSink, mpsc::Receiver<Bytes>, Arc<Closer>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn channel(capacity: usize) -> (QueueSink, Receiver, Arc<Closer>) {
+        let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }), ready: Notify::new(), capacity: capacity.max(1) });
         let closer = Arc::new(Closer::default());
-        (QueueSink { tx, closer: closer.clone() }, rx, closer)
+        (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue }, closer)
     }
 
     pub fn closer(&self) -> &Arc<Closer> {
@@ -86,22 +190,47 @@ impl QueueSink {
     }
 }
 
+impl Clone for QueueSink {
+    fn clone(&self) -> Self {
+        self.queue.lock().senders += 1;
+        QueueSink { queue: self.queue.clone(), closer: self.closer.clone() }
+    }
+}
+
+impl Drop for QueueSink {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.queue.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            // The receiver sees the end once it has read what is queued.
+            self.queue.ready.notify_one();
+        }
+    }
+}
+
 impl Sink for QueueSink {
     type Frame = Bytes;
 
     fn try_send(&mut self, frame: &Bytes) -> SendResult {
-        match self.tx.try_send(frame.clone()) {
-            Ok(()) => {
-                self.closer.pending.queued();
-                SendResult::Sent
+        {
+            let mut st = self.queue.lock();
+            if st.closed {
+                return SendResult::Closed;
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            if st.frames.len() >= self.queue.capacity {
+                drop(st);
                 // Too slow: the whole connection goes, not just this topic.
                 self.closer.close(CloseReason::Evicted);
-                SendResult::Full
+                return SendResult::Full;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => SendResult::Closed,
+            st.frames.push_back(frame.clone());
         }
+        self.queue.ready.notify_one();
+        self.closer.pending.queued();
+        SendResult::Sent
     }
 }
 
@@ -134,8 +263,51 @@ mod tests {
         closer.close(CloseReason::Shutdown);
         assert_eq!(closer.closed().await, CloseReason::Evicted, "the first reason wins");
         rx.close();
-        while rx.try_recv().is_ok() {}
+        assert_eq!(rx.try_recv(), Err(Empty));
         assert_eq!(sink.try_send(&f), SendResult::Closed);
+    }
+
+    #[tokio::test]
+    async fn frames_in_order_then_the_end_when_every_sender_is_gone() {
+        let (mut a, mut rx, _closer) = QueueSink::channel(8);
+        let mut b = a.clone();
+        for i in 0..3u8 {
+            assert_eq!(a.try_send(&Bytes::from(vec![i])), SendResult::Sent);
+        }
+        assert_eq!(b.try_send(&Bytes::from_static(b"b")), SendResult::Sent);
+        assert_eq!(rx.recv().await.unwrap(), Bytes::from(vec![0u8]));
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_many(&mut batch, 2).await, 2);
+        assert_eq!(batch, vec![Bytes::from(vec![1u8]), Bytes::from(vec![2u8])]);
+        drop(a);
+        let waiter = tokio::spawn(async move {
+            let got = rx.recv().await;
+            (got, rx.recv().await)
+        });
+        tokio::task::yield_now().await;
+        drop(b);
+        let (got, end) = waiter.await.unwrap();
+        assert_eq!(got.as_deref(), Some(&b"b"[..]), "what was queued is still read");
+        assert_eq!(end, None, "then the end");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receiver_wakes_on_send_and_an_emptied_queue_gives_its_buffer_back() {
+        let (mut sink, mut rx, _closer) = QueueSink::channel(64);
+        let waiter = tokio::spawn(async move {
+            let first = rx.recv().await;
+            (first, rx)
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(sink.try_send(&Bytes::from_static(b"x")), SendResult::Sent);
+        let (first, mut rx) = waiter.await.unwrap();
+        assert_eq!(first.as_deref(), Some(&b"x"[..]));
+        for _ in 0..40 {
+            sink.try_send(&Bytes::from_static(b"y"));
+        }
+        let mut batch = Vec::new();
+        assert_eq!(rx.recv_many(&mut batch, 512).await, 40);
+        assert_eq!(rx.queue.lock().frames.capacity(), 0);
     }
 
     #[test]

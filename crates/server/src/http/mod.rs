@@ -85,6 +85,14 @@ async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> R
     }
 }
 
+/// `GET /sse` for a request whose head was parsed outside hyper (crate::listen): the same checks
+/// as [`dispatch`] makes for that route, then the subscriber's opening block and connection.
+pub(crate) async fn open_sse(gw: &Arc<Inner>, headers: &HeaderMap, query: &str) -> Result<(bytes::Bytes, crate::connection::Connection), GatewayError> {
+    routes::check_header_bytes(headers.iter().map(|(k, v)| (k.as_str().len(), v.len())))?;
+    let query = Query::parse(query)?;
+    subscribe::open(gw, headers, &query).await
+}
+
 /// A header's raw bytes (the core validates the content).
 pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     h.get(name).map(|v| v.as_bytes())

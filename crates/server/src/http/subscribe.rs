@@ -23,6 +23,13 @@ use crate::sink::concat;
 const BATCH: usize = 512;
 
 pub async fn sse(gw: &Arc<Inner>, h: &HeaderMap, q: &Query) -> Result<Response, GatewayError> {
+    let (open, conn) = open(gw, h, q).await?;
+    Ok(respond::sse(body(open, conn)))
+}
+
+/// Opens a subscriber connection: its opening block (with the replay of a resuming subscriber)
+/// and the connection whose queue follows it.
+pub async fn open(gw: &Arc<Inner>, h: &HeaderMap, q: &Query) -> Result<(Bytes, Connection), GatewayError> {
     let sub = Subscribe::parse(Transport::Sse, header(h, "x-sse-topic"), header(h, "last-event-id"), q, &gw.cfg.core)?;
     let mut conn = gw.open_resume(&sub.topics, sub.format, sub.last_event_id.as_deref()).await?;
     let mut open = frame::encode_open(gw.cfg.core.retry_ms, &conn.id, &sub.topics).into_bytes();
@@ -30,7 +37,8 @@ pub async fn sse(gw: &Arc<Inner>, h: &HeaderMap, q: &Query) -> Result<Response, 
     for f in conn.replay.drain(..) {
         open.extend_from_slice(&f);
     }
-    Ok(respond::sse(body(open, conn)))
+    conn.replay = Vec::new();
+    Ok((Bytes::from(open), conn))
 }
 
 /// `GET /admin/api/topics/{topic}/tail`: an SSE stream of what happens on the topic.

@@ -44,7 +44,7 @@ async fn node(redis: &RedisServer, id: &str, ttl_ms: u64) -> RedisNamespace {
 }
 
 /// Attaches a subscriber (or a tail) and waits until it is recorded in Redis.
-async fn attach(ns: &RedisNamespace, id: &str, topics: &[&str], format: Format) -> tokio::sync::mpsc::Receiver<bytes::Bytes> {
+async fn attach(ns: &RedisNamespace, id: &str, topics: &[&str], format: Format) -> crate::sink::Receiver {
     let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
     let (sink, rx, _closer) = QueueSink::channel(16);
     let info = conn_info(id, &topics, format, ns.node_id(), 1);

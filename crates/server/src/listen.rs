@@ -1,0 +1,427 @@
+//! The listener of [`Gateway::serve`](crate::Gateway::serve): one accept loop that serves most
+//! requests with hyper (HTTP/1.1, HTTP/2, WebSocket upgrades) through the gateway's axum app,
+//! and holds SSE subscribers on the bare socket.
+//!
+//! An SSE subscriber is almost all of a gateway's connections, and nearly all of them idle. A
+//! hyper connection keeps a read buffer and a write buffer (tens of KiB) for its whole life; a
+//! subscriber needs neither. So the first request head of each connection is read here: when it
+//! is a plain `GET /sse` over HTTP/1.1 with no body, the stream is written straight to the
+//! socket (chunked, one write per batch of frames) and the connection keeps only its queue.
+//! Anything else — another path, HTTP/2, a body, a head that does not parse, more bytes after
+//! the head — goes to hyper with the bytes already read put back in front of the socket, so it
+//! is answered exactly as before.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::Router;
+use bytes::{Buf, Bytes};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
+use sse_core::{frame, routes, GatewayError};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::connection::Connection;
+use crate::gateway::Inner;
+use crate::http;
+use crate::sink::CloseReason;
+
+/// How long a new connection may take to send its first request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// A first head longer than this is left to hyper (which enforces the header limits).
+const MAX_SNIFF: usize = 8 * 1024;
+/// Most headers parsed here; a request with more goes to hyper.
+const MAX_HEADERS: usize = 48;
+
+/// Serves `app` on `listener` until `signal` completes, then closes every subscriber with
+/// `event: reconnect` and waits (at most `grace`) for the hyper connections to finish.
+pub(crate) async fn serve(inner: Arc<Inner>, app: Router, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static, grace: Duration) -> io::Result<()> {
+    let hyper = Arc::new(auto::Builder::new(TokioExecutor::new()));
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(connection(inner.clone(), app.clone(), hyper.clone(), graceful.watcher(), stream));
+                }
+                Err(e) => {
+                    // Out of file descriptors, or the peer gave up before the accept: keep going.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut signal => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: telling subscribers to reconnect elsewhere");
+    inner.hub.close_all(CloseReason::Shutdown);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        tracing::warn!("shutdown grace elapsed with connections still open");
+    }
+    Ok(())
+}
+
+/// One accepted connection: its first head decides who serves it.
+async fn connection(inner: Arc<Inner>, app: Router, hyper: Arc<auto::Builder<TokioExecutor>>, watcher: Watcher, stream: TcpStream) {
+    let mut head = Vec::with_capacity(1024);
+    let direct = loop {
+        match tokio::time::timeout(HEAD_TIMEOUT, stream_read(&stream, &mut head)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return,
+            Err(_) => {
+                tracing::debug!("no request head within {HEAD_TIMEOUT:?}: connection closed");
+                return;
+            }
+            Ok(Ok(_)) => {}
+        }
+        match sniff(&head) {
+            Sniff::Sse(req) => break Some(req),
+            Sniff::Other => break None,
+            Sniff::Partial if head.len() >= MAX_SNIFF => break None,
+            Sniff::Partial => {}
+        }
+    };
+    match direct {
+        Some(req) => {
+            drop((head, app, hyper, watcher));
+            sse(&inner, stream, req).await;
+        }
+        // Boxed, like the opening below: the task of every subscriber is as large as the
+        // largest state of this future, and those states are large and short-lived.
+        None => Box::pin(serve_hyper(app, hyper, watcher, Rewind { prefix: Bytes::from(head), inner: stream })).await,
+    }
+}
+
+async fn serve_hyper(app: Router, hyper: Arc<auto::Builder<TokioExecutor>>, watcher: Watcher, io: Rewind) {
+    let conn = hyper.serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(app)).into_owned();
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Reads what is available onto `buf` (grows it by at most 1 KiB at a time).
+async fn stream_read(stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    loop {
+        stream.readable().await?;
+        let start = buf.len();
+        buf.resize(start + 1024, 0);
+        match stream.try_read(&mut buf[start..]) {
+            Ok(n) => {
+                buf.truncate(start + n);
+                return Ok(n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => buf.truncate(start),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// A `GET /sse` head this module serves itself.
+#[derive(Debug)]
+struct SseRequest {
+    headers: HeaderMap,
+    query: String,
+}
+
+#[derive(Debug)]
+enum Sniff {
+    Sse(SseRequest),
+    /// Not for this module: hyper answers it.
+    Other,
+    /// The head is not complete yet.
+    Partial,
+}
+
+/// Whether `buf` starts with a complete head of a plain HTTP/1.1 `GET /sse` with no body and
+/// nothing after it.
+fn sniff(buf: &[u8]) -> Sniff {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Sniff::Partial,
+        Err(_) => return Sniff::Other,
+    };
+    let (Some("GET"), Some(target), Some(1)) = (req.method, req.path, req.version) else { return Sniff::Other };
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if len != buf.len() || !matches!(routes::route("GET", path), Ok(routes::Route::Sse)) {
+        return Sniff::Other;
+    }
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) else { return Sniff::Other };
+        headers.append(name, value);
+    }
+    let bodyless = |name: &str| headers.get(name).is_none_or(|v| name == "content-length" && v == "0");
+    if !bodyless("content-length") || !bodyless("transfer-encoding") || headers.contains_key("upgrade") {
+        return Sniff::Other;
+    }
+    Sniff::Sse(SseRequest { headers, query: query.to_string() })
+}
+
+/// Serves a subscriber on the bare socket: the response head and opening block, then its queue
+/// as chunks until the client goes, the queue overflows, or the gateway closes it.
+async fn sse(inner: &Arc<Inner>, stream: TcpStream, req: SseRequest) {
+    let opened = Box::pin(http::open_sse(inner, &req.headers, &req.query)).await;
+    drop(req);
+    let (open, conn) = match opened {
+        Ok(ok) => ok,
+        Err(e) => {
+            inner.hub.metrics.rejected(e.code());
+            let _ = write_all(&stream, None, &error_response(&e)).await;
+            return;
+        }
+    };
+    let mut head = sse_head();
+    chunk_into(&mut head, &[open]);
+    if write_all(&stream, Some(&conn), &head).await.is_err() {
+        return;
+    }
+    drop(head);
+    conn.written();
+    stream_queue(stream, conn).await;
+}
+
+async fn stream_queue(stream: TcpStream, mut conn: Connection) {
+    loop {
+        tokio::select! {
+            biased;
+            reason = conn.closer.closed() => {
+                // Evicted: closed at once. Otherwise what is queued, then `event: reconnect`.
+                let Some(why) = reason.reconnect_reason() else { return };
+                let mut frames = Vec::new();
+                while let Ok(f) = conn.rx.try_recv() {
+                    frames.push(f);
+                }
+                frames.push(Bytes::from(frame::encode_reconnect(why)));
+                let mut out = Vec::new();
+                chunk_into(&mut out, &frames);
+                out.extend_from_slice(b"0\r\n\r\n");
+                let _ = write_all(&stream, None, &out).await;
+                conn.written();
+                return;
+            }
+            first = conn.rx.recv() => {
+                let Some(first) = first else { return };
+                let mut frames = vec![first];
+                while frames.len() < BATCH {
+                    match conn.rx.try_recv() {
+                        Ok(f) => frames.push(f),
+                        Err(_) => break,
+                    }
+                }
+                let mut out = Vec::new();
+                chunk_into(&mut out, &frames);
+                drop(frames);
+                if write_all(&stream, Some(&conn), &out).await.is_err() {
+                    return;
+                }
+                conn.written();
+            }
+            ready = stream.readable() => {
+                if ready.is_err() || client_gone(&stream) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Most frames taken from the queue for one write.
+const BATCH: usize = 512;
+
+/// After the head, a subscriber sends nothing: read and discard whatever comes; `true` once the
+/// client has closed its side (or the socket failed).
+fn client_gone(stream: &TcpStream) -> bool {
+    let mut sink = [0u8; 256];
+    loop {
+        match stream.try_read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Writes all of `buf`. While a subscriber's write waits for a slow client, its eviction (queue
+/// full) ends it at once.
+async fn write_all(stream: &TcpStream, conn: Option<&Connection>, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        match stream.try_write(buf) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => match conn {
+                Some(c) => {
+                    tokio::select! {
+                        biased;
+                        reason = c.closer.closed() => {
+                            if reason == CloseReason::Evicted {
+                                return Err(io::ErrorKind::TimedOut.into());
+                            }
+                            // Shutdown or isolation: finish this write; the caller then ends
+                            // the stream.
+                            stream.writable().await?;
+                        }
+                        w = stream.writable() => w?,
+                    }
+                }
+                None => stream.writable().await?,
+            },
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `frames` as one HTTP/1.1 chunk (nothing for no bytes).
+fn chunk_into(out: &mut Vec<u8>, frames: &[Bytes]) {
+    let len: usize = frames.iter().map(Bytes::len).sum();
+    if len == 0 {
+        return;
+    }
+    out.reserve(len + 12);
+    out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
+    for f in frames {
+        out.extend_from_slice(f);
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The head of an SSE response (the same headers hyper sends for it).
+fn sse_head() -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+    for (k, v) in routes::SSE_HEADERS {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    out
+}
+
+/// A JSON error answer; the connection is closed after it.
+fn error_response(e: &GatewayError) -> Vec<u8> {
+    let body = e.body();
+    let status = axum::http::StatusCode::from_u16(e.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let mut out = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    for (k, v) in routes::JSON_HEADERS {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    for (k, v) in e.headers() {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
+    out.into_bytes()
+}
+
+/// A socket with bytes already read from it put back in front.
+struct Rewind {
+    prefix: Bytes,
+    inner: TcpStream,
+}
+
+impl AsyncRead for Rewind {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Rewind {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sse_req(s: &str) -> Option<SseRequest> {
+        match sniff(s.as_bytes()) {
+            Sniff::Sse(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn only_a_plain_complete_get_sse_is_served_here() {
+        let r = sse_req("GET /sse?topic=a,b HTTP/1.1\r\nhost: x\r\nx-sse-topic: c\r\n\r\n").expect("served here");
+        assert_eq!(r.query, "topic=a,b");
+        assert_eq!(r.headers.get("x-sse-topic").unwrap(), "c");
+        assert!(sse_req("GET /sse HTTP/1.1\r\ncontent-length: 0\r\n\r\n").is_some());
+        assert!(matches!(sniff(b"GET /sse HTTP/1.1\r\nhost: x\r\n"), Sniff::Partial));
+        for other in [
+            "GET /sse HTTP/1.0\r\n\r\n",
+            "POST /sse HTTP/1.1\r\n\r\n",
+            "HEAD /sse HTTP/1.1\r\n\r\n",
+            "GET /ws HTTP/1.1\r\n\r\n",
+            "GET /sse/ HTTP/1.1\r\n\r\n",
+            "GET /healthz HTTP/1.1\r\n\r\n",
+            "GET /sse HTTP/1.1\r\ncontent-length: 3\r\n\r\nabc",
+            "GET /sse HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+            "GET /sse HTTP/1.1\r\nupgrade: websocket\r\n\r\n",
+            "GET /sse HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n",
+            "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            "GET /sse HTTP/1.1\r\nx-sse-topic: a\0b\r\n\r\n",
+        ] {
+            assert!(matches!(sniff(other.as_bytes()), Sniff::Other), "{other:?} goes to hyper");
+        }
+    }
+
+    #[test]
+    fn frames_become_one_chunk() {
+        let mut out = Vec::new();
+        chunk_into(&mut out, &[Bytes::from_static(b"data: a\n\n"), Bytes::from_static(b": keepalive\n\n")]);
+        assert_eq!(out, b"16\r\ndata: a\n\n: keepalive\n\n\r\n");
+        let mut none = Vec::new();
+        chunk_into(&mut none, &[]);
+        assert!(none.is_empty(), "an empty chunk would end the body");
+    }
+
+    #[test]
+    fn errors_are_json_with_their_headers() {
+        let e = GatewayError::Unavailable { what: "x".into(), retry_after_s: 2 };
+        let text = String::from_utf8(error_response(&e)).unwrap();
+        assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
+        assert!(text.contains("retry-after: 2\r\n") && text.contains("content-type: application/json\r\n"), "{text}");
+        let (_, body) = text.split_once("\r\n\r\n").unwrap();
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "unavailable");
+        assert!(text.contains(&format!("content-length: {}\r\n", body.len())));
+    }
+}
