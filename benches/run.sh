@@ -7,9 +7,15 @@
 #   bash benches/run.sh smoke    the make test step: a few seconds against one native node,
 #                                fails unless every event arrived in order and drops dropped
 #
-# Extra arguments go to `sse-loadgen suite` (e.g. --targets native,nchan --scenarios fanout-10k).
+# Extra arguments go to `sse-loadgen suite`. A selection runs only some targets and scenarios
+# (id prefixes) and skips the criterion micro-benchmarks, e.g.
+#   bash benches/run.sh full --targets wrangler-dev --scenarios fanout-1k-64B
+#   bash benches/run.sh full --targets native,nchan --scenarios fanout-10k-64B
+# and --worker-build DIR runs `wrangler dev` on another Worker build than build/ (a saved
+# baseline, for back-to-back comparisons).
 # Results: benchmark-results/<timestamp>/*.json and benchmark-results/latest.md (smoke:
-# test-results/logs/loadgen-smoke/, not kept). Server logs: .run/bench/<timestamp>/.
+# test-results/logs/loadgen-smoke/, not kept); BENCH_RESULTS=<dir> writes them under <dir>
+# instead, leaving benchmark-results/ alone (for trial runs). Server logs: .run/bench/<timestamp>/.
 # Loopback only; every server is pinned to CPU 0 and the generator to CPU 1 (BENCH_SERVER_CPUS,
 # BENCH_CLIENT_CPUS), started and stopped by PID, and every run is bounded in time.
 set -euo pipefail
@@ -23,7 +29,7 @@ profile="${1:-quick}"
 case "$profile" in
   full | quick | smoke) ;;
   *)
-    echo "usage: bash benches/run.sh full|quick|smoke [sse-loadgen suite options]" >&2
+    echo "usage: bash benches/run.sh full|quick|smoke [--targets a,b] [--scenarios id-prefix,...] [--worker-build DIR] [other sse-loadgen suite options]" >&2
     exit 2
     ;;
 esac
@@ -31,6 +37,11 @@ server_cpus="${BENCH_SERVER_CPUS:-0}"
 client_cpus="${BENCH_CLIENT_CPUS:-1}"
 if [ "$(nproc --all)" -lt 2 ]; then client_cpus="${BENCH_CLIENT_CPUS:-0}"; fi
 started=$SECONDS
+selected=0
+for a in "$@"; do
+  case "$a" in --targets | --targets=* | --scenarios | --scenarios=*) selected=1 ;; esac
+done
+results="${BENCH_RESULTS:-benchmark-results}"
 
 # --- tools --------------------------------------------------------------------
 if [ "$profile" != smoke ]; then
@@ -75,9 +86,9 @@ if [ "$profile" = smoke ]; then
 fi
 
 stamp="$(date -u +%Y-%m-%dT%H-%M-%SZ)"
-out="benchmark-results/$stamp"
+out="$results/$stamp"
 mkdir -p "$out"
-if [ "$profile" = full ]; then
+if [ "$profile" = full ] && [ "$selected" = 0 ]; then
   echo "bench: core micro-benchmarks (cargo bench -p sse-core --bench hot_path), pinned to CPU $client_cpus"
   since="$(date +%s)"
   if taskset -c "$client_cpus" cargo bench -q -p sse-core --bench hot_path -- \
@@ -89,7 +100,7 @@ if [ "$profile" = full ]; then
   "$loadgen" micro --criterion "${CARGO_TARGET_DIR:-target}/criterion" --out "$out/micro.json" --since "$since" || true
 fi
 rc=0
-"$loadgen" suite --profile "$profile" --stamp "$stamp" --out "$out" \
+"$loadgen" suite --profile "$profile" --stamp "$stamp" --out "$out" --results "$results" \
   --server-cpus "$server_cpus" --client-cpus "$client_cpus" "$@" || rc=$?
-echo "bench: $profile run finished in $((SECONDS - started)) s (builds included); results in $out/, summary in benchmark-results/latest.md"
+echo "bench: $profile run finished in $((SECONDS - started)) s (builds included); results in $out/, summary in $results/latest.md"
 exit "$rc"

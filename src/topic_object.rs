@@ -11,9 +11,10 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use futures_channel::mpsc;
-use futures_util::StreamExt;
+use js_sys::{Object, Reflect, Uint8Array};
 use serde_json::json;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
 use sse_core::registry::{ConnSummary, RegistryUpdate};
@@ -21,24 +22,87 @@ use sse_core::replay::{self, GapReason, Resume, Retained, Window};
 use sse_core::request::{self, Query};
 use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, Sink, TopicState, Transport};
 use sse_core::{names, Config, GatewayError};
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorageValue, State};
+use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, ResponseBuilder, Result, SqlStorageValue, State};
 
 use crate::body;
 use crate::gateway;
 use crate::http::{self, header};
 
-/// The sending half of a connection's bounded queue.
-pub struct ChannelSink(mpsc::Sender<Rc<str>>);
+#[wasm_bindgen]
+extern "C" {
+    /// The controller of a `ReadableStream` built on an underlying source of ours.
+    type StreamController;
+    #[wasm_bindgen(method, catch)]
+    fn enqueue(this: &StreamController, chunk: &Uint8Array) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(method, catch)]
+    fn close(this: &StreamController) -> std::result::Result<(), JsValue>;
+    #[wasm_bindgen(method, getter, js_name = desiredSize)]
+    fn desired_size(this: &StreamController) -> Option<f64>;
 
-impl Sink for ChannelSink {
-    type Frame = Rc<str>;
+    #[wasm_bindgen(js_name = ReadableStream)]
+    type JsReadableStream;
+    #[wasm_bindgen(constructor, js_class = "ReadableStream", catch)]
+    fn new_with_source(source: &Object, strategy: &Object) -> std::result::Result<JsReadableStream, JsValue>;
+}
 
-    fn try_send(&mut self, frame: &Rc<str>) -> SendResult {
-        match self.0.try_send(frame.clone()) {
-            Ok(()) => SendResult::Sent,
-            Err(e) if e.is_full() => SendResult::Full,
-            Err(_) => SendResult::Closed,
+/// An encoded frame as one JS `Uint8Array`, made once per publish (per format in use) and
+/// enqueued as is into every subscriber's stream: no copy and no allocation per delivery.
+#[derive(Clone)]
+pub struct Chunk(Uint8Array);
+
+impl From<String> for Chunk {
+    fn from(s: String) -> Self {
+        Chunk(Uint8Array::from(s.as_bytes()))
+    }
+}
+
+/// A connection's SSE stream: a JS `ReadableStream` (the response body) whose controller this
+/// object keeps. A publish enqueues straight into it — no channel, no task to wake, no pull
+/// per delivery. Its queue holds at most `capacity` frames the client has not read yet.
+pub struct StreamSink(StreamController);
+
+impl StreamSink {
+    /// A stream that holds up to `capacity` unread frames, and its sink.
+    fn new(capacity: usize) -> Result<(StreamSink, worker::web_sys::ReadableStream)> {
+        let slot: Rc<RefCell<Option<JsValue>>> = Rc::default();
+        let start = {
+            let slot = slot.clone();
+            Closure::once_into_js(move |controller: JsValue| {
+                *slot.borrow_mut() = Some(controller);
+            })
+        };
+        let source = Object::new();
+        Reflect::set(&source, &"start".into(), &start)?;
+        let strategy = Object::new();
+        Reflect::set(&strategy, &"highWaterMark".into(), &JsValue::from_f64(capacity as f64))?;
+        // `start` runs inside the constructor.
+        let stream = JsReadableStream::new_with_source(&source, &strategy)?;
+        let controller = slot.borrow_mut().take().ok_or_else(|| worker::Error::RustError("ReadableStream did not call start".into()))?;
+        Ok((StreamSink(controller.unchecked_into()), stream.unchecked_into()))
+    }
+}
+
+impl Sink for StreamSink {
+    type Frame = Chunk;
+
+    fn try_send(&mut self, frame: &Chunk) -> SendResult {
+        // Enqueuing fails once the stream is closed or cancelled (the client went away).
+        if self.0.enqueue(&frame.0).is_err() {
+            return SendResult::Closed;
         }
+        // More than `capacity` frames unread: too slow.
+        match self.0.desired_size() {
+            Some(d) if d < 0.0 => SendResult::Full,
+            Some(_) => SendResult::Sent,
+            None => SendResult::Closed,
+        }
+    }
+}
+
+impl Drop for StreamSink {
+    /// A connection removed from the topic ends its stream (after the frames already queued).
+    fn drop(&mut self) {
+        let _ = self.0.close();
     }
 }
 
@@ -47,7 +111,7 @@ pub struct TopicObject {
     state: State,
     env: Env,
     cfg: RefCell<Option<Config>>,
-    topic: RefCell<Option<TopicState<ChannelSink>>>,
+    topic: RefCell<Option<TopicState<StreamSink>>>,
     alarm_set: Cell<bool>,
     /// Whether the replay tables exist (created on first use).
     tables: Cell<bool>,
@@ -105,7 +169,7 @@ impl DurableObject for TopicObject {
     }
 }
 
-fn summaries(state: &TopicState<ChannelSink>) -> Vec<ConnSummary> {
+fn summaries(state: &TopicState<StreamSink>) -> Vec<ConnSummary> {
     state.subscribers().map(|c| summary(&c.info, c.events_sent)).collect()
 }
 
@@ -191,24 +255,23 @@ impl TopicObject {
             (Some(last), Some(window)) if format != Format::Tail => self.resume_frames(&topic, window, last, format, transport).map_err(http::internal)?,
             _ => Vec::new(),
         };
-        let (mut tx, rx) = mpsc::channel::<Rc<str>>(cfg.queue_capacity + replay.len() + 1);
+        let (mut sink, body) = StreamSink::new(cfg.queue_capacity + replay.len() + 1).map_err(http::internal)?;
         if q.get("hello") == Some("1") {
-            let _ = tx.try_send(Rc::from(frame::encode_open(cfg.retry_ms, &id, &topics)));
+            let _ = sink.try_send(&Chunk::from(frame::encode_open(cfg.retry_ms, &id, &topics)));
         }
         for f in replay {
-            let _ = tx.try_send(Rc::from(f));
+            let _ = sink.try_send(&Chunk::from(f));
         }
         {
             let mut slot = self.topic.borrow_mut();
             let state = slot.get_or_insert_with(|| TopicState::new(topic.clone(), cfg.max_connections_per_topic));
-            state.attach(info.clone(), ChannelSink(tx))?;
+            state.attach(info.clone(), sink)?;
         }
         if format != Format::Tail {
             self.report(vec![RegistryUpdate::Attach { topic, conn: summary(&info, 0) }]);
         }
         self.ensure_alarm(cfg).await.map_err(http::internal)?;
-        let body = rx.map(|f| Ok::<Vec<u8>, worker::Error>(f.as_bytes().to_vec()));
-        Ok(http::sse(Response::from_stream(body).map_err(http::internal)?))
+        Ok(http::sse(ResponseBuilder::new().stream(body)))
     }
 
     /// A publish forwarded by the Worker with its body unread.

@@ -3,7 +3,7 @@
 //!   sse-loadgen suite [--profile quick|full|smoke] [--targets native,cluster,nchan,wrangler-dev]
 //!                     [--scenarios <id prefixes>] [--root .] [--out <dir>] [--results benchmark-results]
 //!                     [--server-cpus 0] [--client-cpus 1] [--server-bin target/release/sse-gateway]
-//!                     [--max-seconds N] [--stamp <run name>]
+//!                     [--worker-build build] [--max-seconds N] [--stamp <run name>]
 //!   sse-loadgen report [--results benchmark-results] [--run <dir>]
 //!   sse-loadgen micro --criterion target/criterion --out <file> [--since <unix s>]
 //!   sse-loadgen subs --spec <json>          (a subscriber process; started by `suite`)

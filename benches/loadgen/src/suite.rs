@@ -332,6 +332,8 @@ fn per_process(a: &Snap, b: &Snap) -> Value {
                     "role": x.0,
                     "pid": x.1,
                     "cpu_seconds": util::round(cpu, 3),
+                    "user_cpu_seconds": util::round((y.4 - x.4) / 1000.0, 3),
+                    "system_cpu_seconds": util::round((y.5 - x.5) / 1000.0, 3),
                     "cpu_share": if total > 0.0 { util::round(cpu * 1000.0 / total, 3) } else { 0.0 },
                     "rss_kib": y.3,
                 })
@@ -456,15 +458,15 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
         };
         // Sample RSS while publishing.
         let sampler_stop = std::rc::Rc::new(std::cell::Cell::new(false));
-        let samples = std::rc::Rc::new(std::cell::RefCell::new(Vec::<(u64, u64, f64)>::new()));
+        let samples = std::rc::Rc::new(std::cell::RefCell::new(Vec::<(u64, u64, f64, f64, f64)>::new()));
         let sampler = {
             let (stop, samples, procs) = (sampler_stop.clone(), samples.clone(), t.procs.clone());
             let t0 = Instant::now();
             async move {
                 while !stop.get() {
                     let rss: u64 = procs.iter().filter_map(|p| util::rss_kib(p.pid)).sum();
-                    let cpu: f64 = procs.iter().filter_map(|p| util::cpu_ms(p.pid)).sum();
-                    samples.borrow_mut().push((t0.elapsed().as_millis() as u64, rss, cpu));
+                    let (user, sys) = procs.iter().filter_map(|p| util::cpu_split_ms(p.pid)).fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
+                    samples.borrow_mut().push((t0.elapsed().as_millis() as u64, rss, user + sys, user, sys));
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
             }
@@ -489,10 +491,14 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
         sampler_stop.set(true);
         let _ = sampler_handle.await;
         let server_cpu_s = (cpu1.cpu_ms() - cpu0.cpu_ms()) / 1000.0;
+        let server_user_s = (cpu1.user_ms() - cpu0.user_ms()) / 1000.0;
+        let server_sys_s = (cpu1.sys_ms() - cpu0.sys_ms()) / 1000.0;
         let wall = (cpu1.at - cpu0.at).as_secs_f64();
         r["publish"] = out.to_json();
         let mut srv = json!({
             "cpu_seconds": util::round(server_cpu_s, 3),
+            "user_cpu_seconds": util::round(server_user_s, 3),
+            "system_cpu_seconds": util::round(server_sys_s, 3),
             "wall_seconds": util::round(wall, 3),
             "cpu_percent_of_one_core": util::round(server_cpu_s * 100.0 / wall.max(1e-9), 1),
             "rss_end_kib": cpu1.rss_kib(),
@@ -510,10 +516,17 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
             "other_processes_cpu_seconds": util::round((busy_s - ours_s).max(0.0), 2),
             "load_average_1m": util::loadavg(),
         });
-        r["samples"] = Value::Array(samples.borrow().iter().map(|(ms, rss, cpu)| json!([ms, rss, util::round(*cpu, 0)])).collect());
+        // [ms since the start, RSS KiB, CPU ms (user + system), user ms, system ms], summed
+        // over the server processes.
+        r["samples"] = Value::Array(samples.borrow().iter().map(|(ms, rss, cpu, u, sy)| json!([ms, rss, util::round(*cpu, 0), util::round(*u, 0), util::round(*sy, 0)])).collect());
         if s.kind == ScnKind::Drop {
             let secs = out.elapsed.as_secs_f64().max(1e-9);
             srv["publishes_per_cpu_second"] = json!(util::round(out.accepted as f64 / server_cpu_s.max(1e-9), 0));
+            if out.accepted > 0 {
+                let per_m = 1e6 / out.accepted as f64;
+                srv["user_cpu_seconds_per_million_publishes"] = json!(util::round(server_user_s * per_m, 2));
+                srv["system_cpu_seconds_per_million_publishes"] = json!(util::round(server_sys_s * per_m, 2));
+            }
             r["drop"] = json!({
                 "publishes_per_second": util::round(out.accepted as f64 / secs, 0),
                 "dropped_responses": out.dropped_responses,
@@ -541,6 +554,11 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
                 "latency_ms": util::hist_summary_ms(&h),
             });
             srv["deliveries_per_cpu_second"] = json!(util::round(received as f64 / server_cpu_s.max(1e-9), 0));
+            if received > 0 {
+                let per_m = 1e6 / received as f64;
+                srv["user_cpu_seconds_per_million_deliveries"] = json!(util::round(server_user_s * per_m, 2));
+                srv["system_cpu_seconds_per_million_deliveries"] = json!(util::round(server_sys_s * per_m, 2));
+            }
         }
         r["server"] = srv;
     }
@@ -722,6 +740,7 @@ pub fn main(args: &Args) -> i32 {
         root: root.clone(),
         run_dir: run_dir.clone(),
         server_bin: args.get("server-bin").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/sse-gateway")),
+        worker_build: args.get("worker-build").map(PathBuf::from).unwrap_or_else(|| root.join("build")),
         server_cpus: server_cpus.clone(),
     };
     let max_secs: u64 = args.get("max-seconds").and_then(|s| s.parse().ok()).unwrap_or(match profile.as_str() {

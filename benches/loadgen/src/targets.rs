@@ -52,6 +52,9 @@ pub struct Env {
     /// Scratch for prefixes, state and logs of the servers (under .run/).
     pub run_dir: PathBuf,
     pub server_bin: PathBuf,
+    /// The Worker build `wrangler dev` runs (a copy is taken at start): `build/` unless
+    /// `--worker-build` names another (e.g. a saved baseline, for back-to-back comparisons).
+    pub worker_build: PathBuf,
     pub server_cpus: String,
 }
 
@@ -129,12 +132,21 @@ impl Drop for Target {
 #[derive(Debug, Clone)]
 pub struct Snap {
     pub at: Instant,
-    pub per: Vec<(String, u32, f64, u64)>,
+    /// Per server process: role, pid, CPU ms (user + system), RSS KiB, user ms, system ms.
+    pub per: Vec<(String, u32, f64, u64, f64, f64)>,
 }
 
 impl Snap {
     pub fn cpu_ms(&self) -> f64 {
         self.per.iter().map(|p| p.2).sum()
+    }
+    /// User-space CPU ms summed over the server processes.
+    pub fn user_ms(&self) -> f64 {
+        self.per.iter().map(|p| p.4).sum()
+    }
+    /// Kernel CPU ms summed over the server processes.
+    pub fn sys_ms(&self) -> f64 {
+        self.per.iter().map(|p| p.5).sum()
     }
     pub fn rss_kib(&self) -> u64 {
         self.per.iter().map(|p| p.3).sum()
@@ -152,7 +164,10 @@ impl Target {
             per: self
                 .procs
                 .iter()
-                .map(|p| (p.role.clone(), p.pid, util::cpu_ms(p.pid).unwrap_or(0.0), util::rss_kib(p.pid).unwrap_or(0)))
+                .map(|p| {
+                    let (u, s) = util::cpu_split_ms(p.pid).unwrap_or((0.0, 0.0));
+                    (p.role.clone(), p.pid, u + s, util::rss_kib(p.pid).unwrap_or(0), u, s)
+                })
                 .collect(),
         }
     }
@@ -440,13 +455,13 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
     if !wrangler.exists() {
         return Err("node_modules/.bin/wrangler not found (bash scripts/setup.sh installs it)".into());
     }
-    let build = env.root.join("build");
+    let build = &env.worker_build;
     if !build.join("worker/shim.mjs").exists() {
-        return Err("build/worker/shim.mjs not found (bash scripts/build-worker.sh builds the Worker)".into());
+        return Err(format!("{}/worker/shim.mjs not found (bash scripts/build-worker.sh builds the Worker)", build.display()));
     }
     let dir = env.run_dir.join("wrangler");
     let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&build, &dir.join("build")).map_err(|e| format!("copy build/: {e}"))?;
+    copy_dir(build, &dir.join("build")).map_err(|e| format!("copy build/: {e}"))?;
     let assets = env.root.join("admin/dist");
     let has_assets = assets.is_dir();
     if has_assets {

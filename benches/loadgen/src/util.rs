@@ -22,13 +22,21 @@ pub fn clk_tck() -> u64 {
 
 /// utime + stime of a process (all its threads, living and exited), in milliseconds.
 pub fn cpu_ms(pid: u32) -> Option<f64> {
+    cpu_split_ms(pid).map(|(u, s)| u + s)
+}
+
+/// utime and stime of a process (all its threads, living and exited), in milliseconds: the
+/// time it ran in user space and in the kernel on its behalf (system calls, and on loopback
+/// the receiving half of TCP, which runs in the sender's context).
+pub fn cpu_split_ms(pid: u32) -> Option<(f64, f64)> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &s[s.rfind(')')? + 2..];
     let f: Vec<&str> = rest.split(' ').collect();
     // Fields after "pid (comm) ": state=0 ppid=1 ... utime=11 stime=12.
     let ut: u64 = f.get(11)?.parse().ok()?;
     let st: u64 = f.get(12)?.parse().ok()?;
-    Some((ut + st) as f64 * 1000.0 / clk_tck() as f64)
+    let tck = clk_tck() as f64;
+    Some((ut as f64 * 1000.0 / tck, st as f64 * 1000.0 / tck))
 }
 
 /// Busy and total clock ticks of each CPU since boot (from /proc/stat).

@@ -180,7 +180,7 @@ async fn sse(inner: &Arc<Inner>, stream: TcpStream, req: SseRequest) {
     let (open, conn) = match opened {
         Ok(ok) => ok,
         Err(e) => {
-            inner.hub.metrics.rejected(e.code());
+            http::count_rejected(inner, "GET", "/sse", &e);
             let _ = write_all(&stream, None, &error_response(&e)).await;
             return;
         }

@@ -28,13 +28,11 @@ pub const INTERNAL_PREFIX: &str = "/_cluster/";
 pub(crate) async fn dispatch(State(gw): State<Arc<Inner>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let sends_body = body::declared(&parts.headers);
+    let (method, uri) = (parts.method.clone(), parts.uri.clone());
     let mut body = Some(body);
     let resp = match handle(&gw, parts, &mut body).await {
         Ok(resp) => resp,
-        Err(e) => {
-            gw.hub.metrics.rejected(e.code());
-            respond::error(&e)
-        }
+        Err(e) => rejected(&gw, method.as_str(), uri.path(), &e),
     };
     if let (Some(unread), true) = (body, sends_body) {
         // Answered without reading the body (drop path, 401, 413...): let the client finish
@@ -82,6 +80,21 @@ async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> R
         Route::Metrics => Ok(respond::metrics(gw.stats().prometheus())),
         Route::AdminTail(topic) => subscribe::tail(gw, topic).await,
         Route::Preflight | Route::Healthz | Route::AdminUi => unreachable!("answered above"),
+    }
+}
+
+/// The answer to a rejected request, counted and logged once (a client error as the core's
+/// `request rejected` line, as the Worker logs it; a server error by [`respond::error`]).
+fn rejected(gw: &Inner, method: &str, path: &str, e: &GatewayError) -> Response {
+    count_rejected(gw, method, path, e);
+    respond::error(e)
+}
+
+/// Counts and logs a rejected request ([`rejected`] without the answer).
+pub(crate) fn count_rejected(gw: &Inner, method: &str, path: &str, e: &GatewayError) {
+    gw.hub.metrics.rejected(e.code());
+    if e.status() < 500 {
+        crate::log::raw(&sse_core::request::rejected_log_line(method, path, e));
     }
 }
 
