@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test build unit e2e clean
+.PHONY: help setup dev test build unit e2e test-docs clean
 
 help: ## List the targets
 	@echo "Targets:"
@@ -28,6 +28,9 @@ unit: ## Unit + property tests of crates/core (cargo test -p sse-core)
 
 e2e: build ## Set up, build, then run the end-to-end suite (tests/e2e/run.mjs)
 	@. scripts/env.sh && WORKER_BUILD_SKIP=1 node tests/e2e/run.mjs
+
+test-docs: build ## Run the docs' shell commands against wrangler dev + a native node (tests/docs/run.mjs)
+	@. scripts/env.sh && WORKER_BUILD_SKIP=1 node tests/docs/run.mjs
 
 clean: ## Remove build outputs: target/ build/ dist/ .wrangler/ (local DO state) test-results/logs/
 	@. scripts/env.sh && cargo clean

@@ -132,12 +132,16 @@ else
   command -v npm >/dev/null 2>&1 || die "npm not found (install Node.js and npm)"
   if [ -f package-lock.json ]; then
     installing "npm packages ($npm_reason): npm ci"
-    if ! npm ci --no-audit --no-fund; then
-      # npm ci refuses a lock file that lacks some platform's optional package
-      # (e.g. workerd for darwin/windows when the registry used to write the
-      # lock did not have them). npm install --no-save installs from the same
-      # lock without rewriting it.
-      echo "warning: npm ci failed (package-lock.json out of sync?); retrying with npm install --no-save" >&2
+    # npm ci refuses a lock file that lacks some platform's optional package
+    # (e.g. workerd for darwin/windows when the registry used to write the
+    # lock did not have them). npm install --no-save installs from the same
+    # lock without rewriting it. npm ci's output is kept out of the way (its
+    # refusal is a page of "npm error" lines that look like a failure).
+    npm_log="$(mktemp -t sse-npm-ci.XXXXXX)"
+    if npm ci --no-audit --no-fund >"$npm_log" 2>&1; then
+      cat "$npm_log"
+    else
+      echo "note: npm ci refused package-lock.json (expected when it lacks other platforms' optional packages; its output: $npm_log); installing from the same lock with npm install --no-save"
       npm install --no-save --no-audit --no-fund
     fi
   else
@@ -178,8 +182,11 @@ else
   installing "admin UI npm packages ($admin_reason): npm ci"
   # As above: npm ci refuses a lock file without other platforms' optional packages (here
   # @tailwindcss/oxide-*); npm install --no-save installs from the same lock without rewriting it.
-  if ! (cd admin && npm ci --no-audit --no-fund); then
-    echo "warning: npm ci failed in admin/; retrying with npm install --no-save" >&2
+  npm_log="$(mktemp -t sse-npm-ci-admin.XXXXXX)"
+  if (cd admin && npm ci --no-audit --no-fund) >"$npm_log" 2>&1; then
+    cat "$npm_log"
+  else
+    echo "note: npm ci refused admin/package-lock.json (expected when it lacks other platforms' optional packages; its output: $npm_log); installing from the same lock with npm install --no-save"
     (cd admin && npm install --no-save --no-audit --no-fund)
   fi
   [ -x admin/node_modules/.bin/vite ] || die "admin/node_modules/.bin/vite missing after npm install"

@@ -27,6 +27,9 @@
 #           outlive its connections (`make soak` runs the 20-minute version)
 #   loadgen-smoke   benches/run.sh smoke: a few seconds of the benchmark load generator
 #           (benches/loadgen) against one native node: all delivered, in order, drops dropped
+#   docs    tests/docs/run.mjs: the shell blocks of README.md and docs/*.md against a
+#           wrangler dev and a native node it starts itself, their shown outputs, and every
+#           relative link (conventions in tests/docs/README.md)
 # All steps run even when one fails. Results: test-results/summary.json and
 # test-results/summary.md; step logs in test-results/logs/. The last line
 # printed is "N passed, N failed" (N = steps); exit status 1 if any failed.
@@ -36,6 +39,7 @@
 #   E2E_TIMEOUT=N    seconds before the e2e step is killed (default 1800)
 #   EXAMPLES_TIMEOUT=N  seconds before each examples run is killed (default 900)
 #   BROWSER_TIMEOUT=N  seconds before each browser-test run is killed (default 900)
+#   DOCS_TIMEOUT=N   seconds before the docs step is killed (default 900)
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -47,7 +51,7 @@ results=test-results
 logs="$results/logs"
 mkdir -p "$logs"
 
-steps_total=14
+steps_total=15
 step_no=0
 n_passed=0
 n_failed=0
@@ -306,6 +310,15 @@ step_soak() { SOAK_MINUTES=1 bash scripts/soak.sh; }
 after_step_soak() { count_e2e_tests "$1"; }
 step_loadgen_smoke() { timeout --kill-after=15 600 bash benches/run.sh smoke; }
 after_step_loadgen_smoke() { count_e2e_tests "$1"; }
+# The commands of the docs, run against a live gateway (tests/docs/README.md).
+step_docs() {
+  if [ "$build_ok" = 1 ]; then export WORKER_BUILD_SKIP=1; fi
+  timeout --kill-after=15 "${DOCS_TIMEOUT:-900}" node tests/docs/run.mjs
+}
+after_step_docs() {
+  count_e2e_tests "$1"
+  if [ "$2" -eq 124 ] || [ "$2" -eq 137 ]; then note="timed out after ${DOCS_TIMEOUT:-900}s"; fi
+}
 run_step setup "bash scripts/setup.sh" step_setup
 run_step unit "cargo test -p sse-core" step_unit
 run_step fuzz "bash scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-60} per target)" step_fuzz
@@ -320,6 +333,7 @@ run_step native-e2e "bash scripts/test-native.sh e2e" step_native_e2e
 run_step slow-consumer "node tests/reliability/slow-consumer.mjs" step_slow_consumer
 run_step soak "SOAK_MINUTES=1 bash scripts/soak.sh" step_soak
 run_step loadgen-smoke "bash benches/run.sh smoke" step_loadgen_smoke
+run_step docs "node tests/docs/run.mjs" step_docs
 
 # --- summary -----------------------------------------------------------------
 generated_at="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -355,7 +369,9 @@ if [ "$n_failed" -eq 0 ]; then overall=passed; else overall=failed; fi
   printf '%s\n' "${step_md[@]}"
   echo
   echo "End-to-end reports: \`test-results/e2e-*.md\` / \`e2e-*.json\` (written by tests/e2e/run.mjs)."
+  echo "OpenAPI coverage: \`test-results/openapi.md\` (every e2e response checked against docs/openapi.yaml; per run \`openapi-*.md\`)."
   echo "Examples matrix: \`test-results/examples-*.md\` / \`examples-*.json\` (written by tests/examples/run.mjs)."
+  echo "Documentation checks: \`test-results/docs.md\` / \`docs.json\` (written by tests/docs/run.mjs)."
   echo "Browser tests of the admin UI: \`test-results/browser-*.md\` / \`browser-*.json\`; screenshots in \`test-results/screenshots/\`."
   echo "Step logs (not committed): \`test-results/logs/\`."
 } >"$results/summary.md"
