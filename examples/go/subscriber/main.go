@@ -168,7 +168,7 @@ func (s *subscriber) stream(ctx context.Context) (connected bool, wait time.Dura
 			connected = true
 			fmt.Fprintf(os.Stderr, "connected %s\n", ev.Data)
 			return nil
-		case "reconnect": // the node is shutting down: go elsewhere now
+		case "reconnect": // the node is shutting down or cut off from its cluster: go elsewhere now
 			wait = -1
 			return errors.New("server asked to reconnect")
 		}
