@@ -75,8 +75,9 @@ pub(crate) async fn serve(inner: Arc<Inner>, app: Router, listener: TcpListener,
 /// One accepted connection: its first head decides who serves it.
 async fn connection(inner: Arc<Inner>, app: Router, hyper: Arc<auto::Builder<TokioExecutor>>, watcher: Watcher, stream: TcpStream) {
     let mut head = Vec::with_capacity(1024);
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
     let direct = loop {
-        match tokio::time::timeout(HEAD_TIMEOUT, stream_read(&stream, &mut head)).await {
+        match tokio::time::timeout_at(deadline, stream_read(&stream, &mut head)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Err(_) => {
                 tracing::debug!("no request head within {HEAD_TIMEOUT:?}: connection closed");
