@@ -302,3 +302,72 @@ async fn metrics_can_require_the_api_key() {
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(text.contains("sse_gateway_publishes_total{node=\"solo\"} 0"));
 }
+
+/// Reads from `tcp` until `needle` was seen (or 5 s passed); everything read as text.
+async fn read_until(tcp: &mut TcpStream, needle: &str) -> String {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&got).contains(needle) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, tcp.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&got).to_string()
+}
+
+/// The same subscription as a connection's first request (held on the bare socket), with its
+/// head split over several writes, as HTTP/1.0, and behind another request on a keep-alive
+/// connection (both served by hyper): the same headers, frames and events.
+#[tokio::test]
+async fn a_subscription_is_served_alike_on_the_bare_socket_and_by_hyper() {
+    let (gw, base) = serve(&[]).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let head = |v: &str| format!("GET /sse?topic=alike HTTP/{v}\r\nhost: {addr}\r\n\r\n");
+    let mut split = TcpStream::connect(&addr).await.unwrap();
+    let h = head("1.1");
+    for part in [&h[..5], &h[5..20], &h[20..]] {
+        split.write_all(part.as_bytes()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let mut old = TcpStream::connect(&addr).await.unwrap();
+    old.write_all(head("1.0").as_bytes()).await.unwrap();
+    let mut behind = TcpStream::connect(&addr).await.unwrap();
+    behind.write_all(format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    assert!(read_until(&mut behind, "\"ok\"").await.starts_with("HTTP/1.1 200"));
+    behind.write_all(head("1.1").as_bytes()).await.unwrap();
+    let mut opened = Vec::new();
+    for tcp in [&mut split, &mut old, &mut behind] {
+        let text = read_until(tcp, "event: connected").await;
+        let lower = text.to_ascii_lowercase();
+        assert!(lower.starts_with("http/1.1 200") || lower.starts_with("http/1.0 200"), "{text}");
+        for h in ["content-type: text/event-stream", "cache-control: no-cache", "x-accel-buffering: no", "access-control-allow-origin: *"] {
+            assert!(lower.contains(h), "{h} in {text}");
+        }
+        opened.push(text);
+    }
+    assert!(opened[0].to_ascii_lowercase().contains("transfer-encoding: chunked"), "{}", opened[0]);
+    let r = gw.publish(&["alike"], "e1", None, "same").await.unwrap();
+    assert_eq!(r[0].1, TopicResult::Delivered(3));
+    for tcp in [&mut split, &mut old, &mut behind] {
+        let text = read_until(tcp, "data: same").await;
+        assert!(text.contains("id: e1\n"), "{text}");
+    }
+}
+
+/// A subscription refused on the bare socket gets the JSON error hyper would give, and the
+/// connection is closed after it.
+#[tokio::test]
+async fn a_refused_subscription_on_the_bare_socket_gets_a_json_error() {
+    let (_gw, base) = serve(&[]).await;
+    let (status, text) = raw_get(&base, "/sse?topic=bad%20topic", "").await;
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    let body = text.split_once("\n\n").unwrap().1;
+    let v: serde_json::Value = serde_json::from_str(body).expect(body);
+    assert_eq!(v["error"]["code"], "invalid_topic", "{body}");
+    assert!(text.to_ascii_lowercase().contains("content-type: application/json"), "{text}");
+    let (status, _) = raw_get(&base, "/sse", "").await;
+    assert!(status.starts_with("HTTP/1.1 400"), "no topic: {status}");
+}
