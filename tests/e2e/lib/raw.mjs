@@ -5,6 +5,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import { baseUrl, config } from './config.mjs';
+import { checkResponse } from './openapi.mjs';
 
 /** `host[:port]` for the Host header. */
 export function hostHeader() {
@@ -138,7 +139,8 @@ class ResponseParser {
  *   timeoutMs: how long to wait for a complete response (default 5000)
  *   keepOpen: do not end our side after writing (default true — we never half-close, so a
  *             server waiting for a declared body sees an idle, open connection)
- * Resolves (never rejects) with
+ * Rejects only with an OpenApiMismatch when a response came back that does not match
+ * docs/openapi.yaml; otherwise resolves with
  *   { status, statusText, headers, body: Buffer, text, json, complete, closed, timedOut,
  *     error, elapsedMs, firstByteMs, interim, raw }
  * status is null when no response head arrived.
@@ -150,11 +152,14 @@ export function rawRequest(parts, { timeoutMs = 5000, method } = {}) {
   const list = Array.isArray(parts) ? parts : [parts];
   const bufs = list.map((p) => (Buffer.isBuffer(p) ? p : Buffer.from(p, 'latin1')));
   const m = method ?? /^([A-Z]+) /.exec(bufs[0]?.toString('latin1') ?? '')?.[1] ?? 'GET';
+  // the request target as sent (not normalised), for the OpenAPI check; a request line we cannot
+  // read is matched as "any other path"
+  const requestTarget = /^[A-Z]+ (\S+) HTTP\/1\.[01]\r?\n/.exec(Buffer.concat(bufs).subarray(0, 200_000).toString('latin1'))?.[1] ?? '(unparsable request line)';
   const parser = new ResponseParser(m);
   const raw = [];
   const started = Date.now();
   let firstByteMs = null;
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     let settled = false;
     let closed = false;
     let error = null;
@@ -169,6 +174,16 @@ export function rawRequest(parts, { timeoutMs = 5000, method } = {}) {
       const text = body.toString('utf8');
       let json;
       try { json = JSON.parse(text); } catch { json = undefined; }
+      if (parser.head) {
+        // checked against docs/openapi.yaml: a mismatch rejects (and fails the caller's test)
+        try {
+          checkResponse({ method: m, target: requestTarget, status: parser.head.status, headers: parser.head.headers, body, bodyComplete: parser.done && !parser.malformed, httpLayer: true });
+        } catch (e) {
+          sock.destroy();
+          reject(e);
+          return;
+        }
+      }
       resolve({
         status: parser.head ? parser.head.status : null,
         statusText: parser.head?.statusText ?? '',

@@ -4,6 +4,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { baseUrl } from './config.mjs';
+import { checkResponse } from './openapi.mjs';
 
 /**
  * Incremental parser. Feed it bytes with push(); it decodes UTF-8 across chunk boundaries,
@@ -299,7 +300,8 @@ function buildUrl(path, query) {
  *   waitConnected  wait for the `connected` frame when the status is 200 (default true)
  *   timeoutMs  for the response head and the connected frame (default 10000)
  * Resolves with an SseClient when the status is 200. Otherwise resolves with
- * { status, headers, body, json } after reading the (error) body.
+ * { status, headers, body, json } after reading the (error) body. Either way the response is
+ * checked against docs/openapi.yaml first (an OpenApiMismatch rejects).
  */
 export function openSse({ path = '/sse', query, headers = {}, waitConnected = true, timeoutMs = 10000 } = {}) {
   const url = buildUrl(path, query);
@@ -317,6 +319,7 @@ export function openSse({ path = '/sse', query, headers = {}, waitConnected = tr
     req.on('error', (e) => { clearTimeout(timer); reject(e); });
     req.on('response', (res) => {
       clearTimeout(timer);
+      const target = url.pathname;
       if (res.statusCode !== 200) {
         const chunks = [];
         res.on('data', (c) => chunks.push(c));
@@ -324,9 +327,24 @@ export function openSse({ path = '/sse', query, headers = {}, waitConnected = tr
           const body = Buffer.concat(chunks).toString('utf8');
           let json;
           try { json = JSON.parse(body); } catch { json = undefined; }
+          // checked against docs/openapi.yaml: a mismatch fails the caller
+          try {
+            checkResponse({ method: 'GET', target, status: res.statusCode, headers: res.headers, body, bodyComplete: res.complete });
+          } catch (e) {
+            reject(e);
+            return;
+          }
           resolve({ status: res.statusCode, headers: res.headers, body, json, isError: true });
         });
         res.on('error', reject);
+        return;
+      }
+      try {
+        // status, headers and content type (the stream itself is not a document)
+        checkResponse({ method: 'GET', target, status: res.statusCode, headers: res.headers, bodyComplete: false });
+      } catch (e) {
+        req.destroy();
+        reject(e);
         return;
       }
       const client = new SseClient(req, res, startedAt);

@@ -1,6 +1,7 @@
 // WebSocket subscriber using Node 22's global WebSocket.
 
 import { baseUrl } from './config.mjs';
+import { observeStatus } from './openapi.mjs';
 
 const open = new Set();
 
@@ -83,6 +84,8 @@ export function openWs({ path = '/ws', query = {}, timeoutMs = 10000 } = {}) {
       reject(new Error(`WebSocket ${url} error: ${ev.message ?? ev.error?.message ?? 'unknown'}`));
     });
     ws.addEventListener('open', () => {
+      // the handshake answered 101 (the WebSocket API shows no status or headers otherwise)
+      try { observeStatus('GET', url.pathname, 101); } catch (e) { clearTimeout(timer); client.close(); reject(e); return; }
       client.waitFor((c) => c.connected, timeoutMs, 'the `connected` message').then(
         () => { clearTimeout(timer); resolve(client); },
         (e) => { clearTimeout(timer); client.close(); reject(e); },
