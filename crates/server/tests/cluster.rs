@@ -189,6 +189,9 @@ async fn redis_unreachable_gets_a_quick_503_subscribers_are_told_to_reconnect_be
         assert!(took <= Duration::from_secs(2), "503 after {took:?}");
     }
     figure("redis_paused_publish_503", "Redis paused (SIGSTOP): slowest of 3 publishes answered 503 unavailable (retry-after: 2)", worst);
+    // The admin listings read from Redis: 503 unavailable too (not a 500).
+    let (status, r) = get(&format!("{n2}/admin/api/topics"), &[("x-api-key", KEY)]).await.expect("answered");
+    assert_eq!((status, r["error"]["code"].as_str()), (503, Some("unavailable")), "{r}");
     // Node 1's subscriber stays connected while Redis is away for less than the node TTL. Just
     // before its identity would expire (it could no longer be routed to), node 1 tells it to
     // reconnect and closes it, and refuses new subscribers until Redis answers.

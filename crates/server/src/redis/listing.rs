@@ -11,8 +11,10 @@ use sse_core::GatewayError;
 use super::keys::Keys;
 use super::scripts;
 
+/// Redis did not answer a listing: 503 `unavailable`, `retry-after: 2` (like a publish).
 fn unavailable(e: redis::RedisError) -> GatewayError {
-    GatewayError::Internal(format!("registry (redis) unavailable: {e}"))
+    tracing::warn!(error = %e, "redis unreachable: admin listing answered 503");
+    GatewayError::Unavailable { what: "the cluster's registry (redis)".into(), retry_after_s: crate::objects::UNAVAILABLE_RETRY_AFTER_S }
 }
 
 fn int(v: &Value) -> usize {
