@@ -195,14 +195,14 @@ async fn redis_unreachable_gets_a_quick_503_subscribers_are_told_to_reconnect_be
     // Node 1's subscriber stays connected while Redis is away for less than the node TTL. Just
     // before its identity would expire (it could no longer be routed to), node 1 tells it to
     // reconnect and closes it, and refuses new subscribers until Redis answers.
+    // (When exactly is measured by the cut-off test below; here the publishes above already
+    // took longer than that.)
     let e = s1.next(Duration::from_millis(TTL_MS + 1_000)).await.expect("told to reconnect");
-    let told = paused.elapsed();
     assert_eq!((e.event.as_deref(), e.data.contains("cluster_unreachable")), (Some("reconnect"), true), "{e:?}");
-    assert!(told >= Duration::from_millis(TTL_MS / 2), "kept connected while Redis may still come back ({told:?})");
     assert!(s1.ended(Duration::from_secs(2)).await, "stream closed after the reconnect frame");
-    figure("redis_paused_told_to_reconnect", &format!("Redis paused: subscribers told to reconnect (cluster_unreachable) before the node's identity can expire (NODE_TTL_MS {TTL_MS})"), told);
     let (status, retry, r) = try_subscribe(&c.base(0), "cut").await;
     assert_eq!((status, r["error"]["code"].as_str(), retry.as_deref()), (503, Some("unavailable"), Some("2")), "{r}");
+    let away = paused.elapsed();
     c.redis.resume();
     let resumed = Instant::now();
     let back = eventually("node 1 accepts subscribers again after SIGCONT", Duration::from_secs(15), || async { try_subscribe(&c.base(0), "cut").await.0 == 200 }).await;
@@ -214,7 +214,7 @@ async fn redis_unreachable_gets_a_quick_503_subscribers_are_told_to_reconnect_be
     .await;
     assert_eq!(s1.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("after-pause"));
     eprintln!("accepting subscribers again {back:?} after SIGCONT");
-    figure("redis_paused_recovered", &format!("Redis resumed (SIGCONT) after {} s paused, longer than NODE_TTL_MS: a publish from another node delivered again", (TTL_MS + 1_000) / 1_000), healed);
+    figure("redis_paused_recovered", &format!("Redis resumed (SIGCONT) after {:.0} s paused, longer than NODE_TTL_MS: a publish from another node delivered again", away.as_secs_f64()), healed);
     eprintln!("paused→503 worst {worst:?}; recovered {healed:?} after SIGCONT ({:?} since)", resumed.elapsed());
 
     // Killed (connection refused): the same 503, quickly; a new, empty Redis heals the same way.
