@@ -9,6 +9,7 @@ use thiserror::Error;
 
 /// Numeric settings of the native runtime (the core's are in `sse_core::config::SETTINGS`).
 pub const PUBLISH_BODY_TIMEOUT_MS: Setting = Setting { key: "PUBLISH_BODY_TIMEOUT_MS", default: 30_000, min: 100, max: 600_000, help: "time a publisher has to send the whole body once the gateway reads it; then 408" };
+pub const REQUEST_HEAD_TIMEOUT_MS: Setting = Setting { key: "REQUEST_HEAD_TIMEOUT_MS", default: 30_000, min: 100, max: 600_000, help: "time a new connection has to send its first request head; then it is closed (slowloris)" };
 pub const NODE_TTL_MS: Setting = Setting { key: "NODE_TTL_MS", default: 10_000, min: 1_000, max: 600_000, help: "cluster: a node that stops refreshing its identity is dead after this long" };
 pub const NODE_REFRESH_MS: Setting = Setting { key: "NODE_REFRESH_MS", default: 3_000, min: 200, max: 300_000, help: "cluster: how often a node refreshes its identity and purges dead nodes (less than NODE_TTL_MS / 2)" };
 pub const SHUTDOWN_GRACE_MS: Setting = Setting { key: "SHUTDOWN_GRACE_MS", default: 5_000, min: 0, max: 600_000, help: "on SIGTERM/SIGINT, how long subscribers get to be told to reconnect and closed" };
@@ -19,7 +20,7 @@ pub const MAX_CONNECTIONS_PER_NODE: Setting = Setting { key: "MAX_CONNECTIONS_PE
 
 pub const METRICS_REQUIRE_KEY: Setting = Setting { key: "METRICS_REQUIRE_KEY", default: 0, min: 0, max: 1, help: "1 = GET /metrics needs an API key like the admin API; 0 = open (the usual Prometheus scrape)" };
 
-pub const NATIVE_SETTINGS: [&Setting; 8] = [&PUBLISH_BODY_TIMEOUT_MS, &NODE_TTL_MS, &NODE_REFRESH_MS, &SHUTDOWN_GRACE_MS, &WS_MAX_MESSAGE_BYTES, &FORWARD_TIMEOUT_MS, &MAX_CONNECTIONS_PER_NODE, &METRICS_REQUIRE_KEY];
+pub const NATIVE_SETTINGS: [&Setting; 9] = [&PUBLISH_BODY_TIMEOUT_MS, &REQUEST_HEAD_TIMEOUT_MS, &NODE_TTL_MS, &NODE_REFRESH_MS, &SHUTDOWN_GRACE_MS, &WS_MAX_MESSAGE_BYTES, &FORWARD_TIMEOUT_MS, &MAX_CONNECTIONS_PER_NODE, &METRICS_REQUIRE_KEY];
 
 /// Default `LISTEN_ADDR`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -58,6 +59,8 @@ pub struct ServerConfig {
     pub advertise_addr: String,
     pub cluster: Option<ClusterConfig>,
     pub publish_body_timeout_ms: u64,
+    /// How long a new connection may take to send its first request head.
+    pub request_head_timeout_ms: u64,
     pub shutdown_grace_ms: u64,
     pub ws_max_message_bytes: usize,
     /// Connections this node accepts (0 = unlimited).
@@ -128,6 +131,7 @@ impl ServerConfig {
             advertise_addr,
             cluster,
             publish_body_timeout_ms: PUBLISH_BODY_TIMEOUT_MS.read(&lookup)?,
+            request_head_timeout_ms: REQUEST_HEAD_TIMEOUT_MS.read(&lookup)?,
             shutdown_grace_ms: SHUTDOWN_GRACE_MS.read(&lookup)?,
             ws_max_message_bytes: WS_MAX_MESSAGE_BYTES.read(&lookup)? as usize,
             max_connections_per_node: MAX_CONNECTIONS_PER_NODE.read(&lookup)? as usize,

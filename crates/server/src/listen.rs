@@ -34,8 +34,6 @@ use crate::gateway::Inner;
 use crate::http;
 use crate::sink::CloseReason;
 
-/// How long a new connection may take to send its first request head.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// A first head longer than this is left to hyper (which enforces the header limits).
 const MAX_SNIFF: usize = 8 * 1024;
 /// Most headers parsed here; a request with more goes to hyper.
@@ -75,12 +73,13 @@ pub(crate) async fn serve(inner: Arc<Inner>, app: Router, listener: TcpListener,
 /// One accepted connection: its first head decides who serves it.
 async fn connection(inner: Arc<Inner>, app: Router, hyper: Arc<auto::Builder<TokioExecutor>>, watcher: Watcher, stream: TcpStream) {
     let mut head = Vec::with_capacity(1024);
-    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    let limit = Duration::from_millis(inner.cfg.request_head_timeout_ms);
+    let deadline = tokio::time::Instant::now() + limit;
     let direct = loop {
         match tokio::time::timeout_at(deadline, stream_read(&stream, &mut head)).await {
             Ok(Ok(0)) | Ok(Err(_)) => return,
             Err(_) => {
-                tracing::debug!("no request head within {HEAD_TIMEOUT:?}: connection closed");
+                tracing::debug!("no request head within {limit:?} (REQUEST_HEAD_TIMEOUT_MS): connection closed");
                 return;
             }
             Ok(Ok(_)) => {}

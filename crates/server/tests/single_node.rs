@@ -371,3 +371,24 @@ async fn a_refused_subscription_on_the_bare_socket_gets_a_json_error() {
     let (status, _) = raw_get(&base, "/sse", "").await;
     assert!(status.starts_with("HTTP/1.1 400"), "no topic: {status}");
 }
+
+/// A connection that never sends a complete first request head is closed after
+/// `REQUEST_HEAD_TIMEOUT_MS`; one that does in time is served.
+#[tokio::test]
+async fn a_connection_silent_past_the_head_timeout_is_closed() {
+    let (_gw, base) = serve(&[("REQUEST_HEAD_TIMEOUT_MS", "300")]).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut trickle = TcpStream::connect(&addr).await.unwrap();
+    trickle.write_all(b"GET /sse?topic=slow HTTP/1.1\r\n").await.unwrap();
+    let start = Instant::now();
+    for tcp in [&mut silent, &mut trickle] {
+        let mut buf = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf)).await.expect("closed within 5 s").unwrap_or(0);
+        assert_eq!(n, 0, "closed without an answer");
+    }
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(250) && took < Duration::from_secs(3), "closed after {took:?}");
+    let (status, _) = raw_get(&base, "/healthz", "").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+}
