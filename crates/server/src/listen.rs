@@ -12,26 +12,28 @@
 //! is answered exactly as before.
 
 use std::future::Future;
-use std::io;
+use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use axum::body::Body;
+use axum::response::Response;
 use axum::Router;
 use bytes::{Buf, Bytes};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use sse_core::{frame, routes, GatewayError};
+use sse_core::{frame, routes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::connection::Connection;
 use crate::gateway::Inner;
-use crate::http;
+use crate::http::{self, respond};
 use crate::sink::CloseReason;
 
 /// A first head longer than this is left to hyper (which enforces the header limits).
@@ -180,13 +182,13 @@ async fn sse(inner: &Arc<Inner>, stream: TcpStream, req: SseRequest) {
     let (open, conn) = match opened {
         Ok(ok) => ok,
         Err(e) => {
-            http::count_rejected(inner, "GET", "/sse", &e);
-            let _ = write_all(&stream, None, &error_response(&e)).await;
+            // Counted, logged and answered as the hyper path does.
+            let _ = write_all(&stream, None, &full_response(http::rejected(inner, "GET", "/sse", &e)).await).await;
             return;
         }
     };
-    let mut head = sse_head();
-    chunk_into(&mut head, &[open]);
+    let mut head = response_head(&respond::sse(Body::empty()), "transfer-encoding: chunked");
+    push_chunk(&mut head, &open);
     if write_all(&stream, Some(&conn), &head).await.is_err() {
         return;
     }
@@ -202,13 +204,9 @@ async fn stream_queue(stream: TcpStream, mut conn: Connection) {
             reason = conn.closer.closed() => {
                 // Evicted: closed at once. Otherwise what is queued, then `event: reconnect`.
                 let Some(why) = reason.reconnect_reason() else { return };
-                let mut frames = Vec::new();
-                while let Ok(f) = conn.rx.try_recv() {
-                    frames.push(f);
-                }
-                frames.push(Bytes::from(frame::encode_reconnect(why)));
                 let mut out = Vec::new();
-                chunk_into(&mut out, &frames);
+                conn.rx.drain(usize::MAX, |f| push_chunk(&mut out, &f));
+                push_chunk(&mut out, frame::encode_reconnect(why).as_bytes());
                 out.extend_from_slice(b"0\r\n\r\n");
                 let _ = write_all(&stream, None, &out).await;
                 conn.written();
@@ -216,16 +214,10 @@ async fn stream_queue(stream: TcpStream, mut conn: Connection) {
             }
             first = conn.rx.recv() => {
                 let Some(first) = first else { return };
-                let mut frames = vec![first];
-                while frames.len() < BATCH {
-                    match conn.rx.try_recv() {
-                        Ok(f) => frames.push(f),
-                        Err(_) => break,
-                    }
-                }
-                let mut out = Vec::new();
-                chunk_into(&mut out, &frames);
-                drop(frames);
+                // Every frame already queued goes out in the same write, each its own chunk.
+                let mut out = Vec::with_capacity(first.len() + 16);
+                push_chunk(&mut out, &first);
+                conn.rx.drain(BATCH - 1, |f| push_chunk(&mut out, &f));
                 if write_all(&stream, Some(&conn), &out).await.is_err() {
                     return;
                 }
@@ -287,44 +279,40 @@ async fn write_all(stream: &TcpStream, conn: Option<&Connection>, mut buf: &[u8]
     Ok(())
 }
 
-/// `frames` as one HTTP/1.1 chunk (nothing for no bytes).
-fn chunk_into(out: &mut Vec<u8>, frames: &[Bytes]) {
-    let len: usize = frames.iter().map(Bytes::len).sum();
-    if len == 0 {
+/// Appends `data` as one HTTP/1.1 chunk (nothing for no bytes: an empty chunk ends the body).
+fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    if data.is_empty() {
         return;
     }
-    out.reserve(len + 12);
-    out.extend_from_slice(format!("{len:x}\r\n").as_bytes());
-    for f in frames {
-        out.extend_from_slice(f);
-    }
+    out.reserve(data.len() + 12);
+    let _ = write!(out, "{:x}\r\n", data.len());
+    out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
 
-/// The head of an SSE response (the same headers hyper sends for it).
-fn sse_head() -> Vec<u8> {
+/// The status line and headers of `resp` (built by `respond`, as on the hyper path), plus
+/// `extra`, then the blank line.
+fn response_head(resp: &Response, extra: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-    for (k, v) in routes::SSE_HEADERS {
-        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    let status = resp.status();
+    let _ = write!(out, "HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    for (k, v) in resp.headers() {
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b"transfer-encoding: chunked\r\n\r\n");
+    let _ = write!(out, "{extra}\r\n\r\n");
     out
 }
 
-/// A JSON error answer; the connection is closed after it.
-fn error_response(e: &GatewayError) -> Vec<u8> {
-    let body = e.body();
-    let status = axum::http::StatusCode::from_u16(e.status()).unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
-    let mut out = format!("HTTP/1.1 {} {}\r\n", status.as_u16(), status.canonical_reason().unwrap_or(""));
-    for (k, v) in routes::JSON_HEADERS {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    for (k, v) in e.headers() {
-        out.push_str(&format!("{k}: {v}\r\n"));
-    }
-    out.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len()));
-    out.into_bytes()
+/// A whole response (an error: small, in memory), after which the connection is closed.
+async fn full_response(resp: Response) -> Vec<u8> {
+    let (parts, body) = resp.into_parts();
+    let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let mut out = response_head(&Response::from_parts(parts, Body::empty()), &format!("content-length: {}\r\nconnection: close", body.len()));
+    out.extend_from_slice(&body);
+    out
 }
 
 /// A socket with bytes already read from it put back in front.
@@ -404,19 +392,19 @@ mod tests {
     }
 
     #[test]
-    fn frames_become_one_chunk() {
+    fn frames_become_chunks() {
         let mut out = Vec::new();
-        chunk_into(&mut out, &[Bytes::from_static(b"data: a\n\n"), Bytes::from_static(b": keepalive\n\n")]);
-        assert_eq!(out, b"16\r\ndata: a\n\n: keepalive\n\n\r\n");
-        let mut none = Vec::new();
-        chunk_into(&mut none, &[]);
-        assert!(none.is_empty(), "an empty chunk would end the body");
+        push_chunk(&mut out, b"data: a\n\n");
+        push_chunk(&mut out, b"");
+        push_chunk(&mut out, &[b'x'; 300]);
+        let want = [&b"9\r\ndata: a\n\n\r\n12c\r\n"[..], &[b'x'; 300], b"\r\n"].concat();
+        assert_eq!(out, want, "an empty frame writes no chunk: it would end the body");
     }
 
-    #[test]
-    fn errors_are_json_with_their_headers() {
-        let e = GatewayError::Unavailable { what: "x".into(), retry_after_s: 2 };
-        let text = String::from_utf8(error_response(&e)).unwrap();
+    #[tokio::test]
+    async fn errors_are_json_with_their_headers() {
+        let e = sse_core::GatewayError::Unavailable { what: "x".into(), retry_after_s: 2 };
+        let text = String::from_utf8(full_response(respond::error(&e)).await).unwrap();
         assert!(text.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{text}");
         assert!(text.contains("retry-after: 2\r\n") && text.contains("content-type: application/json\r\n"), "{text}");
         let (_, body) = text.split_once("\r\n\r\n").unwrap();

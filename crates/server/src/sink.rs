@@ -157,6 +157,18 @@ impl Receiver {
         Ok(f)
     }
 
+    /// Hands up to `limit` queued frames to `each`, oldest first, without waiting. Returns how
+    /// many.
+    pub fn drain(&mut self, limit: usize, mut each: impl FnMut(Bytes)) -> usize {
+        let mut st = self.queue.lock();
+        let n = st.frames.len().min(limit);
+        for f in st.frames.drain(..n) {
+            each(f);
+        }
+        shrink(&mut st.frames);
+        n
+    }
+
     /// Closes the queue: frames queued are dropped, senders get [`SendResult::Closed`].
     pub fn close(&mut self) {
         let mut st = self.queue.lock();

@@ -85,17 +85,12 @@ async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> R
 
 /// The answer to a rejected request, counted and logged once (a client error as the core's
 /// `request rejected` line, as the Worker logs it; a server error by [`respond::error`]).
-fn rejected(gw: &Inner, method: &str, path: &str, e: &GatewayError) -> Response {
-    count_rejected(gw, method, path, e);
-    respond::error(e)
-}
-
-/// Counts and logs a rejected request ([`rejected`] without the answer).
-pub(crate) fn count_rejected(gw: &Inner, method: &str, path: &str, e: &GatewayError) {
+pub(crate) fn rejected(gw: &Inner, method: &str, path: &str, e: &GatewayError) -> Response {
     gw.hub.metrics.rejected(e.code());
     if e.status() < 500 {
         crate::log::raw(&sse_core::request::rejected_log_line(method, path, e));
     }
+    respond::error(e)
 }
 
 /// `GET /sse` for a request whose head was parsed outside hyper (crate::listen): the same checks
