@@ -98,9 +98,7 @@ async fn connection(inner: Arc<Inner>, app: Router, hyper: Arc<auto::Builder<Tok
             drop((head, app, hyper, watcher));
             sse(&inner, stream, req).await;
         }
-        // Boxed, like the opening below: the task of every subscriber is as large as the
-        // largest state of this future, and those states are large and short-lived.
-        None => Box::pin(serve_hyper(app, hyper, watcher, Rewind { prefix: Bytes::from(head), inner: stream })).await,
+        None => serve_hyper(app, hyper, watcher, Rewind { prefix: Bytes::from(head), inner: stream }).await,
     }
 }
 
@@ -177,24 +175,28 @@ fn sniff(buf: &[u8]) -> Sniff {
 /// Serves a subscriber on the bare socket: the response head and opening block, then its queue
 /// as chunks until the client goes, the queue overflows, or the gateway closes it.
 async fn sse(inner: &Arc<Inner>, stream: TcpStream, req: SseRequest) {
-    let opened = Box::pin(http::open_sse(inner, &req.headers, &req.query)).await;
+    let opened = http::open_sse(inner, &req.headers, &req.query).await;
     drop(req);
     let (open, conn) = match opened {
         Ok(ok) => ok,
         Err(e) => {
             // Counted, logged and answered as the hyper path does.
-            let _ = write_all(&stream, None, &full_response(http::rejected(inner, "GET", "/sse", &e)).await).await;
+            let answer = full_response(http::rejected(inner, "GET", "/sse", &e)).await;
+            let _ = write_all(&stream, None, &answer).await;
             return;
         }
     };
-    let mut head = response_head(&respond::sse(Body::empty()), "transfer-encoding: chunked");
+    let mut head = Vec::with_capacity(sse_head().len() + open.len() + 12);
+    head.extend_from_slice(sse_head());
     push_chunk(&mut head, &open);
     if write_all(&stream, Some(&conn), &head).await.is_err() {
         return;
     }
     drop(head);
     conn.written();
-    stream_queue(stream, conn).await;
+    // The rest of the connection's life in a task of its own: this one (opening the
+    // subscription, reading the head) is larger, and ends here.
+    tokio::spawn(stream_queue(stream, conn));
 }
 
 async fn stream_queue(stream: TcpStream, mut conn: Connection) {
@@ -304,6 +306,12 @@ fn response_head(resp: &Response, extra: &str) -> Vec<u8> {
     }
     let _ = write!(out, "{extra}\r\n\r\n");
     out
+}
+
+/// The head of every SSE response (`respond::sse`'s headers, chunked), rendered once.
+fn sse_head() -> &'static [u8] {
+    static HEAD: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    HEAD.get_or_init(|| response_head(&respond::sse(Body::empty()), "transfer-encoding: chunked"))
 }
 
 /// A whole response (an error: small, in memory), after which the connection is closed.
