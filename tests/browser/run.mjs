@@ -24,11 +24,11 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { run } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import * as gateways from '../lib/gateways.mjs';
 import { LOGS, healthy, offlineEnv, stopAll, stopGroup } from '../lib/gateways.mjs';
+import { runTestFiles } from '../lib/node-test.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -127,26 +127,9 @@ function firstLine(s) {
   return String(s ?? '').split('\n').map((l) => l.trim()).filter(Boolean).slice(0, 3).join(' | ').slice(0, 400) || 'failed';
 }
 
-async function runTests(files) {
-  const results = [];
-  const stream = run({ files, concurrency: 1, forceExit: true, timeout: 180_000 });
-  for await (const ev of stream) {
-    if (ev.type === 'test:stderr' || ev.type === 'test:stdout') {
-      process.stderr.write(`  [${path.basename(ev.data.file ?? '')}] ${ev.data.message}`);
-      continue;
-    }
-    if (ev.type !== 'test:pass' && ev.type !== 'test:fail') continue;
-    const d = ev.data;
-    if (d.nesting !== 0 || d.details?.type === 'suite') continue;
-    const file = d.file ? path.relative(REPO, d.file) : '';
-    const name = d.name === d.file ? `(file) ${file}` : d.name;
-    const err = d.details?.error;
-    const status = ev.type === 'test:fail' ? 'failed' : d.skip !== undefined ? 'skipped' : 'passed';
-    const reason = status === 'failed' ? firstLine(err?.failureType === 'hookFailed' ? `hook failed: ${err?.cause?.message ?? err?.message}` : err?.cause?.message ?? err?.message) : undefined;
-    console.log(`${status === 'passed' ? 'ok  ' : status === 'failed' ? 'FAIL' : 'SKIP'} ${name}${reason ? `  — ${reason}` : ''}`);
-    results.push({ name, file, status, ...(reason ? { reason } : {}) });
-  }
-  return results;
+/** A failed test's one-line reason (a hook's failure says so). */
+function failureReason(err) {
+  return firstLine(err?.failureType === 'hookFailed' ? `hook failed: ${err?.cause?.message ?? err?.message}` : err?.cause?.message ?? err?.message);
 }
 
 function writeResults({ target, baseUrl, results, setupError, screenshots }) {
@@ -231,7 +214,7 @@ async function main() {
     await checkAdminServed(baseUrl, target);
     Object.assign(process.env, { BROWSER_BASE_URL: baseUrl, BROWSER_TARGET: target, BROWSER_API_KEY: apiKey });
     console.log(`browser: target=${target} base=${baseUrl} files=${files.join(',')}`);
-    results = await runTests(files.map((f) => path.join(HERE, `${f}.test.mjs`)));
+    ({ results } = await runTestFiles(files.map((f) => path.join(HERE, `${f}.test.mjs`)), { timeoutMs: 180_000, reason: failureReason }));
   } catch (e) {
     setupError = e.message;
     console.error(`\nBROWSER TESTS NOT RUN (${target}): ${e.message}\n`);

@@ -24,13 +24,13 @@
 // and openapi.json / .md merge every openapi-<label>.json present. A response with an
 // undocumented status, or that does not match its documentation, fails the run.
 
-import { run } from 'node:test';
 import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import * as gateways from '../lib/gateways.mjs';
 import { RESULTS, healthy, stopAll, stopGroup } from '../lib/gateways.mjs';
+import { runTestFiles } from '../lib/node-test.mjs';
 import { coverage, coverageMarkdown, mergeCoverage, readObservations } from './lib/openapi.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -110,40 +110,6 @@ function rawFailureReason(error) {
   if (error.failureType === 'testTimeoutFailure') return firstLines(error.message);
   if (error.failureType === 'hookFailed') return `hook failed: ${firstLines(cause?.message ?? error.message)}`;
   return firstLines(cause?.message ?? error.message) || 'failed';
-}
-
-async function runTests({ files }) {
-  const results = [];
-  const started = Date.now();
-  const stream = run({ files, concurrency: 1, forceExit: true, timeout: 300_000 });
-  for await (const ev of stream) {
-    if (ev.type === 'test:stderr' || ev.type === 'test:stdout') {
-      process.stderr.write(`  [${path.basename(ev.data.file ?? '')}] ${ev.data.message}`);
-      continue;
-    }
-    if (ev.type !== 'test:pass' && ev.type !== 'test:fail') continue;
-    const d = ev.data;
-    if (d.nesting !== 0 || d.details?.type === 'suite') continue;
-    const file = d.file ? path.relative(REPO, d.file) : '';
-    // a whole-file failure (crash at load) is reported under the file's path
-    const name = d.name === d.file ? `(file) ${file}` : d.name;
-    let status;
-    let reason;
-    if (ev.type === 'test:fail') {
-      status = 'failed';
-      reason = failureReason(d.details?.error);
-    } else if (d.skip !== undefined || d.todo !== undefined) {
-      status = 'skipped';
-      const r = d.skip ?? d.todo;
-      reason = typeof r === 'string' && r ? r : 'skipped';
-    } else {
-      status = 'passed';
-    }
-    const mark = status === 'passed' ? 'ok  ' : status === 'failed' ? 'FAIL' : 'SKIP';
-    console.log(`${mark} ${name}${reason ? `  — ${reason}` : ''}`);
-    results.push({ name, file, status, ...(reason ? { reason } : {}) });
-  }
-  return { results, durationS: Math.round((Date.now() - started) / 1000) };
 }
 
 function writeResults({ target, label = target, vars = {}, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings }) {
@@ -290,7 +256,7 @@ async function main() {
     process.env.E2E_OPENAPI_OBS = obsFile;
     console.log(`e2e: target=${target} base=${baseUrl} heartbeat=${heartbeatMs}ms files=${files.join(',')}`);
     const logOffset = wrangler ? fs.statSync(wrangler.logFile).size : 0;
-    ({ results, durationS } = await runTests({ files: filePaths }));
+    ({ results, durationS } = await runTestFiles(filePaths, { timeoutMs: 300_000, reason: failureReason }));
     if (wrangler) {
       // wrangler dev rebuilds and reloads the Worker when src/ changes under it
       const fd = fs.openSync(wrangler.logFile, 'r');
