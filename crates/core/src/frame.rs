@@ -34,6 +34,21 @@ impl Format {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The name on the wire of internal messages (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Sse => "sse",
+            Format::SseEnvelope => "sse_envelope",
+            Format::Ws => "ws",
+            Format::Tail => "tail",
+        }
+    }
+
+    /// The format named `name` ([`Format::name`]).
+    pub fn from_name(name: &str) -> Option<Format> {
+        Format::ALL.into_iter().find(|f| f.name() == name)
+    }
 }
 
 /// Splits `data` at every `\r\n`, `\r` or `\n`, as an SSE parser does.

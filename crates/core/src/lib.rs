@@ -9,6 +9,8 @@
 //! - [`routes`]: the HTTP surface and its fixed headers.
 //! - [`limits`]: per-API-key publish rate limits (token buckets).
 //! - [`metrics`]: the counts, their Prometheus text and the admin API's JSON.
+//! - [`protocol`]: the topic-object protocol: the drop rule, the publish plan, the internal
+//!   messages (attach, probe, deliver, the owner's answer), connection summaries and resume.
 //! - [`replay`]: retention (`RETENTION`), the replay ring, and the resume algorithm.
 //! - [`auth`], [`config`], [`error`], [`time`].
 
@@ -19,6 +21,7 @@ pub mod frame;
 pub mod limits;
 pub mod metrics;
 pub mod names;
+pub mod protocol;
 pub mod registry;
 pub mod replay;
 pub mod request;

@@ -208,15 +208,6 @@ pub fn encode_gap(topic: &str, last_event_id: &str, reason: GapReason, format: F
     }
 }
 
-/// The frames of a resume on `topic` for a connection in `format`: the replayed events, or the
-/// gap frame. Returns the frames and how many events they replay.
-pub fn resume_frames(topic: &str, entries: &[Retained], last_id: &str, trimmed: bool, format: Format) -> (Vec<String>, usize) {
-    match resume(entries, last_id, trimmed) {
-        Resume::After(rest) => (rest.iter().map(|r| frame::encode(&r.to_event(topic), format)).collect(), rest.len()),
-        Resume::Gap(reason) => (vec![encode_gap(topic, last_id, reason, format)], 0),
-    }
-}
-
 /// One retained topic's events in memory: a ring trimmed by count on every push and by age on
 /// every push and read.
 #[derive(Debug, Clone)]
@@ -276,13 +267,6 @@ impl ReplayBuffer {
     /// Whether an event was ever trimmed.
     pub fn trimmed(&self) -> bool {
         self.trimmed
-    }
-
-    /// The frames resuming after `last_id` (see [`resume_frames`]), after an age trim at `now`.
-    pub fn resume_frames(&mut self, topic: &str, last_id: &str, format: Format, now: u64) -> (Vec<String>, usize) {
-        self.trim(now);
-        let trimmed = self.trimmed;
-        resume_frames(topic, self.entries(), last_id, trimmed, format)
     }
 }
 
@@ -358,9 +342,6 @@ mod tests {
         assert_eq!(resume(&e, "c", false), Resume::After(&[][..]));
         assert_eq!(resume(&e, "zz", false), Resume::Gap(GapReason::UnknownId));
         assert_eq!(resume(&e, "zz", true), Resume::Gap(GapReason::Expired));
-        let (frames, n) = resume_frames("t", &e, "b", false, Format::Sse);
-        assert_eq!(n, 2);
-        assert_eq!(frames, vec!["id: a\ndata: da\n\n".to_string(), "id: c\ndata: dc\n\n".to_string()]);
     }
 
     #[test]

@@ -1,10 +1,6 @@
 //! Requests as the gateway understands them, independent of the HTTP library: the query
 //! string, a subscription, a publish, and the response bodies they produce.
 
-use std::collections::BTreeMap;
-
-use serde::Serialize;
-
 use crate::config::Config;
 use crate::error::{GatewayError, Result};
 use crate::frame::Format;
@@ -171,47 +167,6 @@ pub fn body_text(body: Vec<u8>) -> Result<String> {
     String::from_utf8(body).map_err(|_| GatewayError::UnsupportedBody)
 }
 
-/// What a publish did on one topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TopicResult {
-    /// Handed to this many connections.
-    Delivered(usize),
-    /// Nobody was subscribed.
-    Dropped,
-    /// The topic retains events (`RETENTION`): the event was stored for replay, and handed to
-    /// this many connections (possibly 0: a retained topic keeps events with nobody connected).
-    Retained(usize),
-}
-
-impl TopicResult {
-    /// Combines what several nodes did with one topic's event: counts add up, and the event is
-    /// dropped only if every node dropped it.
-    pub fn merge(self, other: TopicResult) -> TopicResult {
-        match (self, other) {
-            (TopicResult::Retained(a), o) | (o, TopicResult::Retained(a)) => TopicResult::Retained(a + o.delivered()),
-            (TopicResult::Delivered(a), TopicResult::Delivered(b)) => TopicResult::Delivered(a + b),
-            (TopicResult::Delivered(n), TopicResult::Dropped) | (TopicResult::Dropped, TopicResult::Delivered(n)) => TopicResult::Delivered(n),
-            (TopicResult::Dropped, TopicResult::Dropped) => TopicResult::Dropped,
-        }
-    }
-}
-
-impl TopicResult {
-    /// Connections the event was handed to.
-    pub fn delivered(self) -> usize {
-        match self {
-            TopicResult::Delivered(n) | TopicResult::Retained(n) => n,
-            TopicResult::Dropped => 0,
-        }
-    }
-
-    /// The same delivery, on a topic that retained the event.
-    pub fn retained(self) -> TopicResult {
-        TopicResult::Retained(self.delivered())
-    }
-}
-
 /// The query of an admin listing: `limit` (1–500, default 100), `cursor` (empty = none) and,
 /// for connections, `topic`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,36 +191,18 @@ impl ListQuery {
     }
 }
 
-/// The `202` body: `{"id","delivered","topics":{t:{"delivered":n}|{"dropped":"no_subscribers"}}}`.
-pub fn publish_response(id: &str, results: &[(String, TopicResult)]) -> String {
-    let mut topics = BTreeMap::new();
-    let mut total = 0;
-    for (topic, r) in results {
-        let v = match r {
-            TopicResult::Delivered(n) => {
-                total += n;
-                serde_json::json!({"delivered": n})
-            }
-            TopicResult::Dropped => serde_json::json!({"dropped": "no_subscribers"}),
-            TopicResult::Retained(n) => {
-                total += n;
-                serde_json::json!({"delivered": n, "retained": true})
-            }
-        };
-        topics.insert(topic.as_str(), v);
-    }
-    serde_json::json!({"id": id, "delivered": total, "topics": topics}).to_string()
-}
-
-/// The one structured log line for an event dropped on a topic with no subscriber.
-pub fn drop_log_line(topic: &str, id: &str) -> String {
-    serde_json::json!({"level": "info", "msg": "event dropped: no subscribers", "topic": topic, "id": id}).to_string()
-}
-
-/// The one log line for a rejected request. The path is cut and escaped: it is client input.
+/// The one log line for a request answered with an error, whatever the runtime: a client error
+/// or a refusal (4xx, 503: limits, an unreachable dependency) is a `warn` "request rejected"; any
+/// other server error is an `error` "request failed" with its message. The path is cut and
+/// escaped: it is client input.
 pub fn rejected_log_line(method: &str, path: &str, e: &GatewayError) -> String {
     let path: String = path.chars().take(200).collect();
-    serde_json::json!({"level": "warn", "msg": "request rejected", "method": method, "path": path, "status": e.status(), "code": e.code()}).to_string()
+    let (level, msg) = if e.status() < 500 || e.status() == 503 { ("warn", "request rejected") } else { ("error", "request failed") };
+    let mut v = serde_json::json!({"level": level, "msg": msg, "method": method, "path": path, "status": e.status(), "code": e.code()});
+    if level == "error" {
+        v["error"] = e.to_string().into();
+    }
+    v.to_string()
 }
 
 #[cfg(test)]
@@ -329,19 +266,6 @@ mod tests {
     }
 
     #[test]
-    fn results_merge_across_nodes() {
-        assert_eq!(TopicResult::Retained(2).merge(TopicResult::Delivered(3)), TopicResult::Retained(5));
-        assert_eq!(TopicResult::Dropped.merge(TopicResult::Retained(0)), TopicResult::Retained(0));
-        let body: serde_json::Value = serde_json::from_str(&publish_response("e", &[("r".into(), TopicResult::Retained(0))])).unwrap();
-        assert_eq!(body["topics"]["r"], serde_json::json!({"delivered": 0, "retained": true}));
-        use TopicResult::*;
-        assert_eq!(Delivered(2).merge(Delivered(3)), Delivered(5));
-        assert_eq!(Dropped.merge(Delivered(0)), Delivered(0));
-        assert_eq!(Delivered(1).merge(Dropped), Delivered(1));
-        assert_eq!(Dropped.merge(Dropped), Dropped);
-    }
-
-    #[test]
     fn list_query() {
         let q = ListQuery::parse(&Query::parse("limit=5&cursor=&topic=a").unwrap()).unwrap();
         assert_eq!(q, ListQuery { limit: 5, cursor: None, topic: Some("a".into()) });
@@ -351,12 +275,13 @@ mod tests {
     }
 
     #[test]
-    fn response_body() {
-        let body = publish_response("e1", &[("b".into(), TopicResult::Dropped), ("a".into(), TopicResult::Delivered(3))]);
-        assert_eq!(body, r#"{"delivered":3,"id":"e1","topics":{"a":{"delivered":3},"b":{"dropped":"no_subscribers"}}}"#);
+    fn rejected_log_line_is_one_line() {
         let line = rejected_log_line("GET", "/x\n", &GatewayError::NotFound);
         assert!(!line.contains('\n') && line.contains("\"code\":\"not_found\""), "{line}");
-        let v: serde_json::Value = serde_json::from_str(&drop_log_line("t", "e")).unwrap();
-        assert_eq!((v["topic"].as_str(), v["id"].as_str()), (Some("t"), Some("e")));
+        assert!(line.contains("\"level\":\"warn\""));
+        let busy = rejected_log_line("GET", "/sse", &GatewayError::ConnectionLimit("full".into()));
+        assert!(busy.contains("\"level\":\"warn\"") && busy.contains("\"status\":503"), "{busy}");
+        let failed = rejected_log_line("POST", "/publish", &GatewayError::Internal("storage".into()));
+        assert!(failed.contains("\"level\":\"error\"") && failed.contains("internal error: storage"), "{failed}");
     }
 }

@@ -17,6 +17,21 @@ pub enum Transport {
     Ws,
 }
 
+impl Transport {
+    /// The name on the wire of internal messages (as serde writes it).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Sse => "sse",
+            Transport::Ws => "ws",
+        }
+    }
+
+    /// The transport named `name` ([`Transport::name`]).
+    pub fn from_name(name: &str) -> Option<Transport> {
+        [Transport::Sse, Transport::Ws].into_iter().find(|t| t.name() == name)
+    }
+}
+
 /// What the runtime knows of a connection when it attaches it to a topic.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnInfo {
