@@ -103,15 +103,6 @@ impl Counts {
         self.evictions = self.evictions.saturating_add(o.evictions);
         self.replayed = self.replayed.saturating_add(o.replayed);
     }
-
-    /// Counts one topic's publish by what it did there.
-    pub fn published(&mut self, r: crate::protocol::TopicResult) {
-        self.publishes += 1;
-        self.deliveries += r.delivered() as u64;
-        if r == crate::protocol::TopicResult::Dropped {
-            self.drops += 1;
-        }
-    }
 }
 
 /// A snapshot of the counts of one node (native) or one deployment (Cloudflare).

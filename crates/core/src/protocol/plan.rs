@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
+use crate::metrics::Counts;
 use crate::protocol::drop_rule;
 
 /// What a publish did on one topic.
@@ -59,6 +60,17 @@ impl TopicResult {
             (c, true) => TopicResult::Retained(c.unwrap_or(0)),
             (Some(n), false) => TopicResult::Delivered(n),
             (None, false) => TopicResult::Dropped,
+        }
+    }
+}
+
+impl Counts {
+    /// Counts one topic's publish by what it did there.
+    pub fn published(&mut self, r: TopicResult) {
+        self.publishes += 1;
+        self.deliveries += r.delivered() as u64;
+        if r == TopicResult::Dropped {
+            self.drops += 1;
         }
     }
 }
