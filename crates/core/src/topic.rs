@@ -208,19 +208,27 @@ impl<S: Sink> TopicState<S> {
     /// [`TopicState::publish`] of an event with its per-topic retention sequence (if retained):
     /// connections still resuming hold it, resumed ones skip it if it was in their replay.
     pub fn publish_seq(&mut self, ev: &Event, seq: Option<u64>) -> Outcome {
+        self.publish_framed(ev, seq, S::Frame::from)
+    }
+
+    /// [`TopicState::publish_seq`] building each of its frames with `make` (from the encoded
+    /// text): a runtime's frame may carry more than the text, e.g. when the publish was handed
+    /// over, for a publish→write latency measure. Keepalives and tail notices are not built
+    /// with it.
+    pub fn publish_framed(&mut self, ev: &Event, seq: Option<u64>, make: impl Fn(String) -> S::Frame) -> Outcome {
         if !self.is_live() {
             self.notify_dropped(&ev.id, ev.ts);
             return Outcome::Dropped;
         }
         let frames: [Option<S::Frame>; 4] = Format::ALL.map(|f| {
-            (self.per_format[f.index()] > 0).then(|| S::Frame::from(frame::encode(ev, f)))
+            (self.per_format[f.index()] > 0).then(|| make(frame::encode(ev, f)))
         });
         let mut count = 0;
         let mut removed = Vec::new();
         for conn in self.conns.values_mut() {
             if let Some(r) = self.resuming.get_mut(&conn.info.id) {
                 if let Some(held) = &mut r.held {
-                    held.push((seq, S::Frame::from(frame::encode(ev, conn.info.format))));
+                    held.push((seq, make(frame::encode(ev, conn.info.format))));
                     conn.events_sent += 1;
                     count += 1;
                     continue;
@@ -334,6 +342,26 @@ mod tests {
 
     fn event(id: &str) -> Event {
         Event { topic: "t".into(), id: id.into(), event: None, data: "d".into(), ts: 1 }
+    }
+
+    #[test]
+    fn a_framed_publish_builds_its_frames_and_nothing_else() {
+        let (s, tail) = (sink(100), sink(100));
+        let mut t = TopicState::new("t", 10);
+        for (id, format, sink) in [("s", Format::Sse, &s), ("tl", Format::Tail, &tail)] {
+            t.attach(info(id, format), sink.clone()).unwrap();
+        }
+        let built = RefCell::new(0);
+        let make = |text: String| {
+            *built.borrow_mut() += 1;
+            Rc::<str>::from(format!("#{text}"))
+        };
+        assert!(matches!(t.publish_framed(&event("e1"), None, make), Outcome::Delivered { count: 1, .. }));
+        assert_eq!(*built.borrow(), 2, "once per format in use");
+        assert!(s.frames.borrow()[0].starts_with("#id: e1"));
+        assert!(tail.frames.borrow()[0].starts_with('#'));
+        t.keepalive();
+        assert!(!s.frames.borrow()[1].starts_with('#'), "a keepalive is not built by it");
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //!
 //! Needs `redis-server` (bash scripts/setup.sh --with-redis).
 
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +19,7 @@ use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sse_gateway_server::testing::RedisServer;
+use redis_server::RedisServer;
 
 const EVENTS: usize = 1_000;
 const CONCURRENCY: usize = 32;

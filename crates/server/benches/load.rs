@@ -11,6 +11,9 @@
 //!
 //! Writes benchmark-results/native-load.json and .md.
 
+#[path = "../tests/support/redis_server.rs"]
+mod redis_server;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,7 +43,7 @@ impl Drop for Server {
 fn start_server() -> Server {
     let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/release/sse-gateway");
     assert!(bin.exists(), "{} missing: run scripts/build-server.sh (bash scripts/bench-native.sh does)", bin.display());
-    let port = sse_gateway_server::testing::free_port().unwrap();
+    let port = redis_server::free_port().unwrap();
     let child = Command::new(bin)
         .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
         .env("API_KEYS", KEY)

@@ -13,14 +13,16 @@ use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sse_core::frame::{Event, Format};
-use sse_core::replay::{self, ReplayBuffer, Retained, Retention};
+use sse_core::protocol::conn::{self, Removals, Resumed, Resumer};
 use sse_core::registry::ConnSummary;
-use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, TopicState};
+use sse_core::replay::{ReplayBuffer, Retained, Retention};
+use sse_core::topic::{ConnInfo, Outcome, Removed, TopicState};
 use sse_core::GatewayError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::metrics::Metrics;
-use crate::sink::{CloseReason, QueueSink};
+use crate::clock;
+use crate::metrics::{self, Metrics};
+use crate::sink::{CloseReason, Frame, QueueSink};
 
 const SHARDS: usize = 64;
 
@@ -72,19 +74,41 @@ pub struct Hub {
     hasher: RandomState,
     max_per_topic: usize,
     changes: mpsc::UnboundedSender<Change>,
+    admission: Admission,
+    retained: RetainedTopics,
+    counters: Counters,
+    /// This node's counters (`/metrics`, `/admin/api/stats`).
+    pub metrics: Metrics,
+}
+
+/// Whether new connections are let in.
+#[derive(Default)]
+struct Admission {
+    /// Shutting down.
     closed: AtomicBool,
     /// Cut off from the cluster (no Redis for nearly a node TTL): nothing new is attached.
     isolated: AtomicBool,
+}
+
+/// The hub's own counts, since start.
+#[derive(Default)]
+struct Counters {
     evicted: AtomicU64,
     replayed: AtomicU64,
-    /// Which topics are retained (in rings here, or in Redis Streams when `streams`).
-    retention: Retention,
-    /// Whether retained events live elsewhere (native cluster: Redis Streams): then this hub
-    /// keeps no ring, and a resuming connection is held until its snapshot is read.
-    streams: bool,
-    rings: Box<[Mutex<Rings>]>,
-    /// This node's counters (`/metrics`, `/admin/api/stats`).
-    pub metrics: Metrics,
+}
+
+/// Which topics are retained, and where their events are kept.
+struct RetainedTopics {
+    which: Retention,
+    store: Store,
+}
+
+enum Store {
+    /// Single node: an in-memory replay ring per retained topic, sharded like the topics.
+    Rings(Box<[Mutex<Rings>]>),
+    /// Native cluster: shared storage (Redis Streams); this hub keeps no ring, and a resuming
+    /// connection is held until its snapshot is read ([`Hub::finish_resume`]).
+    Streams,
 }
 
 /// A retained topic's events as read from shared storage for one resume.
@@ -102,20 +126,14 @@ impl Hub {
     /// A hub and the receiving end of its changes.
     pub fn new(max_per_topic: usize) -> (Hub, mpsc::UnboundedReceiver<Change>) {
         let (changes, rx) = mpsc::unbounded_channel();
-        let shards = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
-        let rings = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
         let hub = Hub {
-            shards,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
             max_per_topic,
             changes,
-            closed: AtomicBool::new(false),
-            isolated: AtomicBool::new(false),
-            evicted: AtomicU64::new(0),
-            replayed: AtomicU64::new(0),
-            retention: Retention::none(),
-            streams: false,
-            rings,
+            admission: Admission::default(),
+            retained: RetainedTopics { which: Retention::none(), store: Store::Streams },
+            counters: Counters::default(),
             metrics: Metrics::new(),
         };
         (hub, rx)
@@ -123,41 +141,45 @@ impl Hub {
 
     /// Keeps an in-memory replay ring for the topics `retention` names (single node).
     pub fn with_retention(mut self, retention: Retention) -> Self {
-        self.retention = retention;
+        let rings = (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect();
+        self.retained = RetainedTopics { which: retention, store: Store::Rings(rings) };
         self
     }
 
     /// Knows which topics are retained, but their events live in shared storage (native
     /// cluster: Redis Streams), not in rings here.
     pub fn with_stream_retention(mut self, retention: Retention) -> Self {
-        self.retention = retention;
-        self.streams = true;
+        self.retained = RetainedTopics { which: retention, store: Store::Streams };
         self
     }
 
     /// The retention window of `topic`, if it is retained.
     pub fn window(&self, topic: &str) -> Option<sse_core::replay::Window> {
-        self.retention.window(topic)
+        self.retained.which.window(topic)
     }
 
     /// Whether a connection resuming on `topic` needs its snapshot read from shared storage
     /// ([`Hub::finish_resume`]) after it is attached.
     pub fn resumes_from_stream(&self, topic: &str) -> bool {
-        self.streams && self.retains(topic)
+        matches!(self.retained.store, Store::Streams) && self.retains(topic)
     }
 
     /// Whether `topic` is retained (here or in shared storage).
     pub fn retains(&self, topic: &str) -> bool {
-        self.retention.window(topic).is_some()
+        self.window(topic).is_some()
     }
 
     fn index(&self, topic: &str) -> usize {
         (self.hasher.hash_one(topic) as usize) % self.shards.len()
     }
 
-    /// Always taken after the topic's shard (same order everywhere: no deadlock).
-    fn rings(&self, topic: &str) -> MutexGuard<'_, Rings> {
-        self.rings[self.index(topic)].lock().unwrap_or_else(|p| p.into_inner())
+    /// The rings of `topic`'s shard, when retained events are kept here. Always taken after
+    /// the topic's shard (same order everywhere: no deadlock).
+    fn rings(&self, topic: &str) -> Option<MutexGuard<'_, Rings>> {
+        match &self.retained.store {
+            Store::Rings(rings) => Some(rings[self.index(topic)].lock().unwrap_or_else(|p| p.into_inner())),
+            Store::Streams => None,
+        }
     }
 
     fn shard(&self, topic: &str) -> MutexGuard<'_, Topics> {
@@ -183,10 +205,10 @@ impl Hub {
     /// happen under the topic's lock, which every publish of the topic also takes, so each event
     /// is either in the replay or in the queue, never both and never neither.
     pub fn attach_resume(&self, topic: &str, info: ConnInfo, sink: QueueSink, last_id: Option<&str>, now: u64) -> Result<(oneshot::Receiver<()>, Vec<Bytes>), GatewayError> {
-        if self.closed.load(Ordering::Acquire) {
+        if self.admission.closed.load(Ordering::Acquire) {
             return Err(GatewayError::ConnectionLimit("this node is shutting down".into()));
         }
-        if self.isolated.load(Ordering::Acquire) {
+        if self.admission.isolated.load(Ordering::Acquire) {
             return Err(GatewayError::Unavailable { what: "this node (cut off from the cluster's Redis)".into(), retry_after_s: 2 });
         }
         let (ack, done) = oneshot::channel();
@@ -201,12 +223,12 @@ impl Hub {
             return Err(e);
         }
         let mut replay = Vec::new();
-        if let (Some(last_id), Some(window), false) = (last_id, self.retention.window(topic), self.streams) {
-            let mut rings = self.rings(topic);
+        if let (Some(last_id), Some(window), Some(mut rings)) = (last_id, self.window(topic), self.rings(topic)) {
             let ring = rings.entry(topic.to_string()).or_insert_with(|| ReplayBuffer::new(window));
-            let (frames, n) = ring.resume_frames(topic, last_id, info.format, now);
-            self.replayed.fetch_add(n as u64, Ordering::Relaxed);
-            replay = frames.into_iter().map(Bytes::from).collect();
+            ring.trim(now);
+            let (trimmed, last_seq) = (ring.trimmed(), ring.last_seq());
+            let resumed = resumer(topic, last_id, &info).from_snapshot(ring.entries(), trimmed, last_seq);
+            replay = self.replayed(resumed).0;
         }
         drop(topics);
         self.report(Change::Attached { topic: topic.to_string(), info, ack: Some(ack) });
@@ -222,19 +244,21 @@ impl Hub {
     pub fn finish_resume(&self, topic: &str, conn_id: &str, last_id: &str, snapshot: Option<Snapshot>) -> Vec<Bytes> {
         let mut topics = self.shard(topic);
         let Some(state) = topics.get_mut(topic) else { return Vec::new() };
-        let Some(format) = state.get(conn_id).map(|c| c.info.format) else { return Vec::new() };
-        let (mut frames, floor) = match &snapshot {
-            Some(snap) => match replay::resume(&snap.entries, last_id, snap.trimmed) {
-                replay::Resume::After(rest) => {
-                    self.replayed.fetch_add(rest.len() as u64, Ordering::Relaxed);
-                    (rest.iter().map(|r| Bytes::from(sse_core::frame::encode(&r.to_event(topic), format))).collect::<Vec<_>>(), snap.last_seq)
-                }
-                replay::Resume::Gap(reason) => (vec![Bytes::from(replay::encode_gap(topic, last_id, reason, format))], 0),
-            },
-            None => (vec![Bytes::from(replay::encode_gap(topic, last_id, replay::GapReason::Expired, format))], 0),
+        let Some(info) = state.get(conn_id).map(|c| c.info.clone()) else { return Vec::new() };
+        let resumer = resumer(topic, last_id, &info);
+        let resumed = match &snapshot {
+            Some(snap) => resumer.from_snapshot(&snap.entries, snap.trimmed, snap.last_seq),
+            None => resumer.unreadable(),
         };
-        frames.extend(state.finish_resume(conn_id, floor));
+        let (mut frames, floor) = self.replayed(resumed);
+        frames.extend(state.finish_resume(conn_id, floor).into_iter().map(|f| f.bytes));
         frames
+    }
+
+    /// Counts a resume's replayed events; its frames and floor.
+    fn replayed(&self, resumed: Resumed) -> (Vec<Bytes>, u64) {
+        self.counters.replayed.fetch_add(resumed.replayed as u64, Ordering::Relaxed);
+        (resumed.frames.into_iter().map(Bytes::from).collect(), resumed.floor)
     }
 
     /// Detaches a connection from `topic`; the topic goes with its last connection.
@@ -268,55 +292,64 @@ impl Hub {
         }
     }
 
-    /// Publishes to this node's connections of `ev.topic`: encoded once per format in use.
+    /// A single node's publish: the event is retained in the topic's ring (if the topic is
+    /// retained), then handed to this node's connections of `ev.topic`, encoded once per format
+    /// in use. `Dropped`: nobody subscribes here (the tails were told).
     pub fn publish(&self, ev: &Event) -> Outcome {
-        self.publish_with(ev, false, None)
-    }
-
-    /// A publish whose topic is live somewhere in the cluster: delivered to this node's
-    /// subscribers if it has any; if it holds only tails, they are told it was published
-    /// (not dropped). `Dropped` means this node delivered it to nobody.
-    pub fn publish_in_cluster(&self, ev: &Event) -> Outcome {
-        self.publish_with(ev, true, None)
-    }
-
-    /// [`Hub::publish_in_cluster`] of an event stored in shared retention storage with per-topic
-    /// sequence `seq` (resuming connections use it to avoid duplicates).
-    pub fn publish_in_cluster_seq(&self, ev: &Event, seq: Option<u64>) -> Outcome {
-        self.publish_with(ev, true, seq)
-    }
-
-    fn publish_with(&self, ev: &Event, live_elsewhere: bool, seq: Option<u64>) -> Outcome {
         let mut topics = self.shard(&ev.topic);
-        if !live_elsewhere && !self.streams {
-            if let Some(window) = self.retention.window(&ev.topic) {
-                let mut rings = self.rings(&ev.topic);
-                rings.entry(ev.topic.clone()).or_insert_with(|| ReplayBuffer::new(window)).push(ev, crate::clock::now_ms());
-            }
+        if let (Some(window), Some(mut rings)) = (self.window(&ev.topic), self.rings(&ev.topic)) {
+            rings.entry(ev.topic.clone()).or_insert_with(|| ReplayBuffer::new(window)).push(ev, clock::now_ms());
         }
         let Some(state) = topics.get_mut(&ev.topic) else { return Outcome::Dropped };
-        if live_elsewhere && !state.is_live() {
-            state.notify_published(ev);
-            return Outcome::Dropped;
-        }
-        let outcome = crate::metrics::with_publish_stamp(|| state.publish_seq(ev, seq));
-        if let Outcome::Delivered { removed, count } = &outcome {
-            self.metrics.delivered(*count);
-            self.removed(&ev.topic, removed);
-        }
+        let outcome = self.fan_out(state, ev, None);
         if state.is_empty() {
             topics.remove(&ev.topic);
         }
         outcome
     }
 
+    /// A cluster's delivery of an event whose topic is live somewhere in the cluster (its
+    /// retention, if any, is in shared storage, with per-topic sequence `seq`: resuming
+    /// connections use it to avoid duplicates). Handed to this node's subscribers if it has
+    /// any; if it holds only tails, they are told it was published (not dropped). `Dropped`
+    /// means this node delivered it to nobody.
+    pub fn deliver(&self, ev: &Event, seq: Option<u64>) -> Outcome {
+        let mut topics = self.shard(&ev.topic);
+        let Some(state) = topics.get_mut(&ev.topic) else { return Outcome::Dropped };
+        if !state.is_live() {
+            state.notify_published(ev);
+            return Outcome::Dropped;
+        }
+        let outcome = self.fan_out(state, ev, seq);
+        if state.is_empty() {
+            topics.remove(&ev.topic);
+        }
+        outcome
+    }
+
+    /// Hands `ev` to a topic's connections, its frames stamped with the hand-over time (the
+    /// start of the publish→write latency).
+    fn fan_out(&self, state: &mut TopicState<QueueSink>, ev: &Event, seq: Option<u64>) -> Outcome {
+        let at = metrics::mono_ns();
+        let outcome = state.publish_framed(ev, seq, |text| Frame::published(text, at));
+        if let Outcome::Delivered { removed, count } = &outcome {
+            self.metrics.delivered(*count);
+            self.removed(&ev.topic, removed);
+        }
+        outcome
+    }
+
     fn removed(&self, topic: &str, removed: &[Removed]) {
-        for r in removed {
-            if r.reason == SendResult::Full {
-                self.evicted.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(topic, connection = %r.id, "slow consumer evicted: its queue was full");
-            }
-            self.report(Change::Detached { topic: topic.to_string(), id: r.id.clone() });
+        if removed.is_empty() {
+            return;
+        }
+        let r = Removals::of(topic, removed);
+        self.counters.evicted.fetch_add(r.evicted, Ordering::Relaxed);
+        for line in &r.log {
+            crate::log::raw(line);
+        }
+        for id in r.detached {
+            self.report(Change::Detached { topic: topic.to_string(), id });
         }
     }
 
@@ -324,8 +357,8 @@ impl Hub {
     /// gone, then reports every topic as it is now ([`Change::Snapshot`], then
     /// [`Change::SnapshotDone`]), in order with the other changes.
     pub fn heartbeat(&self) {
-        let now = crate::clock::now_ms();
-        for (shard, rings) in self.shards.iter().zip(self.rings.iter()) {
+        let now = clock::now_ms();
+        for (i, shard) in self.shards.iter().enumerate() {
             let mut topics = shard.lock().unwrap_or_else(|p| p.into_inner());
             topics.retain(|topic, state| {
                 let removed = state.keepalive();
@@ -336,11 +369,13 @@ impl Hub {
                 self.report(Change::Snapshot(snapshot(topic, state)));
             }
             // Rings age out even when nobody publishes; an emptied ring is forgotten.
-            let mut rings = rings.lock().unwrap_or_else(|p| p.into_inner());
-            rings.retain(|_, r| {
-                r.trim(now);
-                !r.is_empty()
-            });
+            if let Store::Rings(rings) = &self.retained.store {
+                let mut rings = rings[i].lock().unwrap_or_else(|p| p.into_inner());
+                rings.retain(|_, r| {
+                    r.trim(now);
+                    !r.is_empty()
+                });
+            }
         }
         self.report(Change::SnapshotDone);
     }
@@ -348,7 +383,7 @@ impl Hub {
     /// Stops accepting connections and asks every connection to close (they send their last
     /// frame and end; their guards detach them).
     pub fn close_all(&self, reason: CloseReason) {
-        self.closed.store(true, Ordering::Release);
+        self.admission.closed.store(true, Ordering::Release);
         self.close_connections(reason);
     }
 
@@ -356,7 +391,7 @@ impl Hub {
     /// elsewhere and closed, and new ones are refused (503 `unavailable`) until this is called
     /// with `false`. Returns how many subscriptions were closed.
     pub fn set_isolated(&self, isolated: bool) -> usize {
-        self.isolated.store(isolated, Ordering::Release);
+        self.admission.isolated.store(isolated, Ordering::Release);
         if isolated {
             self.close_connections(CloseReason::Isolated)
         } else {
@@ -365,7 +400,7 @@ impl Hub {
     }
 
     pub fn is_isolated(&self) -> bool {
-        self.isolated.load(Ordering::Acquire)
+        self.admission.isolated.load(Ordering::Acquire)
     }
 
     fn close_connections(&self, reason: CloseReason) -> usize {
@@ -383,32 +418,30 @@ impl Hub {
     }
 
     pub fn stats(&self) -> HubStats {
-        let mut s = HubStats { evicted: self.evicted.load(Ordering::Relaxed), replayed: self.replayed.load(Ordering::Relaxed), ..Default::default() };
-        for (shard, rings) in self.shards.iter().zip(self.rings.iter()) {
+        let mut s = HubStats { evicted: self.counters.evicted.load(Ordering::Relaxed), replayed: self.counters.replayed.load(Ordering::Relaxed), ..Default::default() };
+        for shard in self.shards.iter() {
             let topics = shard.lock().unwrap_or_else(|p| p.into_inner());
             s.topics += topics.len();
             s.subscriptions += topics.values().map(|t| t.subscriber_count()).sum::<usize>();
-            drop(topics);
-            let rings = rings.lock().unwrap_or_else(|p| p.into_inner());
-            s.retained_topics += rings.len();
-            s.retained_events += rings.values().map(|r| r.len()).sum::<usize>();
+        }
+        if let Store::Rings(rings) = &self.retained.store {
+            for rings in rings.iter() {
+                let rings = rings.lock().unwrap_or_else(|p| p.into_inner());
+                s.retained_topics += rings.len();
+                s.retained_events += rings.values().map(|r| r.len()).sum::<usize>();
+            }
         }
         s
     }
 }
 
 fn snapshot(topic: &str, state: &TopicState<QueueSink>) -> TopicSnapshot {
-    let conns = state
-        .subscribers()
-        .map(|c| ConnSummary {
-            id: c.info.id.clone(),
-            transport: c.info.transport,
-            connected_at: c.info.connected_at,
-            node: c.info.node.clone(),
-            events_sent: c.events_sent,
-        })
-        .collect();
-    TopicSnapshot { topic: topic.to_string(), conns, tails: state.tail_count() }
+    TopicSnapshot { topic: topic.to_string(), conns: conn::summaries(state), tails: state.tail_count() }
+}
+
+/// A resume on `topic` after `last_id` for the connection `info`.
+fn resumer<'a>(topic: &'a str, last_id: &'a str, info: &ConnInfo) -> Resumer<'a> {
+    Resumer { topic, last_id, format: info.format, transport: info.transport }
 }
 
 /// Builds a [`ConnInfo`] for tests and for the gateway.

@@ -27,14 +27,14 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
-use sse_core::{frame, routes};
+use sse_core::routes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::connection::Connection;
-use crate::gateway::Inner;
 use crate::http::{self, respond};
 use crate::sink::CloseReason;
+use crate::state::GatewayState;
+use crate::subscriber::{Connection, SseWrite};
 
 /// A first head longer than this is left to hyper (which enforces the header limits).
 const MAX_SNIFF: usize = 8 * 1024;
@@ -43,7 +43,7 @@ const MAX_HEADERS: usize = 48;
 
 /// Serves `app` on `listener` until `signal` completes, then closes every subscriber with
 /// `event: reconnect` and waits (at most `grace`) for the hyper connections to finish.
-pub(crate) async fn serve(inner: Arc<Inner>, app: Router, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static, grace: Duration) -> io::Result<()> {
+pub(crate) async fn serve(inner: Arc<GatewayState>, app: Router, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static, grace: Duration) -> io::Result<()> {
     let hyper = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(signal);
@@ -73,7 +73,7 @@ pub(crate) async fn serve(inner: Arc<Inner>, app: Router, listener: TcpListener,
 }
 
 /// One accepted connection: its first head decides who serves it.
-async fn connection(inner: Arc<Inner>, app: Router, hyper: Arc<auto::Builder<TokioExecutor>>, watcher: Watcher, stream: TcpStream) {
+async fn connection(inner: Arc<GatewayState>, app: Router, hyper: Arc<auto::Builder<TokioExecutor>>, watcher: Watcher, stream: TcpStream) {
     let mut head = Vec::with_capacity(1024);
     let limit = Duration::from_millis(inner.cfg.request_head_timeout_ms);
     let deadline = tokio::time::Instant::now() + limit;
@@ -174,7 +174,7 @@ fn sniff(buf: &[u8]) -> Sniff {
 
 /// Serves a subscriber on the bare socket: the response head and opening block, then its queue
 /// as chunks until the client goes, the queue overflows, or the gateway closes it.
-async fn sse(inner: &Arc<Inner>, stream: TcpStream, req: SseRequest) {
+async fn sse(inner: &Arc<GatewayState>, stream: TcpStream, req: SseRequest) {
     let opened = http::open_sse(inner, &req.headers, &req.query).await;
     drop(req);
     let (open, conn) = match opened {
@@ -201,30 +201,25 @@ async fn sse(inner: &Arc<Inner>, stream: TcpStream, req: SseRequest) {
 
 async fn stream_queue(stream: TcpStream, mut conn: Connection) {
     loop {
+        // Every frame already queued goes out in the same write, each its own chunk.
+        let mut out = Vec::new();
         tokio::select! {
             biased;
-            reason = conn.closer.closed() => {
-                // Evicted: closed at once. Otherwise what is queued, then `event: reconnect`.
-                let Some(why) = reason.reconnect_reason() else { return };
-                let mut out = Vec::new();
-                conn.rx.drain(usize::MAX, |f| push_chunk(&mut out, &f));
-                push_chunk(&mut out, frame::encode_reconnect(why).as_bytes());
-                out.extend_from_slice(b"0\r\n\r\n");
-                let _ = write_all(&stream, None, &out).await;
-                conn.written();
-                return;
-            }
-            first = conn.rx.recv() => {
-                let Some(first) = first else { return };
-                // Every frame already queued goes out in the same write, each its own chunk.
-                let mut out = Vec::with_capacity(first.len() + 16);
-                push_chunk(&mut out, &first);
-                conn.rx.drain(BATCH - 1, |f| push_chunk(&mut out, &f));
-                if write_all(&stream, Some(&conn), &out).await.is_err() {
+            next = conn.next_sse_write(|f| push_chunk(&mut out, &f)) => match next {
+                SseWrite::End => return,
+                SseWrite::Frames => {
+                    if write_all(&stream, Some(&conn), &out).await.is_err() {
+                        return;
+                    }
+                    conn.written();
+                }
+                SseWrite::Last => {
+                    out.extend_from_slice(b"0\r\n\r\n");
+                    let _ = write_all(&stream, None, &out).await;
+                    conn.written();
                     return;
                 }
-                conn.written();
-            }
+            },
             ready = stream.readable() => {
                 if ready.is_err() || client_gone(&stream) {
                     return;
@@ -233,9 +228,6 @@ async fn stream_queue(stream: TcpStream, mut conn: Connection) {
         }
     }
 }
-
-/// Most frames taken from the queue for one write.
-const BATCH: usize = 512;
 
 /// After the head, a subscriber sends nothing: read and discard whatever comes; `true` once the
 /// client has closed its side (or the socket failed).

@@ -3,18 +3,17 @@
 //! service gets.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use sse_core::frame::Event;
-use sse_core::registry::{ConnSummary, ConnectionView, Page, Registry, RegistryUpdate, TopicView};
-use sse_core::request::{self, ListQuery, TopicResult};
-use sse_core::frame::Format;
+use sse_core::frame::{Event, Format};
+use sse_core::protocol::{drop_rule, TopicResult};
+use sse_core::registry::{ConnectionView, Page, Registry, RegistryUpdate, TopicView};
+use sse_core::request::ListQuery;
 use sse_core::GatewayError;
 use tokio::sync::mpsc;
 
+use crate::clock;
 use crate::hub::{Change, Hub};
-use crate::objects::{local_result_retained, BoxFuture, Namespace, Probe};
-use crate::{clock, log};
+use crate::objects::{delivered, BoxFuture, Namespace, Probe};
 
 pub struct MemoryNamespace {
     hub: Arc<Hub>,
@@ -23,12 +22,12 @@ pub struct MemoryNamespace {
 }
 
 impl MemoryNamespace {
-    /// Takes the hub and its change feed; spawns the task that records changes.
-    pub fn new(hub: Arc<Hub>, changes: mpsc::UnboundedReceiver<Change>, heartbeat_ms: u64) -> Self {
+    /// Takes the hub and its change feed; spawns the task that records changes. `lease_ms`:
+    /// how long a listed connection lives without a heartbeat (`Config::registry_lease_ms`).
+    pub fn new(hub: Arc<Hub>, changes: mpsc::UnboundedReceiver<Change>, lease_ms: u64) -> Self {
         let registry = Arc::new(Mutex::new(Registry::new()));
         tokio::spawn(record(changes, registry.clone()));
-        // Three heartbeats, as on Cloudflare: a missed detach heals by itself.
-        Self { hub, registry, lease_ms: heartbeat_ms.saturating_mul(3).max(Duration::from_secs(1).as_millis() as u64) }
+        Self { hub, registry, lease_ms }
     }
 
     fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
@@ -48,8 +47,7 @@ async fn record(mut changes: mpsc::UnboundedReceiver<Change>, registry: Arc<Mute
                 match change {
                     Change::Attached { topic, info, ack } => {
                         if info.format != Format::Tail {
-                            let conn = ConnSummary { id: info.id, transport: info.transport, connected_at: info.connected_at, node: info.node, events_sent: 0 };
-                            reg.apply(RegistryUpdate::Attach { topic, conn }, now);
+                            reg.apply(RegistryUpdate::Attach { topic, conn: info.summary(0) }, now);
                         }
                         acks.extend(ack);
                     }
@@ -72,19 +70,16 @@ impl Namespace for MemoryNamespace {
 
     fn probe<'a>(&'a self, topic: &'a str, id: &'a str) -> BoxFuture<'a, Probe> {
         Box::pin(async move {
-            // A retained topic takes every event, subscribers or not (the exception to the drop
-            // rule): the body is read and the event stored.
-            if self.hub.is_live(topic) || self.hub.retains(topic) {
+            if drop_rule::takes(self.hub.is_live(topic), self.hub.retains(topic)) {
                 return Probe::Live { local: true, peers: Vec::new() };
             }
-            log::raw(&request::drop_log_line(topic, id));
             self.hub.notify_dropped(topic, id, clock::now_ms());
             Probe::Dropped
         })
     }
 
     fn deliver<'a>(&'a self, _probe: &'a Probe, ev: &'a Event) -> BoxFuture<'a, TopicResult> {
-        Box::pin(async move { local_result_retained(&self.hub, &ev.topic, self.hub.publish(ev)) })
+        Box::pin(async move { TopicResult::of_delivery(delivered(&self.hub.publish(ev)), self.hub.retains(&ev.topic)) })
     }
 
     fn topics(&self, q: ListQuery) -> BoxFuture<'_, Result<Page<TopicView>, GatewayError>> {

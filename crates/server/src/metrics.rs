@@ -3,15 +3,14 @@
 //! `GET /admin/api/stats` (JSON).
 //!
 //! Publish→write latency: [`Hub`](crate::hub::Hub) stamps each publish once (a monotonic
-//! timestamp in a thread-local, for the duration of the synchronous fan-out); each connection's
-//! queue keeps the stamp of its oldest frame not yet written (one atomic per connection, set by
-//! the first frame after a write). The connection's writer takes that stamp when it writes a
+//! timestamp carried by the publish's frames, [`crate::sink::Frame`]); each connection's queue
+//! keeps the stamp of its oldest frame not yet written (one atomic per connection, set by the
+//! first stamped frame after a write). The connection's writer takes that stamp when it writes a
 //! batch and records `now - stamp` once per write. So the histogram counts writes (not frames),
 //! each measured for the oldest frame it carried: from the hub handing the event to the queues
 //! (after the publish body was read and, in a cluster, forwarded to this node) to the batch
 //! being handed to the HTTP layer (SSE) or flushed to the socket (WebSocket).
 
-use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -32,33 +31,14 @@ pub fn mono_ns() -> u64 {
     (epoch().elapsed().as_nanos() as u64).saturating_add(1)
 }
 
-thread_local! {
-    /// The stamp of the publish being fanned out on this thread (0 outside a fan-out).
-    static PUBLISH_AT: Cell<u64> = const { Cell::new(0) };
-}
-
-/// Runs `f` (a synchronous fan-out) with the publish stamp set, so the queues it fills can
-/// remember when their oldest frame arrived.
-pub fn with_publish_stamp<T>(f: impl FnOnce() -> T) -> T {
-    PUBLISH_AT.with(|c| c.set(mono_ns()));
-    let out = f();
-    PUBLISH_AT.with(|c| c.set(0));
-    out
-}
-
-/// The current fan-out's stamp (0 when not in one: keepalives, tails told of drops).
-pub fn publish_stamp() -> u64 {
-    PUBLISH_AT.with(Cell::get)
-}
-
 /// Per-connection: the stamp of the oldest frame queued since the last write.
 #[derive(Debug, Default)]
 pub struct Pending(AtomicU64);
 
 impl Pending {
-    /// Called by the queue after a frame was queued.
-    pub fn queued(&self) {
-        let at = publish_stamp();
+    /// Called by the queue after a frame stamped `at` was queued (0: not a publish's frame,
+    /// e.g. a keepalive or a tail notice: nothing to measure).
+    pub fn queued(&self, at: u64) {
         if at != 0 && self.0.load(R) == 0 {
             let _ = self.0.compare_exchange(0, at, R, R);
         }
@@ -189,16 +169,13 @@ mod tests {
     #[test]
     fn pending_keeps_the_oldest_stamp_of_a_publish_only() {
         let p = Pending::default();
-        p.queued();
-        assert_eq!(p.take(), 0, "no stamp outside a fan-out");
-        let first = with_publish_stamp(|| {
-            p.queued();
-            publish_stamp()
-        });
-        with_publish_stamp(|| p.queued());
+        p.queued(0);
+        assert_eq!(p.take(), 0, "no stamp outside a publish");
+        let first = mono_ns();
+        p.queued(first);
+        p.queued(mono_ns());
         assert_eq!(p.take(), first, "the oldest");
         assert_eq!(p.take(), 0);
-        assert_eq!(publish_stamp(), 0);
     }
 
     #[test]

@@ -1,34 +1,29 @@
 //! The shape of the Durable Object API, natively: a namespace of topic objects, an object by
-//! name, and calls on it (`ns.get(topic).probe(id)`, `.publish(..)`, `.attach(..)`), plus the
-//! registry's listings. The gateway above talks only to this; below it is either the in-memory
-//! single node ([`crate::memory::MemoryNamespace`]) or the Redis cluster
-//! ([`crate::redis::RedisNamespace`]).
+//! name, and calls on it (`ns.get(topic).attach(..)`, `.publish(..)`, `.detach(..)`; a probe
+//! goes to the namespace, `ns.probe(topic, id)`), plus the registry's listings. The gateway
+//! above talks only to this; below it is either the in-memory single node
+//! ([`crate::memory::MemoryNamespace`]) or the Redis cluster ([`crate::redis::RedisNamespace`]).
+//! What a probe or a delivery means (the drop rule, the per-topic result) is the core's
+//! (`sse_core::protocol`); this is only where the calls go. No HTTP type appears here: the
+//! node-to-node endpoint takes a header lookup and an unread body.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use sse_core::frame::Event;
+use sse_core::protocol::{Probed, TopicResult};
 use sse_core::registry::{ConnectionView, Page, TopicView};
-use sse_core::request::{self, ListQuery, TopicResult};
+use sse_core::request::ListQuery;
 use sse_core::topic::{ConnInfo, Outcome};
 use sse_core::GatewayError;
 use tokio::sync::oneshot;
 
 use crate::hub::Hub;
-use crate::log;
 use crate::sink::QueueSink;
 
 /// How long a publisher is told to wait (`retry-after`, seconds) when Redis cannot be reached.
 pub const UNAVAILABLE_RETRY_AFTER_S: u64 = 2;
-
-/// The error a publish gets when a probe was [`Probe::Unavailable`].
-pub fn unavailable(probes: &[Probe]) -> Result<(), GatewayError> {
-    if probes.iter().any(|p| *p == Probe::Unavailable) {
-        return Err(GatewayError::Unavailable { what: "redis (where the topic's subscribers are)".into(), retry_after_s: UNAVAILABLE_RETRY_AFTER_S });
-    }
-    Ok(())
-}
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -58,6 +53,18 @@ impl Probe {
     pub fn is_live(&self) -> bool {
         matches!(self, Probe::Live { .. })
     }
+
+    /// The probe as the publish plan reads it.
+    pub fn probed(&self) -> Probed {
+        match self {
+            Probe::Dropped => Probed::Dropped,
+            Probe::Live { .. } => Probed::Takes,
+            Probe::Unavailable => Probed::Unavailable(GatewayError::Unavailable {
+                what: "redis (where the topic's subscribers are)".into(),
+                retry_after_s: UNAVAILABLE_RETRY_AFTER_S,
+            }),
+        }
+    }
 }
 
 /// A namespace of topic objects (and the registry), in one of two implementations.
@@ -65,8 +72,9 @@ pub trait Namespace: Send + Sync + 'static {
     /// This node's topics and connections.
     fn hub(&self) -> &Arc<Hub>;
 
-    /// Whether anyone subscribes to `topic` anywhere. When nobody does, the implementation logs
-    /// the drop once and tells the topic's tails, wherever they are; the body is never needed.
+    /// Whether `topic` takes event `id` anywhere (core `drop_rule::takes`). When it does not,
+    /// the implementation tells the topic's tails, wherever they are; the publish plan logs the
+    /// drop, and the body is never needed.
     fn probe<'a>(&'a self, topic: &'a str, id: &'a str) -> BoxFuture<'a, Probe>;
 
     /// Delivers to the nodes a probe found (this one included): what they did, added up.
@@ -94,10 +102,16 @@ pub trait Namespace: Send + Sync + 'static {
     }
 }
 
+/// A request body not read yet: awaiting it reads it (within the publish body limits).
+pub type UnreadBody = BoxFuture<'static, Result<String, GatewayError>>;
+
+/// A request header's text by name (lower case), if present.
+pub type HeaderLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
+
 /// Calls one node makes to another over HTTP.
 pub trait InternalEndpoint: Send + Sync {
-    /// Answers `POST /_cluster/<call>`.
-    fn handle<'a>(&'a self, call: &'a str, headers: &'a axum::http::HeaderMap, body: axum::body::Body) -> BoxFuture<'a, Result<axum::response::Response, GatewayError>>;
+    /// Answers `POST /_cluster/<call>`: the JSON body of a `200`, or the error to answer.
+    fn handle<'a>(&'a self, call: &'a str, header: HeaderLookup<'a>, body: UnreadBody) -> BoxFuture<'a, Result<String, GatewayError>>;
 }
 
 impl dyn Namespace {
@@ -114,15 +128,10 @@ pub struct ObjectRef<'a> {
 }
 
 impl ObjectRef<'_> {
-    /// Attaches a connection of this node. The returned receiver answers once the attachment
-    /// is recorded where every node can see it.
-    pub fn attach(&self, info: ConnInfo, sink: QueueSink) -> Result<oneshot::Receiver<()>, GatewayError> {
-        self.ns.hub().attach(self.topic, info, sink)
-    }
-
-    /// [`ObjectRef::attach`] resuming after `last_id`: also the frames to send first (see
-    /// [`Hub::attach_resume`]).
-    pub fn attach_resume(&self, info: ConnInfo, sink: QueueSink, last_id: Option<&str>) -> Result<(oneshot::Receiver<()>, Vec<bytes::Bytes>), GatewayError> {
+    /// Attaches a connection of this node, resuming after `last_id` if given. The returned
+    /// receiver answers once the attachment is recorded where every node can see it; the
+    /// frames are to be sent first (see [`Hub::attach_resume`]).
+    pub fn attach(&self, info: ConnInfo, sink: QueueSink, last_id: Option<&str>) -> Result<(oneshot::Receiver<()>, Vec<bytes::Bytes>), GatewayError> {
         self.ns.hub().attach_resume(self.topic, info, sink, last_id, crate::clock::now_ms())
     }
 
@@ -130,39 +139,21 @@ impl ObjectRef<'_> {
         self.ns.hub().detach(self.topic, id);
     }
 
-    pub async fn probe(&self, id: &str) -> Probe {
-        self.ns.probe(self.topic, id).await
-    }
-
     /// Publishes `ev` (whose topic is this object's) to where the probe found subscribers.
     pub async fn publish(&self, probe: &Probe, ev: &Event) -> TopicResult {
         debug_assert_eq!(ev.topic, self.topic);
-        let result = match probe {
+        match probe {
             Probe::Dropped | Probe::Unavailable => TopicResult::Dropped,
             live => self.ns.deliver(live, ev).await,
-        };
-        if result == TopicResult::Dropped && probe.is_live() {
-            // Everyone left between the probe and the delivery.
-            log::raw(&request::drop_log_line(&ev.topic, &ev.id));
         }
-        result
     }
 }
 
-/// What a local delivery did, as a topic result.
-pub fn local_result(outcome: Outcome) -> TopicResult {
+/// How many of this node's connections a local delivery reached (`None`: nobody subscribes
+/// here), as the core's `TopicResult::of_delivery` takes it.
+pub fn delivered(outcome: &Outcome) -> Option<usize> {
     match outcome {
-        Outcome::Delivered { count, .. } => TopicResult::Delivered(count),
-        Outcome::Dropped => TopicResult::Dropped,
-    }
-}
-
-/// What a local delivery did on a topic that may retain events here.
-pub fn local_result_retained(hub: &Hub, topic: &str, outcome: Outcome) -> TopicResult {
-    let r = local_result(outcome);
-    if hub.retains(topic) {
-        r.retained()
-    } else {
-        r
+        Outcome::Delivered { count, .. } => Some(*count),
+        Outcome::Dropped => None,
     }
 }

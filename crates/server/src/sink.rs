@@ -67,6 +67,34 @@ impl Closer {
     }
 }
 
+/// A frame handed to connection queues: the encoded bytes, shared by every queue, and when
+/// the publish was handed to the queues ([`crate::metrics::mono_ns`]; 0 for a frame that is not
+/// a publish's, such as a keepalive: nothing to measure).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub bytes: Bytes,
+    pub published_at: u64,
+}
+
+impl Frame {
+    /// A publish's frame, stamped `published_at`.
+    pub fn published(text: String, published_at: u64) -> Frame {
+        Frame { bytes: Bytes::from(text), published_at }
+    }
+}
+
+impl From<Bytes> for Frame {
+    fn from(bytes: Bytes) -> Frame {
+        Frame { bytes, published_at: 0 }
+    }
+}
+
+impl From<String> for Frame {
+    fn from(text: String) -> Frame {
+        Frame { bytes: Bytes::from(text), published_at: 0 }
+    }
+}
+
 /// The sending half of a connection's queue, one clone per topic.
 #[derive(Debug)]
 pub struct QueueSink {
@@ -224,9 +252,9 @@ impl Drop for QueueSink {
 }
 
 impl Sink for QueueSink {
-    type Frame = Bytes;
+    type Frame = Frame;
 
-    fn try_send(&mut self, frame: &Bytes) -> SendResult {
+    fn try_send(&mut self, frame: &Frame) -> SendResult {
         {
             let mut st = self.queue.lock();
             if st.closed {
@@ -238,10 +266,10 @@ impl Sink for QueueSink {
                 self.closer.close(CloseReason::Evicted);
                 return SendResult::Full;
             }
-            st.frames.push_back(frame.clone());
+            st.frames.push_back(frame.bytes.clone());
         }
         self.queue.ready.notify_one();
-        self.closer.pending.queued();
+        self.closer.pending.queued(frame.published_at);
         SendResult::Sent
     }
 }
@@ -268,7 +296,7 @@ mod tests {
     #[tokio::test]
     async fn full_queue_evicts_and_signals() {
         let (mut sink, mut rx, closer) = QueueSink::channel(1);
-        let f = Bytes::from_static(b"x");
+        let f: Frame = Bytes::from_static(b"x").into();
         assert_eq!(sink.try_send(&f), SendResult::Sent);
         assert_eq!(sink.try_send(&f), SendResult::Full);
         assert_eq!(closer.closed().await, CloseReason::Evicted);
@@ -284,9 +312,9 @@ mod tests {
         let (mut a, mut rx, _closer) = QueueSink::channel(8);
         let mut b = a.clone();
         for i in 0..3u8 {
-            assert_eq!(a.try_send(&Bytes::from(vec![i])), SendResult::Sent);
+            assert_eq!(a.try_send(&Bytes::from(vec![i]).into()), SendResult::Sent);
         }
-        assert_eq!(b.try_send(&Bytes::from_static(b"b")), SendResult::Sent);
+        assert_eq!(b.try_send(&Bytes::from_static(b"b").into()), SendResult::Sent);
         assert_eq!(rx.recv().await.unwrap(), Bytes::from(vec![0u8]));
         let mut batch = Vec::new();
         assert_eq!(rx.recv_many(&mut batch, 2).await, 2);
@@ -311,11 +339,11 @@ mod tests {
             (first, rx)
         });
         tokio::task::yield_now().await;
-        assert_eq!(sink.try_send(&Bytes::from_static(b"x")), SendResult::Sent);
+        assert_eq!(sink.try_send(&Bytes::from_static(b"x").into()), SendResult::Sent);
         let (first, mut rx) = waiter.await.unwrap();
         assert_eq!(first.as_deref(), Some(&b"x"[..]));
         for _ in 0..40 {
-            sink.try_send(&Bytes::from_static(b"y"));
+            sink.try_send(&Bytes::from_static(b"y").into());
         }
         let mut batch = Vec::new();
         assert_eq!(rx.recv_many(&mut batch, 512).await, 40);

@@ -8,18 +8,18 @@ use sse_core::request::{ListQuery, Query};
 use sse_core::GatewayError;
 
 use super::respond;
-use crate::gateway::Inner;
+use crate::state::GatewayState;
 
 mod assets {
     include!(concat!(env!("OUT_DIR"), "/admin_assets.rs"));
 }
 
-pub async fn topics(gw: &Arc<Inner>, q: &Query) -> Result<Response, GatewayError> {
+pub async fn topics(gw: &Arc<GatewayState>, q: &Query) -> Result<Response, GatewayError> {
     let page = gw.ns.topics(ListQuery::parse(q)?).await?;
     Ok(respond::json(200, page.body("topics")))
 }
 
-pub async fn connections(gw: &Arc<Inner>, q: &Query) -> Result<Response, GatewayError> {
+pub async fn connections(gw: &Arc<GatewayState>, q: &Query) -> Result<Response, GatewayError> {
     let page = gw.ns.connections(ListQuery::parse(q)?).await?;
     Ok(respond::json(200, page.body("connections")))
 }

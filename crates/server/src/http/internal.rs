@@ -8,11 +8,13 @@ use axum::http::request::Parts;
 use axum::response::Response;
 use sse_core::GatewayError;
 
-use crate::gateway::Inner;
+use super::{body, respond};
+use crate::state::GatewayState;
 
-pub async fn handle(gw: &Arc<Inner>, call: &str, parts: &Parts, body: &mut Option<Body>) -> Result<Response, GatewayError> {
-    match gw.ns.internal() {
-        Some(endpoint) => endpoint.handle(call, &parts.headers, body.take().unwrap_or_default()).await,
-        None => Err(GatewayError::NotFound),
-    }
+pub async fn handle(gw: &Arc<GatewayState>, call: &str, parts: &Parts, body: &mut Option<Body>) -> Result<Response, GatewayError> {
+    let Some(endpoint) = gw.ns.internal() else { return Err(GatewayError::NotFound) };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let unread = body.take().unwrap_or_default();
+    let data = Box::pin(body::read_text(unread, gw.cfg.core.max_body_bytes, gw.cfg.publish_body_timeout_ms));
+    Ok(respond::json(200, endpoint.handle(call, &header, data).await?))
 }

@@ -2,7 +2,7 @@
 //! with the core's key check, and hands over to the endpoint's module.
 
 mod admin;
-pub(crate) mod body;
+mod body;
 mod internal;
 mod publish;
 pub(crate) mod respond;
@@ -20,12 +20,12 @@ use sse_core::request::Query;
 use sse_core::routes::{self, Route};
 use sse_core::GatewayError;
 
-use crate::gateway::Inner;
+use crate::state::GatewayState;
 
 /// Prefix of the node-to-node endpoints (cluster only).
 pub const INTERNAL_PREFIX: &str = "/_cluster/";
 
-pub(crate) async fn dispatch(State(gw): State<Arc<Inner>>, req: Request) -> Response {
+pub(crate) async fn dispatch(State(gw): State<Arc<GatewayState>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let sends_body = body::declared(&parts.headers);
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
@@ -42,7 +42,7 @@ pub(crate) async fn dispatch(State(gw): State<Arc<Inner>>, req: Request) -> Resp
     resp
 }
 
-async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> Result<Response, GatewayError> {
+async fn handle(gw: &Arc<GatewayState>, mut parts: Parts, body: &mut Option<Body>) -> Result<Response, GatewayError> {
     routes::check_header_bytes(parts.headers.iter().map(|(k, v)| (k.as_str().len(), v.len())))?;
     let path = parts.uri.path().to_string();
     if let Some(call) = path.strip_prefix(INTERNAL_PREFIX) {
@@ -83,19 +83,17 @@ async fn handle(gw: &Arc<Inner>, mut parts: Parts, body: &mut Option<Body>) -> R
     }
 }
 
-/// The answer to a rejected request, counted and logged once (a client error as the core's
-/// `request rejected` line, as the Worker logs it; a server error by [`respond::error`]).
-pub(crate) fn rejected(gw: &Inner, method: &str, path: &str, e: &GatewayError) -> Response {
+/// The answer to a rejected request, counted and logged once, every error alike (the core's
+/// `rejected_log_line`, as the Worker logs it).
+pub(crate) fn rejected(gw: &GatewayState, method: &str, path: &str, e: &GatewayError) -> Response {
     gw.hub.metrics.rejected(e.code());
-    if e.status() < 500 {
-        crate::log::raw(&sse_core::request::rejected_log_line(method, path, e));
-    }
+    crate::log::raw(&sse_core::request::rejected_log_line(method, path, e));
     respond::error(e)
 }
 
 /// `GET /sse` for a request whose head was parsed outside hyper (crate::listen): the same checks
 /// as [`dispatch`] makes for that route, then the subscriber's opening block and connection.
-pub(crate) async fn open_sse(gw: &Arc<Inner>, headers: &HeaderMap, query: &str) -> Result<(bytes::Bytes, crate::connection::Connection), GatewayError> {
+pub(crate) async fn open_sse(gw: &Arc<GatewayState>, headers: &HeaderMap, query: &str) -> Result<(bytes::Bytes, crate::subscriber::Connection), GatewayError> {
     routes::check_header_bytes(headers.iter().map(|(k, v)| (k.as_str().len(), v.len())))?;
     let query = Query::parse(query)?;
     subscribe::open(gw, headers, &query).await

@@ -27,10 +27,8 @@ pub fn json(code: u16, body: String) -> Response {
     with_headers(resp, routes::JSON_HEADERS)
 }
 
+/// The JSON error answer (logged and counted by the caller, `http::rejected`, not here).
 pub fn error(e: &GatewayError) -> Response {
-    if e.status() >= 500 && e.status() != 503 {
-        tracing::error!(code = e.code(), "{e}");
-    }
     let extra = e.headers();
     let resp = json(e.status(), e.body());
     with_headers(resp, extra.iter().map(|(k, v)| (*k, v.as_str())))

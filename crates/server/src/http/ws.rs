@@ -17,13 +17,14 @@ use sse_core::topic::Transport;
 use sse_core::GatewayError;
 
 use super::header;
-use crate::connection::Connection;
-use crate::gateway::Inner;
 use crate::sink::CloseReason;
+use crate::state::GatewayState;
+use crate::subscriber::Connection;
 
-const BATCH: usize = 64;
+/// Most queued frames fed to the socket before one flush.
+const WS_BATCH: usize = 64;
 
-pub async fn subscribe(gw: &Arc<Inner>, parts: &mut Parts, q: &Query) -> Result<Response, GatewayError> {
+pub async fn subscribe(gw: &Arc<GatewayState>, parts: &mut Parts, q: &Query) -> Result<Response, GatewayError> {
     let h = &parts.headers;
     let upgrade = header(h, "upgrade").is_some_and(|u| u.eq_ignore_ascii_case(b"websocket"));
     if !upgrade {
@@ -33,7 +34,7 @@ pub async fn subscribe(gw: &Arc<Inner>, parts: &mut Parts, q: &Query) -> Result<
     let ws = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| GatewayError::InvalidRequest(format!("websocket upgrade: {e}")))?;
-    let conn = gw.open_resume(&sub.topics, Format::Ws, sub.last_event_id.as_deref()).await?;
+    let conn = gw.open(&sub.topics, Format::Ws, sub.last_event_id.as_deref()).await?;
     let hello = frame::encode_ws_open(&conn.id, &sub.topics);
     let heartbeat = std::time::Duration::from_millis(gw.cfg.core.heartbeat_ms);
     let max = gw.cfg.ws_max_message_bytes;
@@ -66,7 +67,7 @@ async fn session(socket: WebSocket, mut conn: Connection, hello: String, heartbe
     let mut ping = tokio::time::interval(heartbeat);
     ping.tick().await;
     let mut unanswered = 0u32;
-    let mut batch: Vec<Bytes> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Bytes> = Vec::with_capacity(WS_BATCH);
     let goodbye = loop {
         tokio::select! {
             biased;
@@ -75,7 +76,7 @@ async fn session(socket: WebSocket, mut conn: Connection, hello: String, heartbe
                 CloseReason::Isolated => close(close_code::AGAIN, "node cut off from the cluster: reconnect"),
                 CloseReason::Evicted => close(close_code::POLICY, "too slow: queue full"),
             }),
-            n = conn.rx.recv_many(&mut batch, BATCH) => {
+            n = conn.rx.recv_many(&mut batch, WS_BATCH) => {
                 if n == 0 {
                     break Some(close(close_code::NORMAL, "closed"));
                 }

@@ -22,9 +22,11 @@ use futures_util::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 use sse_core::frame::Event;
+use sse_core::protocol::{drop_rule, DroppedNotice, TopicResult};
 use sse_core::registry::{ConnectionView, Page, TopicView};
-use sse_core::request::{self, ListQuery, TopicResult};
+use sse_core::request::ListQuery;
 use sse_core::GatewayError;
+use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -32,13 +34,21 @@ use tokio::time::Instant;
 pub use keys::Keys;
 pub use node::Identity;
 
+use crate::clock;
 use crate::config::{ClusterConfig, ServerConfig};
-use crate::gateway::StartError;
 use crate::hub::{Change, Hub};
-use crate::objects::{local_result, BoxFuture, InternalEndpoint, Namespace, Peer, Probe};
-use crate::{clock, log};
+use crate::objects::{delivered, BoxFuture, InternalEndpoint, Namespace, Peer, Probe};
 use node::Node;
 use placement::{Control, Writer};
+
+#[cfg(test)]
+#[path = "../../tests/support/redis_server.rs"]
+mod redis_server;
+
+/// Why this node could not join the cluster (Redis unreachable or refusing).
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct JoinError(String);
 
 /// How long a publish waits for Redis to say where a topic lives. Past it (Redis down, paused,
 /// or unreachable) the publish is answered 503 `unavailable` with `retry-after` rather than
@@ -73,8 +83,8 @@ pub struct Holder {
 impl RedisNamespace {
     /// Connects (retrying for a while: Redis may start after the node), registers this node,
     /// and starts the placement writer and the liveness task.
-    pub async fn connect(hub: Arc<Hub>, changes: mpsc::UnboundedReceiver<Change>, cfg: &ServerConfig, cluster: &ClusterConfig) -> Result<Self, StartError> {
-        let client = redis::Client::open(cluster.redis_url.as_str()).map_err(|e| StartError::Redis(format!("REDIS_URL: {e}")))?;
+    pub async fn connect(hub: Arc<Hub>, changes: mpsc::UnboundedReceiver<Change>, cfg: &ServerConfig, cluster: &ClusterConfig) -> Result<Self, JoinError> {
+        let client = redis::Client::open(cluster.redis_url.as_str()).map_err(|e| JoinError(format!("REDIS_URL: {e}")))?;
         let timeout = Duration::from_millis(cluster.node_ttl_ms.min(5_000));
         let manager_cfg = ConnectionManagerConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout).set_number_of_retries(2).set_max_delay(1_000);
         let mut last = String::new();
@@ -91,23 +101,23 @@ impl RedisNamespace {
                 }
             }
         }
-        let mut conn = conn.ok_or_else(|| StartError::Redis(format!("cannot connect to {}: {last}", cluster.redis_url)))?;
+        let mut conn = conn.ok_or_else(|| JoinError(format!("cannot connect to {}: {last}", cluster.redis_url)))?;
         let node = Node {
             identity: Identity { id: cfg.node_id.clone(), addr: cfg.advertise_addr.clone(), started_at: clock::now_ms() },
             keys: Keys::new(&cluster.prefix),
             ttl_ms: cluster.node_ttl_ms,
         };
-        node.register(&mut conn).await.map_err(|e| StartError::Redis(format!("registering node {}: {e}", cfg.node_id)))?;
+        node.register(&mut conn).await.map_err(|e| JoinError(format!("registering node {}: {e}", cfg.node_id)))?;
         let (control, control_rx) = mpsc::unbounded_channel();
         tokio::spawn(Writer::new(conn.clone(), node.keys.clone(), cfg.node_id.clone()).run(changes, control_rx));
         let liveness = tokio::spawn(liveness(conn.clone(), node.clone(), hub.clone(), control.clone(), Duration::from_millis(cluster.node_refresh_ms)));
         tracing::info!(node = %cfg.node_id, addr = %cfg.advertise_addr, ttl_ms = cluster.node_ttl_ms, "joined the cluster");
         Ok(Self {
-            endpoint: forward::Endpoint { hub: hub.clone(), secret: cluster.secret.clone(), max_body_bytes: cfg.core.max_body_bytes, body_timeout_ms: cfg.publish_body_timeout_ms },
+            endpoint: forward::Endpoint { hub: hub.clone(), secret: cluster.secret.clone() },
             hub,
             conn,
             node,
-            forwarder: forward::Forwarder::new(&cluster.secret, cluster.forward_timeout_ms),
+            forwarder: forward::Forwarder::new(&cluster.secret, cluster.forward_timeout_ms, cfg.core.max_body_bytes),
             control,
             liveness: Mutex::new(Some(liveness)),
             last_probe_warning: AtomicU64::new(0),
@@ -165,7 +175,7 @@ impl RedisNamespace {
             }
         };
         let (local, peers) = holders;
-        let mut result = if local { local_result(self.hub.publish_in_cluster_seq(ev, seq)) } else { TopicResult::Dropped };
+        let mut result = if local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, seq)), false) } else { TopicResult::Dropped };
         for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev, seq))).await {
             result = result.merge(r);
         }
@@ -330,20 +340,16 @@ impl Namespace for RedisNamespace {
             };
             let me = self.node_id();
             let peers: Vec<Holder> = holders.into_iter().filter(|h| h.peer.node != me).collect();
-            if self.hub.retains(topic) {
-                // A retained topic takes every event, subscribers or not: `deliver` stores it,
-                // then looks up the holders again (this answer may be stale by then).
-                return Probe::Live { local: self.hub.holds(topic), peers: peers.into_iter().map(|h| h.peer).collect() };
-            }
-            let live_elsewhere = peers.iter().any(|h| h.peer.subscribers > 0);
-            if !live_elsewhere && !self.hub.is_live(topic) {
-                log::raw(&request::drop_log_line(topic, id));
+            // A retained topic takes every event: `deliver` stores it, then looks up the holders
+            // again (this answer may be stale by then).
+            let subscribed = peers.iter().any(|h| h.peer.subscribers > 0) || self.hub.is_live(topic);
+            if !drop_rule::takes(subscribed, self.hub.retains(topic)) {
                 let ts = clock::now_ms();
                 self.hub.notify_dropped(topic, id, ts);
                 for h in peers.into_iter().filter(|h| h.tails > 0) {
                     let fwd = self.forwarder.clone();
-                    let (topic, id) = (topic.to_string(), id.to_string());
-                    tokio::spawn(async move { fwd.dropped(&h.peer, &topic, &id, ts).await });
+                    let notice = DroppedNotice { topic: topic.to_string(), id: id.to_string(), ts };
+                    tokio::spawn(async move { fwd.dropped(&h.peer, &notice).await });
                 }
                 return Probe::Dropped;
             }
@@ -357,7 +363,7 @@ impl Namespace for RedisNamespace {
             if let Some(window) = self.hub.window(&ev.topic) {
                 return self.deliver_retained(window, *local, peers, ev).await;
             }
-            let mut result = if *local { local_result(self.hub.publish_in_cluster(ev)) } else { TopicResult::Dropped };
+            let mut result = if *local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, None)), false) } else { TopicResult::Dropped };
             for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev, None))).await {
                 result = result.merge(r);
             }

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sse_core::frame::{Event, Format};
-use sse_core::request::{ListQuery, TopicResult};
+use sse_core::protocol::TopicResult;
+use sse_core::request::ListQuery;
 
 use super::RedisNamespace;
 use crate::config::ServerConfig;
 use crate::hub::{conn_info, Hub};
 use crate::objects::{Namespace, Probe};
 use crate::sink::QueueSink;
-use crate::testing::RedisServer;
+use super::redis_server::RedisServer;
 
 fn redis() -> RedisServer {
     RedisServer::start().unwrap_or_else(|e| panic!("{e}"))
@@ -238,7 +239,7 @@ async fn local_delivery_counts_and_tail_only_nodes_see_published() {
     let (hub, _changes) = Hub::new(10);
     let (sink, mut rx, _) = QueueSink::channel(4);
     drop(hub.attach("t", conn_info("tl", &["t".into()], Format::Tail, "n", 1), sink).unwrap());
-    assert_eq!(hub.publish_in_cluster(&ev), sse_core::topic::Outcome::Dropped);
+    assert_eq!(hub.deliver(&ev, None), sse_core::topic::Outcome::Dropped);
     assert!(std::str::from_utf8(&rx.recv().await.unwrap()).unwrap().contains("event: published"));
 }
 
@@ -292,12 +293,12 @@ async fn retained_topic_stores_in_a_stream_with_nobody_connected_and_resumes_wit
     let e8 = event("rt1", "e8");
     let probe = b.probe("rt1", "e8").await;
     b.deliver(&probe, &e8).await;
-    a.hub().publish_in_cluster_seq(&e8, Some(8));
+    a.hub().deliver(&e8, Some(8));
     let frames = a.resume("rt1", "c1", "e4").await;
     assert_eq!(ids(&frames), ["e5", "e6", "e7", "e8"], "replay, and the held copy of e8 skipped");
     // A late live copy of a replayed event is skipped; later events are delivered.
-    a.hub().publish_in_cluster_seq(&e8, Some(8));
-    a.hub().publish_in_cluster_seq(&event("rt1", "e9"), Some(9));
+    a.hub().deliver(&e8, Some(8));
+    a.hub().deliver(&event("rt1", "e9"), Some(9));
     let got = rx.recv().await.unwrap();
     assert!(got.starts_with(b"id: e9"), "{got:?}");
     assert!(rx.try_recv().is_err(), "nothing else");

@@ -11,8 +11,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sse_core::frame::{ParsedEvent, SseItem, SseParser};
-use sse_gateway_server::testing::{free_port, RedisServer};
+use redis_server::{free_port, RedisServer};
 use tokio::sync::mpsc;
+
+mod redis_server;
 
 pub const KEY: &str = "test-key";
 pub const TTL_MS: u64 = 3_000;

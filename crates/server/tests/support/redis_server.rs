@@ -1,6 +1,10 @@
 //! Helpers for tests and benchmarks: a throwaway `redis-server` on a free port, with no
 //! persistence, stopped when dropped. Missing `redis-server` is an error that says how to
 //! install it (tests that need Redis fail rather than pass silently).
+//!
+//! Not part of the crate's API: included by path where needed (these tests' support, the
+//! benches, and the Redis adapter's unit tests), each using part of it.
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};

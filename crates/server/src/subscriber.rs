@@ -1,0 +1,125 @@
+//! A subscriber connection as the gateway holds it: its queue, its close signal, the replay to
+//! send first, and a guard that detaches it from every topic when the connection ends, whatever
+//! ends it (client gone, eviction, shutdown). Also the one step of every SSE stream's writer
+//! loop ([`Connection::next_sse_write`]), shared by the bare-socket and the hyper paths.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sse_core::frame::{self, Format};
+use sse_core::GatewayError;
+use tokio::sync::Notify;
+
+use crate::objects::Namespace;
+use crate::sink::{Closer, Receiver};
+
+/// Most frames taken from the queue for one write of an SSE stream.
+pub const SSE_BATCH: usize = 512;
+
+/// An open connection: its frames arrive on `rx`; `closer` fires when the gateway closes it.
+pub struct Connection {
+    pub id: String,
+    pub rx: Receiver,
+    pub closer: Arc<Closer>,
+    /// Frames to send before anything from `rx`: the replay of a resuming subscriber (retained
+    /// events after its `Last-Event-ID`, or `replay-gap` frames), topic after topic.
+    pub replay: Vec<Bytes>,
+    /// Held for its `Drop`: detaches the connection when the connection ends.
+    pub guard: Guard,
+}
+
+/// Detaches the connection from its topics when dropped.
+pub struct Guard {
+    pub(crate) ns: Arc<dyn Namespace>,
+    pub(crate) live: Arc<Live>,
+    pub(crate) id: String,
+    pub(crate) topics: Vec<String>,
+    pub(crate) format: Format,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for t in &self.topics {
+            self.ns.get(t).detach(&self.id);
+        }
+        self.ns.hub().metrics.conn_closed(self.format);
+        self.live.closed();
+    }
+}
+
+/// What an SSE stream writes next ([`Connection::next_sse_write`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SseWrite {
+    /// Frames from the queue: write them, then wait for the next.
+    Frames,
+    /// The gateway closes the connection (shutdown, isolation): every frame still queued, then
+    /// `event: reconnect`. Write them, then end the stream.
+    Last,
+    /// End the stream now: evicted (closed at once, its queue is full) or the queue ended.
+    End,
+}
+
+impl Connection {
+    /// Records a write for the latency histogram (the age of the oldest frame it carried).
+    pub fn written(&self) {
+        self.guard.ns.hub().metrics.written(self.closer.pending.take());
+    }
+
+    /// Waits for what the stream writes next and hands its frames to `each`, oldest first: up
+    /// to [`SSE_BATCH`] frames already queued go out in one write.
+    pub async fn next_sse_write(&mut self, mut each: impl FnMut(Bytes)) -> SseWrite {
+        tokio::select! {
+            biased;
+            reason = self.closer.closed() => {
+                let Some(why) = reason.reconnect_reason() else { return SseWrite::End };
+                self.rx.drain(usize::MAX, &mut each);
+                each(Bytes::from(frame::encode_reconnect(why)));
+                SseWrite::Last
+            }
+            first = self.rx.recv() => {
+                let Some(first) = first else { return SseWrite::End };
+                each(first);
+                self.rx.drain(SSE_BATCH - 1, each);
+                SseWrite::Frames
+            }
+        }
+    }
+}
+
+/// This node's open connections: the `MAX_CONNECTIONS_PER_NODE` limit, and what a shutdown
+/// waits for.
+#[derive(Debug, Default)]
+pub struct Live {
+    count: AtomicUsize,
+    all_closed: Notify,
+}
+
+impl Live {
+    /// Counts a new connection; 503 when the node already holds `max` (0: no limit).
+    pub fn open(&self, max: usize) -> Result<(), GatewayError> {
+        let before = self.count.fetch_add(1, Ordering::AcqRel);
+        if max > 0 && before >= max {
+            self.closed();
+            return Err(GatewayError::ConnectionLimit(format!("this node already has {max} connections")));
+        }
+        Ok(())
+    }
+
+    pub fn closed(&self) {
+        if self.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.all_closed.notify_waiters();
+        }
+    }
+
+    /// Returns once no connection is open.
+    pub async fn all_closed(&self) {
+        while self.count.load(Ordering::Acquire) > 0 {
+            let notified = self.all_closed.notified();
+            if self.count.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            notified.await;
+        }
+    }
+}
