@@ -35,10 +35,8 @@ pub fn json(status: u16, body: String) -> Response {
 }
 
 /// The JSON error response, with the error's extra headers.
+/// Not logged here: the router logs every error answer once (`request::rejected_log_line`).
 pub fn error(e: &GatewayError) -> Response {
-    if e.status() >= 500 {
-        log(&serde_json::json!({"level": "error", "msg": e.to_string()}).to_string());
-    }
     let resp = json(e.status(), e.body());
     for (k, v) in e.headers() {
         let _ = resp.headers().set(k, &v);

@@ -4,10 +4,10 @@
 //! is set) a `LimiterObject` per API key that holds its publish token bucket.
 
 mod body;
-mod gateway;
 mod http;
 mod limiter_object;
 mod registry_object;
+mod router;
 mod topic_object;
 
 pub use limiter_object::LimiterObject;
@@ -18,5 +18,5 @@ use worker::{event, Context, Env, Request, Response, Result};
 
 #[event(fetch)]
 async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    Ok(gateway::handle(req, env).await)
+    Ok(router::handle(req, env).await)
 }

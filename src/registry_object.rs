@@ -4,11 +4,10 @@
 
 use std::cell::RefCell;
 
-use serde_json::json;
 use sse_core::metrics::Stats;
-use sse_core::registry::{parse_limit, Registry, RegistryUpdate};
-use sse_core::request::Query;
-use sse_core::{names, GatewayError};
+use sse_core::registry::{Registry, RegistryUpdate};
+use sse_core::request::{ListQuery, Query};
+use sse_core::GatewayError;
 use worker::{durable_object, DurableObject, Env, Method, Request, Response, Result, State};
 
 use crate::http;
@@ -72,22 +71,15 @@ impl RegistryObject {
                 Ok(http::json(200, stats.json().to_string()))
             }
             (Method::Get, path @ ("/topics" | "/connections")) => {
-                let limit = parse_limit(q.get("limit"))?;
-                let cursor = q.get("cursor").filter(|c| !c.is_empty());
+                let q = ListQuery::parse(&q)?;
                 let mut reg = self.registry.borrow_mut();
                 reg.expire(now, cfg.registry_lease_ms());
                 let body = if path == "/topics" {
-                    let page = reg.topics(limit, cursor)?;
-                    json!({"topics": page.items, "total": page.total, "next_cursor": page.next_cursor})
+                    reg.topics(q.limit, q.cursor.as_deref())?.body("topics")
                 } else {
-                    let topic = q.get("topic");
-                    if let Some(t) = topic {
-                        names::check_topic(t)?;
-                    }
-                    let page = reg.connections(limit, cursor, topic)?;
-                    json!({"connections": page.items, "total": page.total, "next_cursor": page.next_cursor})
+                    reg.connections(q.limit, q.cursor.as_deref(), q.topic.as_deref())?.body("connections")
                 };
-                Ok(http::json(200, body.to_string()))
+                Ok(http::json(200, body))
             }
             _ => Err(GatewayError::NotFound),
         }

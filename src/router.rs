@@ -5,9 +5,10 @@
 
 use futures_util::future::join_all;
 use futures_util::stream::{self, Stream, StreamExt};
-use serde::Deserialize;
 use sse_core::frame::{self, Format, SseItem, SseParser};
-use sse_core::request::{self, Publish, PublishHeaders, Query, Subscribe, TopicResult};
+use sse_core::protocol::answer::decode_error;
+use sse_core::protocol::{Attach, Deliver, ObjectAnswer, Probed, ProbeRequest, PublishPlan, Step, TopicResult};
+use sse_core::request::{self, Publish, PublishHeaders, Query, Subscribe};
 use sse_core::routes::{self, Route};
 use sse_core::topic::Transport;
 use sse_core::{Config, GatewayError};
@@ -21,10 +22,8 @@ pub async fn handle(req: Request, env: Env) -> Response {
     match dispatch(req, env).await {
         Ok(resp) => resp,
         Err(e) => {
-            // Every rejected request is logged once, here.
-            if e.status() < 500 {
-                http::log(&request::rejected_log_line(&method, &path, &e));
-            }
+            // Every error answer is logged once, here, by the core's rule.
+            http::log(&request::rejected_log_line(&method, &path, &e));
             http::error(&e)
         }
     }
@@ -73,8 +72,8 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
         }
         Route::AdminTail(topic) => {
             let id = routes::connection_id(http::now_ms(), http::random_u32());
-            let target = attach_url(&topic, &id, std::slice::from_ref(&topic), Transport::Sse, Format::Tail, &node(&req), true, None);
-            topic_stub(&env, &topic)?.fetch_with_str(&target).await.map_err(http::internal)
+            let attach = Attach { topic: topic.clone(), conn_id: id, topics: vec![topic.clone()], transport: Transport::Sse, format: Format::Tail, node: node(&req), hello: true, last_event_id: None };
+            topic_stub(&env, &topic)?.fetch_with_str(&internal_url(&attach.encode())).await.map_err(http::internal)
         }
         Route::Preflight | Route::Healthz | Route::AdminUi | Route::Metrics => unreachable!("answered above"),
     }
@@ -131,40 +130,30 @@ fn node(req: &Request) -> String {
     }
 }
 
-/// The internal URL that attaches a connection to a topic object.
-#[allow(clippy::too_many_arguments)]
-fn attach_url(topic: &str, id: &str, topics: &[String], transport: Transport, format: Format, node: &str, hello: bool, last_event_id: Option<&str>) -> String {
-    let transport = match transport {
-        Transport::Sse => "sse",
-        Transport::Ws => "ws",
-    };
-    let format = match format {
-        Format::Sse => "sse",
-        Format::SseEnvelope => "sse_envelope",
-        Format::Ws => "ws",
-        Format::Tail => "tail",
-    };
-    // The last event id has the topic alphabet (validated): nothing to escape.
-    let resume = last_event_id.map(|l| format!("&last_event_id={l}")).unwrap_or_default();
-    format!(
-        "https://topic/attach?topic={topic}&id={id}&topics={}&transport={transport}&format={format}&node={}&hello={}{resume}",
-        topics.join(","),
-        url_encode(node),
-        u8::from(hello)
-    )
+/// The URL of an internal request to an object (its host is never looked at).
+fn internal_url(path_and_query: &str) -> String {
+    format!("https://object{path_and_query}")
 }
 
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.:".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+/// The attach of connection `id` to `topic`.
+fn attach(topic: &str, id: &str, sub: &Subscribe, format: Format, node: &str, hello: bool) -> Attach {
+    Attach {
+        topic: topic.to_string(),
+        conn_id: id.to_string(),
+        topics: sub.topics.clone(),
+        transport: sub.transport,
+        format,
+        node: node.to_string(),
+        hello,
+        last_event_id: sub.last_event_id.clone(),
+    }
 }
 
 /// Opens one SSE stream per topic from the topic objects. Fails (and closes what was opened) if
 /// any topic refuses, e.g. 503 at its connection limit.
 async fn open_upstreams(env: &Env, cfg: &Config, sub: &Subscribe, id: &str, format: Format, node: &str) -> Result<Vec<worker::ByteStream>, GatewayError> {
     let calls = sub.topics.iter().map(|topic| async move {
-        let url = attach_url(topic, id, &sub.topics, sub.transport, format, node, false, sub.last_event_id.as_deref());
+        let url = internal_url(&attach(topic, id, sub, format, node, false).encode());
         topic_stub(env, topic)?.fetch_with_str(&url).await.map_err(http::internal)
     });
     let mut streams = Vec::new();
@@ -174,7 +163,7 @@ async fn open_upstreams(env: &Env, cfg: &Config, sub: &Subscribe, id: &str, form
             Ok(mut resp) if resp.status_code() == 200 => streams.push(resp.stream().map_err(http::internal)?),
             Ok(mut resp) => {
                 let text = resp.text().await.unwrap_or_default();
-                failure.get_or_insert(error_from_object(resp.status_code(), &text, cfg));
+                failure.get_or_insert(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
             }
             Err(e) => {
                 failure.get_or_insert(e);
@@ -185,19 +174,6 @@ async fn open_upstreams(env: &Env, cfg: &Config, sub: &Subscribe, id: &str, form
         None => Ok(streams),
         // Dropping the opened streams cancels them; their objects detach the connection.
         Some(e) => Err(e),
-    }
-}
-
-/// Rebuilds the error a topic object answered (it uses the same configuration).
-fn error_from_object(status: u16, body: &str, cfg: &Config) -> GatewayError {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    let msg = v["error"]["message"].as_str().unwrap_or(body).to_string();
-    match status {
-        503 => GatewayError::ConnectionLimit(msg),
-        413 => GatewayError::PayloadTooLarge { max: cfg.max_body_bytes },
-        415 => GatewayError::UnsupportedBody,
-        400 => GatewayError::InvalidRequest(msg),
-        _ => GatewayError::Internal(format!("topic object answered {status}: {msg}")),
     }
 }
 
@@ -254,7 +230,7 @@ async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> 
     let node = node(&req);
     if let [topic] = sub.topics.as_slice() {
         // One topic: the topic object serves the stream itself.
-        let url = attach_url(topic, &id, &sub.topics, Transport::Sse, sub.format, &node, true, sub.last_event_id.as_deref());
+        let url = internal_url(&attach(topic, &id, &sub, sub.format, &node, true).encode());
         return topic_stub(env, topic)?.fetch_with_str(&url).await.map_err(http::internal);
     }
     let upstreams = open_upstreams(env, cfg, &sub, &id, sub.format, &node).await?;
@@ -317,91 +293,75 @@ async fn bridge_ws(ws: worker::WebSocket, upstreams: Vec<worker::ByteStream>) {
     let _ = ws.close(Some(1000), Some("closed"));
 }
 
-/// What a topic object answers to a publish or a liveness probe.
-#[derive(Debug, Deserialize)]
-pub struct ObjectResult {
-    #[serde(default)]
-    pub live: Option<bool>,
-    #[serde(default)]
-    pub delivered: Option<usize>,
-    #[serde(default)]
-    pub dropped: Option<bool>,
-    /// The topic retains events: the event was stored for replay (even with nobody connected).
-    #[serde(default)]
-    pub retained: Option<bool>,
-}
-
-impl ObjectResult {
-    fn topic_result(&self) -> TopicResult {
-        if self.retained == Some(true) {
-            return TopicResult::Retained(self.delivered.unwrap_or(0));
-        }
-        match self.delivered {
-            Some(n) if self.dropped != Some(true) => TopicResult::Delivered(n),
-            _ => TopicResult::Dropped,
-        }
-    }
-}
-
-async fn object_call(stub: Stub, req: Request, cfg: &Config) -> Result<ObjectResult, GatewayError> {
+/// Calls a topic object and reads its answer (an error answer comes back as the error).
+async fn object_call(stub: Stub, req: Request, cfg: &Config) -> Result<ObjectAnswer, GatewayError> {
     let mut resp = stub.fetch_with_request(req).await.map_err(http::internal)?;
     let text = resp.text().await.map_err(http::internal)?;
     if resp.status_code() != 200 {
-        return Err(error_from_object(resp.status_code(), &text, cfg));
+        return Err(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
     }
-    serde_json::from_str(&text).map_err(|e| GatewayError::Internal(format!("topic object answer: {e}")))
+    ObjectAnswer::decode(&text)
+}
+
+/// Answers a publish from its finished plan: the drop lines logged once, here; the 202 body.
+fn accepted(plan: PublishPlan) -> Response {
+    let report = plan.finish();
+    for line in &report.log {
+        http::log(line);
+    }
+    http::json(202, report.body)
 }
 
 async fn publish(req: Request, env: &Env, cfg: &Config) -> Result<Response, GatewayError> {
     let p = publish_headers(req.headers(), cfg, true)?;
+    let mut plan = PublishPlan::new(p.id.clone(), p.topics.clone());
     if let [topic] = p.topics.as_slice() {
         // One topic: hand the request over with its body unread; the object reads it only if
-        // it has subscribers.
-        let result = object_call(topic_stub(env, topic)?, req, cfg).await?;
-        let body = request::publish_response(&p.id, &[(topic.clone(), result.topic_result())]);
-        return Ok(http::json(202, body));
+        // the topic takes the event (the drop rule, decided there).
+        let answer = object_call(topic_stub(env, topic)?, req, cfg).await?;
+        plan.settle(0, answer.result());
+        return Ok(accepted(plan));
     }
-    publish_many(req, env, cfg, &p).await
+    publish_many(req, env, cfg, &p, plan).await
 }
 
-/// Several topics: ask each object whether it is live (the dead ones log the drop), read the
-/// body once only if one is, then deliver it to the live ones.
-async fn publish_many(mut req: Request, env: &Env, cfg: &Config, p: &Publish) -> Result<Response, GatewayError> {
-    let probes = p.topics.iter().map(|topic| async move {
-        let url = format!("https://topic/live?topic={topic}&id={}", p.id);
-        let probe = Request::new(&url, Method::Get).map_err(http::internal)?;
-        object_call(topic_stub(env, topic)?, probe, cfg).await
+/// Several topics: ask each object whether it takes the event (the others tell their tails),
+/// read the body once only if one does, then deliver it to those.
+async fn publish_many(mut req: Request, env: &Env, cfg: &Config, p: &Publish, mut plan: PublishPlan) -> Result<Response, GatewayError> {
+    let probes = plan.topics().iter().map(|topic| {
+        let probe = ProbeRequest { topic: topic.clone(), id: plan.id().to_string() };
+        async move {
+            let req = Request::new(&internal_url(&probe.encode()), Method::Get).map_err(http::internal)?;
+            object_call(topic_stub(env, &probe.topic)?, req, cfg).await
+        }
     });
-    let live: Vec<bool> = join_all(probes)
+    let probed: Vec<Probed> = join_all(probes)
         .await
         .into_iter()
-        .map(|r| r.map(|o| o.live == Some(true)))
+        .map(|r| r.map(|a| if a == ObjectAnswer::Live(true) { Probed::Takes } else { Probed::Dropped }))
         .collect::<Result<_, _>>()?;
-    let mut results: Vec<(String, TopicResult)> = p.topics.iter().map(|t| (t.clone(), TopicResult::Dropped)).collect();
-    if live.iter().any(|l| *l) {
-        let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
-        let ts = http::now_ms();
-        let deliveries = p.topics.iter().zip(&live).filter(|(_, l)| **l).map(|(topic, _)| {
-            let data = data.clone();
-            async move {
-                let headers = Headers::new();
-                let _ = headers.set("x-sse-id", &p.id);
-                if let Some(ev) = &p.event {
-                    let _ = headers.set("x-sse-event", ev);
-                }
-                let _ = headers.set("x-sse-ts", &ts.to_string());
-                let mut init = RequestInit::new();
-                init.with_method(Method::Post).with_headers(headers).with_body(Some(data.into()));
-                let deliver = Request::new_with_init(&format!("https://topic/deliver?topic={topic}"), &init).map_err(http::internal)?;
-                Ok::<_, GatewayError>((topic.clone(), object_call(topic_stub(env, topic)?, deliver, cfg).await?.topic_result()))
-            }
-        });
-        for delivered in join_all(deliveries).await {
-            let (topic, r) = delivered?;
-            if let Some(slot) = results.iter_mut().find(|(t, _)| *t == topic) {
-                slot.1 = r;
-            }
-        }
+    if plan.probed(probed)? == Step::Answer {
+        return Ok(accepted(plan));
     }
-    Ok(http::json(202, request::publish_response(&p.id, &results)))
+    let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
+    let ts = http::now_ms();
+    let deliveries = plan.targets().map(|(i, topic)| {
+        let msg = Deliver { topic: topic.to_string(), id: p.id.clone(), event: p.event.clone(), ts, seq: None };
+        let data = data.clone();
+        async move {
+            let headers = Headers::new();
+            for (k, v) in msg.headers() {
+                let _ = headers.set(k, &v);
+            }
+            let mut init = RequestInit::new();
+            init.with_method(Method::Post).with_headers(headers).with_body(Some(data.into()));
+            let deliver = Request::new_with_init(&internal_url(Deliver::PATH), &init).map_err(http::internal)?;
+            Ok::<_, GatewayError>((i, object_call(topic_stub(env, &msg.topic)?, deliver, cfg).await?.result()))
+        }
+    });
+    let delivered: Vec<(usize, TopicResult)> = join_all(deliveries).await.into_iter().collect::<Result<_, _>>()?;
+    for (i, r) in delivered {
+        plan.settle(i, r);
+    }
+    Ok(accepted(plan))
 }

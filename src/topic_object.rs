@@ -17,16 +17,18 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
-use sse_core::registry::{ConnSummary, RegistryUpdate};
-use sse_core::replay::{self, GapReason, Resume, Retained, Window};
-use sse_core::request::{self, Query};
-use sse_core::topic::{ConnInfo, Outcome, Removed, SendResult, Sink, TopicState, Transport};
-use sse_core::{names, Config, GatewayError};
+use sse_core::protocol::conn::{self, Removals, Resumer};
+use sse_core::protocol::{drop_rule, Attach, Deliver, ObjectAnswer, ProbeRequest, TopicResult};
+use sse_core::registry::RegistryUpdate;
+use sse_core::replay::{Retained, Window};
+use sse_core::request::Query;
+use sse_core::topic::{Outcome, Removed, SendResult, Sink, TopicState};
+use sse_core::{Config, GatewayError};
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, ResponseBuilder, Result, SqlStorageValue, State};
 
 use crate::body;
-use crate::gateway;
 use crate::http::{self, header};
+use crate::router;
 
 #[wasm_bindgen]
 extern "C" {
@@ -144,7 +146,7 @@ impl DurableObject for TopicObject {
             match slot.as_mut() {
                 Some(state) => {
                     let removed = state.keepalive();
-                    let snapshot = RegistryUpdate::Snapshot { topic: state.topic().to_string(), conns: summaries(state) };
+                    let snapshot = RegistryUpdate::Snapshot { topic: state.topic().to_string(), conns: conn::summaries(state) };
                     (removed, Some(snapshot))
                 }
                 // No connection (the alarm was set to report counts, e.g. drops).
@@ -169,20 +171,6 @@ impl DurableObject for TopicObject {
     }
 }
 
-fn summaries(state: &TopicState<StreamSink>) -> Vec<ConnSummary> {
-    state.subscribers().map(|c| summary(&c.info, c.events_sent)).collect()
-}
-
-fn summary(info: &ConnInfo, events_sent: u64) -> ConnSummary {
-    ConnSummary {
-        id: info.id.clone(),
-        transport: info.transport,
-        connected_at: info.connected_at,
-        node: info.node.clone(),
-        events_sent,
-    }
-}
-
 impl TopicObject {
     fn config(&self) -> std::result::Result<Config, GatewayError> {
         if let Some(c) = self.cfg.borrow().as_ref() {
@@ -197,23 +185,18 @@ impl TopicObject {
         let url = req.url().map_err(|_| GatewayError::InvalidRequest("bad url".into()))?;
         let query = Query::parse(url.query().unwrap_or(""))?;
         match (req.method(), url.path()) {
-            (Method::Get, "/attach") => self.attach(&query, cfg).await,
+            (Method::Get, Attach::PATH) => self.attach(&Attach::decode(&query, cfg.max_topics)?, cfg).await,
             (Method::Post, "/publish") => self.publish(req, cfg).await,
-            (Method::Get, "/live") => {
-                let (topic, id) = (param(&query, "topic")?, param(&query, "id")?);
-                // A retained topic takes every event (it is stored even with nobody connected).
-                let live = self.is_live() || cfg.retention.window(topic).is_some();
+            (Method::Get, ProbeRequest::PATH) => {
+                let probe = ProbeRequest::decode(&query)?;
+                let live = drop_rule::takes(self.is_live(), cfg.retention.window(&probe.topic).is_some());
                 if !live {
-                    self.dropped(topic, id);
-                    self.count(cfg, |c| {
-                        c.publishes += 1;
-                        c.drops += 1;
-                    })
-                    .await;
+                    self.dropped(&probe.id).await;
+                    self.count(cfg, |c| c.published(TopicResult::Dropped)).await;
                 }
-                Ok(http::json(200, json!({"live": live}).to_string()))
+                Ok(answer(ObjectAnswer::Live(live)))
             }
-            (Method::Post, "/deliver") => self.deliver(req, &query, cfg).await,
+            (Method::Post, Deliver::PATH) => self.deliver(req, cfg).await,
             _ => Err(GatewayError::NotFound),
         }
     }
@@ -222,42 +205,28 @@ impl TopicObject {
         self.topic.borrow().as_ref().is_some_and(|t| t.is_live())
     }
 
-    /// Logs a drop once and tells the tails.
-    fn dropped(&self, topic: &str, id: &str) {
-        http::log(&request::drop_log_line(topic, id));
+    /// Tells the tails of a drop (the Worker logs it, from the publish plan).
+    async fn dropped(&self, id: &str) {
         if let Some(state) = self.topic.borrow_mut().as_mut() {
             state.notify_dropped(id, http::now_ms());
         }
     }
 
-    async fn attach(&self, q: &Query, cfg: &Config) -> std::result::Result<Response, GatewayError> {
-        let topic = param(q, "topic")?.to_string();
-        let id = param(q, "id")?.to_string();
-        let format = match param(q, "format")? {
-            "sse" => Format::Sse,
-            "sse_envelope" => Format::SseEnvelope,
-            "tail" => Format::Tail,
-            _ => return Err(GatewayError::InvalidRequest("format".into())),
-        };
-        let transport = if q.get("transport") == Some("ws") { Transport::Ws } else { Transport::Sse };
-        let topics = names::parse_topic_list(param(q, "topics")?, cfg.max_topics)?;
-        let info = ConnInfo {
-            id: id.clone(),
-            topics: topics.clone(),
-            transport,
-            format,
-            connected_at: http::now_ms(),
-            node: q.get("node").unwrap_or("local").to_string(),
-        };
+    async fn attach(&self, a: &Attach, cfg: &Config) -> std::result::Result<Response, GatewayError> {
+        let (topic, id, format) = (a.topic.clone(), a.conn_id.clone(), a.format);
+        let info = a.conn_info(http::now_ms());
         // The replay: read synchronously, right before the attachment (no publish can run in
         // between), and queued ahead of every live frame.
-        let replay = match (q.get("last_event_id"), cfg.retention.window(&topic)) {
-            (Some(last), Some(window)) if format != Format::Tail => self.resume_frames(&topic, window, last, format, transport).map_err(http::internal)?,
+        let replay = match (&a.last_event_id, cfg.retention.window(&topic)) {
+            (Some(last), Some(window)) if format != Format::Tail => {
+                let resumer = Resumer { topic: &topic, last_id: last, format, transport: a.transport };
+                self.resume_frames(resumer, window).map_err(http::internal)?
+            }
             _ => Vec::new(),
         };
         let (mut sink, body) = StreamSink::new(cfg.queue_capacity + replay.len() + 1).map_err(http::internal)?;
-        if q.get("hello") == Some("1") {
-            let _ = sink.try_send(&Chunk::from(frame::encode_open(cfg.retry_ms, &id, &topics)));
+        if a.hello {
+            let _ = sink.try_send(&Chunk::from(frame::encode_open(cfg.retry_ms, &id, &a.topics)));
         }
         for f in replay {
             let _ = sink.try_send(&Chunk::from(f));
@@ -268,7 +237,7 @@ impl TopicObject {
             state.attach(info.clone(), sink)?;
         }
         if format != Format::Tail {
-            self.report(vec![RegistryUpdate::Attach { topic, conn: summary(&info, 0) }]);
+            self.report(vec![RegistryUpdate::Attach { topic, conn: info.summary(0) }]);
         }
         self.ensure_alarm(cfg).await.map_err(http::internal)?;
         Ok(http::sse(ResponseBuilder::new().stream(body)))
@@ -276,20 +245,16 @@ impl TopicObject {
 
     /// A publish forwarded by the Worker with its body unread.
     async fn publish(&self, mut req: Request, cfg: &Config) -> std::result::Result<Response, GatewayError> {
-        let p = gateway::publish_headers(req.headers(), cfg, false)?;
+        let p = router::publish_headers(req.headers(), cfg, false)?;
         let [topic] = p.topics.as_slice() else {
             return Err(GatewayError::InvalidRequest("one topic per object".into()));
         };
         let window = cfg.retention.window(topic);
-        if !self.is_live() && window.is_none() {
+        if !drop_rule::takes(self.is_live(), window.is_some()) {
             // The drop path: the body is never read.
-            self.dropped(topic, &p.id);
-            self.count(cfg, |c| {
-                c.publishes += 1;
-                c.drops += 1;
-            })
-            .await;
-            return Ok(http::json(200, json!({"dropped": true}).to_string()));
+            self.dropped(&p.id).await;
+            self.count(cfg, |c| c.published(TopicResult::Dropped)).await;
+            return Ok(answer(ObjectAnswer::Done(TopicResult::Dropped)));
         }
         let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
         let ev = Event { topic: topic.clone(), id: p.id, event: p.event, data, ts: http::now_ms() };
@@ -300,56 +265,37 @@ impl TopicObject {
     }
 
     /// A delivery of a multi-topic publish whose body the Worker already read.
-    async fn deliver(&self, mut req: Request, q: &Query, cfg: &Config) -> std::result::Result<Response, GatewayError> {
-        let topic = param(q, "topic")?.to_string();
-        let h = req.headers();
-        let id = header(h, "x-sse-id").ok_or(GatewayError::MissingId)?;
-        names::check_id(&id)?;
-        let event = header(h, "x-sse-event");
-        if let Some(e) = &event {
-            names::check_event(e)?;
-        }
-        let ts = header(h, "x-sse-ts").and_then(|t| t.parse().ok()).unwrap_or_else(http::now_ms);
+    async fn deliver(&self, mut req: Request, cfg: &Config) -> std::result::Result<Response, GatewayError> {
+        let h = req.headers().clone();
+        let msg = Deliver::decode(|name| header(&h, name), http::now_ms())?;
         let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
-        let window = cfg.retention.window(&topic);
-        let ev = Event { topic, id, event, data, ts };
+        let window = cfg.retention.window(&msg.topic);
+        let ev = msg.into_event(data);
         self.retain(&ev, window)?;
         let resp = self.fan_out(ev, window.is_some());
         self.ensure_alarm(cfg).await.map_err(http::internal)?;
         Ok(resp)
     }
 
+    /// Hands `ev` to every connection; answers what that did (a drop is logged by the Worker).
     fn fan_out(&self, ev: Event, retained: bool) -> Response {
         let outcome = match self.topic.borrow_mut().as_mut() {
             Some(state) => state.publish(&ev),
             None => Outcome::Dropped,
         };
-        let mut c = self.counts.get();
-        c.publishes += 1;
-        match &outcome {
-            Outcome::Delivered { count, .. } => c.deliveries += *count as u64,
-            Outcome::Dropped if !retained => c.drops += 1,
-            Outcome::Dropped => {}
-        }
-        self.counts.set(c);
-        let body = match outcome {
-            Outcome::Dropped if retained => json!({"delivered": 0, "retained": true}),
-            Outcome::Dropped => {
-                http::log(&request::drop_log_line(&ev.topic, &ev.id));
-                json!({"dropped": true})
-            }
-            Outcome::Delivered { count, removed } if retained => {
-                self.removed(&removed);
-                self.forget_if_empty();
-                json!({"delivered": count, "retained": true})
-            }
+        let count = match outcome {
             Outcome::Delivered { count, removed } => {
                 self.removed(&removed);
                 self.forget_if_empty();
-                json!({"delivered": count})
+                Some(count)
             }
+            Outcome::Dropped => None,
         };
-        http::json(200, body.to_string())
+        let result = TopicResult::of_delivery(count, retained);
+        let mut c = self.counts.get();
+        c.published(result);
+        self.counts.set(c);
+        answer(ObjectAnswer::Done(result))
     }
 
     fn sql_tables(&self) -> Result<worker::SqlStorage> {
@@ -391,22 +337,18 @@ impl TopicObject {
         store().map_err(http::internal)
     }
 
-    /// The frames resuming after `last`: the retained events after it, or a `replay-gap` frame
-    /// (for a WebSocket its data is the WebSocket message, `"type":"replay_gap"`).
-    fn resume_frames(&self, topic: &str, window: Window, last: &str, format: Format, transport: Transport) -> Result<Vec<String>> {
+    /// The frames resuming after the connection's last event id, from the retained events.
+    fn resume_frames(&self, resumer: Resumer<'_>, window: Window) -> Result<Vec<String>> {
         let sql = self.sql_tables()?;
         self.trim(&sql, window)?;
         let rows: Vec<Retained> = sql.exec("SELECT seq, id, event, data, ts FROM replay_events ORDER BY seq", None)?.to_array()?;
         let trimmed = !sql.exec("SELECT v FROM replay_meta WHERE k = 'trimmed'", None)?.to_array::<serde_json::Value>()?.is_empty();
-        Ok(match replay::resume(&rows, last, trimmed) {
-            Resume::After(rest) => {
-                let mut c = self.counts.get();
-                c.replayed += rest.len() as u64;
-                self.counts.set(c);
-                rest.iter().map(|r| frame::encode(&r.to_event(topic), format)).collect()
-            }
-            Resume::Gap(reason) => vec![gap_frame(topic, last, reason, transport)],
-        })
+        let last_seq = rows.last().map_or(0, |r| r.seq);
+        let resumed = resumer.from_snapshot(&rows, trimmed, last_seq);
+        let mut c = self.counts.get();
+        c.replayed += resumed.replayed as u64;
+        self.counts.set(c);
+        Ok(resumed.frames)
     }
 
     /// Reports connections that left (client gone, or evicted as too slow).
@@ -418,13 +360,14 @@ impl TopicObject {
             Some(t) => t.topic().to_string(),
             None => return,
         };
+        let removals = Removals::of(&topic, removed);
         let mut c = self.counts.get();
-        c.evictions += removed.iter().filter(|r| r.reason == SendResult::Full).count() as u64;
+        c.evictions += removals.evicted;
         self.counts.set(c);
-        for r in removed.iter().filter(|r| r.reason == SendResult::Full) {
-            http::log(&json!({"level": "warn", "msg": "slow consumer evicted", "topic": topic, "connection": r.id}).to_string());
+        for line in &removals.log {
+            http::log(line);
         }
-        self.report(removed.iter().map(|r| RegistryUpdate::Detach { topic: topic.clone(), id: r.id.clone() }).collect());
+        self.report(removals.detached.into_iter().map(|id| RegistryUpdate::Detach { topic: topic.clone(), id }).collect());
     }
 
     /// The topic disappears from this object's memory with its last connection.
@@ -460,7 +403,7 @@ impl TopicObject {
         }
         let env = self.env.clone();
         wasm_bindgen_futures::spawn_local(async move {
-            let Ok(stub) = gateway::registry(&env) else { return };
+            let Ok(stub) = router::registry(&env) else { return };
             let body = serde_json::to_string(&updates).expect("updates serialise");
             let mut init = RequestInit::new();
             init.with_method(Method::Post).with_body(Some(body.into()));
@@ -473,13 +416,7 @@ impl TopicObject {
     }
 }
 
-fn gap_frame(topic: &str, last: &str, reason: GapReason, transport: Transport) -> String {
-    match transport {
-        Transport::Ws => frame::encode_sse(None, Some("replay-gap"), &replay::encode_gap(topic, last, reason, Format::Ws)),
-        Transport::Sse => replay::encode_gap(topic, last, reason, Format::Sse),
-    }
-}
-
-fn param<'a>(q: &'a Query, key: &str) -> std::result::Result<&'a str, GatewayError> {
-    q.get(key).ok_or_else(|| GatewayError::InvalidRequest(format!("missing {key}")))
+/// The object's `200` answer to a probe, publish or deliver.
+fn answer(a: ObjectAnswer) -> Response {
+    http::json(200, a.encode())
 }
