@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup dev test build unit e2e test-docs clean
+.PHONY: help setup dev test build lint unit e2e test-docs clean
 
 help: ## List the targets
 	@echo "Targets:"
@@ -22,6 +22,9 @@ test: ## Set up, then run every test; results in test-results/
 
 build: setup ## Build the Worker (release wasm) into build/
 	@bash scripts/build-worker.sh
+
+lint: ## cargo fmt --check, cargo clippy -D warnings (native + wasm Worker), no module import cycle
+	@bash scripts/lint.sh
 
 unit: ## Unit + property tests of crates/core (cargo test -p sse-core)
 	@. scripts/env.sh && cargo test -p sse-core

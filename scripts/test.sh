@@ -2,6 +2,8 @@
 # Set everything up and run every test. Steps:
 #   setup   scripts/setup.sh
 #   unit    cargo test -p sse-core (unit + property tests)
+#   lint    scripts/lint.sh: cargo fmt --check, cargo clippy -D warnings (native targets and the
+#           wasm Worker), no import cycle between modules (scripts/module-cycles.py)
 #   fuzz    scripts/fuzz.sh: each fuzz target of crates/core for FUZZ_SECONDS (default 60)
 #   build   scripts/build-worker.sh (release wasm)
 #   bundle  wrangler deploy --dry-run --outdir dist (+ wasm size, raw and gzip -9)
@@ -51,7 +53,7 @@ results=test-results
 logs="$results/logs"
 mkdir -p "$logs"
 
-steps_total=15
+steps_total=16
 step_no=0
 n_passed=0
 n_failed=0
@@ -183,6 +185,11 @@ after_step_setup() { :; }
 
 step_unit() { cargo test -p sse-core; }
 after_step_unit() { count_cargo_tests "$1"; }
+
+step_lint() { bash scripts/lint.sh; }
+after_step_lint() {
+  read -r tests_passed tests_failed < <(sed -n 's/^lint: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed$/\1 \2/p' "$1" | tail -n 1) || true
+}
 
 # Bounded fuzzing of the core; report in test-results/fuzz.md / fuzz.json.
 step_fuzz() {
@@ -321,6 +328,7 @@ after_step_docs() {
 }
 run_step setup "bash scripts/setup.sh" step_setup
 run_step unit "cargo test -p sse-core" step_unit
+run_step lint "bash scripts/lint.sh" step_lint
 run_step fuzz "bash scripts/fuzz.sh (FUZZ_SECONDS=${FUZZ_SECONDS:-60} per target)" step_fuzz
 run_step build "bash scripts/build-worker.sh" step_build
 run_step bundle "wrangler deploy --dry-run --outdir dist" step_bundle

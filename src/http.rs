@@ -28,10 +28,7 @@ fn headers(pairs: &[(&str, &str)]) -> Headers {
 
 /// A JSON response.
 pub fn json(status: u16, body: String) -> Response {
-    Response::ok(body)
-        .expect("a string body is always accepted")
-        .with_status(status)
-        .with_headers(headers(&routes::JSON_HEADERS))
+    Response::ok(body).expect("a string body is always accepted").with_status(status).with_headers(headers(&routes::JSON_HEADERS))
 }
 
 /// The JSON error response, with the error's extra headers.
@@ -61,13 +58,8 @@ pub fn internal(e: worker::Error) -> GatewayError {
 
 /// The configuration from `[vars]` and secrets.
 pub fn config(env: &Env) -> Result<Config, GatewayError> {
-    Config::from_lookup(|key| {
-        env.var(key)
-            .map(|v| v.to_string())
-            .or_else(|_| env.secret(key).map(|v| v.to_string()))
-            .ok()
-    })
-    .map_err(|e| GatewayError::Internal(format!("configuration: {e}")))
+    Config::from_lookup(|key| env.var(key).map(|v| v.to_string()).or_else(|_| env.secret(key).map(|v| v.to_string())).ok())
+        .map_err(|e| GatewayError::Internal(format!("configuration: {e}")))
 }
 
 /// A header as bytes (the core validates its content).

@@ -41,10 +41,8 @@ impl RegistryObject {
         let now = http::now_ms();
         match (req.method(), url.path()) {
             (Method::Post, "/update") => {
-                let updates: Vec<RegistryUpdate> = req
-                    .json()
-                    .await
-                    .map_err(|e| GatewayError::InvalidRequest(format!("registry update: {e}")))?;
+                let updates: Vec<RegistryUpdate> =
+                    req.json().await.map_err(|e| GatewayError::InvalidRequest(format!("registry update: {e}")))?;
                 let mut reg = self.registry.borrow_mut();
                 for u in updates {
                     reg.apply(u, now);

@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use futures_util::stream::{self, Stream, StreamExt};
 use sse_core::frame::{self, Format, SseItem, SseParser};
 use sse_core::protocol::answer::decode_error;
-use sse_core::protocol::{Attach, Deliver, ObjectAnswer, Probed, ProbeRequest, PublishPlan, Step, TopicResult};
+use sse_core::protocol::{Attach, Deliver, ObjectAnswer, ProbeRequest, Probed, PublishPlan, Step, TopicResult};
 use sse_core::request::{self, Publish, PublishHeaders, Query, Subscribe};
 use sse_core::routes::{self, Route};
 use sse_core::topic::Transport;
@@ -72,7 +72,16 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
         }
         Route::AdminTail(topic) => {
             let id = routes::connection_id(http::now_ms(), http::random_u32());
-            let attach = Attach { topic: topic.clone(), conn_id: id, topics: vec![topic.clone()], transport: Transport::Sse, format: Format::Tail, node: node(&req), hello: true, last_event_id: None };
+            let attach = Attach {
+                topic: topic.clone(),
+                conn_id: id,
+                topics: vec![topic.clone()],
+                transport: Transport::Sse,
+                format: Format::Tail,
+                node: node(&req),
+                hello: true,
+                last_event_id: None,
+            };
             topic_stub(&env, &topic)?.fetch_with_str(&internal_url(&attach.encode())).await.map_err(http::internal)
         }
         Route::Preflight | Route::Healthz | Route::AdminUi | Route::Metrics => unreachable!("answered above"),
@@ -151,7 +160,14 @@ fn attach(topic: &str, id: &str, sub: &Subscribe, format: Format, node: &str, he
 
 /// Opens one SSE stream per topic from the topic objects. Fails (and closes what was opened) if
 /// any topic refuses, e.g. 503 at its connection limit.
-async fn open_upstreams(env: &Env, cfg: &Config, sub: &Subscribe, id: &str, format: Format, node: &str) -> Result<Vec<worker::ByteStream>, GatewayError> {
+async fn open_upstreams(
+    env: &Env,
+    cfg: &Config,
+    sub: &Subscribe,
+    id: &str,
+    format: Format,
+    node: &str,
+) -> Result<Vec<worker::ByteStream>, GatewayError> {
     let calls = sub.topics.iter().map(|topic| async move {
         let url = internal_url(&attach(topic, id, sub, format, node, false).encode());
         topic_stub(env, topic)?.fetch_with_str(&url).await.map_err(http::internal)
@@ -218,10 +234,7 @@ pub fn publish_headers(h: &Headers, cfg: &Config, with_length: bool) -> Result<P
     fn bytes(v: &Option<String>) -> Option<&[u8]> {
         v.as_deref().map(str::as_bytes)
     }
-    Publish::parse(
-        PublishHeaders { topic: bytes(&topic), id: bytes(&id), event: bytes(&event), content_length: bytes(&length) },
-        cfg,
-    )
+    Publish::parse(PublishHeaders { topic: bytes(&topic), id: bytes(&id), event: bytes(&event), content_length: bytes(&length) }, cfg)
 }
 
 async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> Result<Response, GatewayError> {
@@ -235,9 +248,7 @@ async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> 
     }
     let upstreams = open_upstreams(env, cfg, &sub, &id, sub.format, &node).await?;
     let open = frame::encode_open(cfg.retry_ms, &id, &sub.topics);
-    let body = stream::once(async move { open })
-        .chain(merge_frames(upstreams))
-        .map(|f| Ok::<Vec<u8>, worker::Error>(f.into_bytes()));
+    let body = stream::once(async move { open }).chain(merge_frames(upstreams)).map(|f| Ok::<Vec<u8>, worker::Error>(f.into_bytes()));
     Ok(http::sse(Response::from_stream(body).map_err(http::internal)?))
 }
 

@@ -13,8 +13,6 @@ use std::rc::Rc;
 
 use js_sys::{Object, Reflect, Uint8Array};
 use serde_json::json;
-use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
 use sse_core::protocol::conn::{self, Removals, Resumer};
@@ -24,6 +22,8 @@ use sse_core::replay::{Retained, Window};
 use sse_core::request::Query;
 use sse_core::topic::{Outcome, Removed, SendResult, Sink, TopicState};
 use sse_core::{Config, GatewayError};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
 use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, ResponseBuilder, Result, SqlStorageValue, State};
 
 use crate::body;
@@ -124,7 +124,15 @@ pub struct TopicObject {
 
 impl DurableObject for TopicObject {
     fn new(state: State, env: Env) -> Self {
-        Self { state, env, cfg: RefCell::new(None), topic: RefCell::new(None), alarm_set: Cell::new(false), tables: Cell::new(false), counts: Cell::new(Counts::default()) }
+        Self {
+            state,
+            env,
+            cfg: RefCell::new(None),
+            topic: RefCell::new(None),
+            alarm_set: Cell::new(false),
+            tables: Cell::new(false),
+            counts: Cell::new(Counts::default()),
+        }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -311,7 +319,10 @@ impl TopicObject {
     /// Trims the table to the window; records that events were trimmed (for `expired`).
     fn trim(&self, sql: &worker::SqlStorage, window: Window) -> Result<()> {
         let mut gone = sql
-            .exec("DELETE FROM replay_events WHERE seq <= (SELECT MAX(seq) FROM replay_events) - ?", vec![SqlStorageValue::from(window.max_count as i64)])?
+            .exec(
+                "DELETE FROM replay_events WHERE seq <= (SELECT MAX(seq) FROM replay_events) - ?",
+                vec![SqlStorageValue::from(window.max_count as i64)],
+            )?
             .rows_written();
         if let Some(age) = window.max_age_ms {
             let cutoff = http::now_ms().saturating_sub(age) as i64;

@@ -85,7 +85,11 @@ impl ChunkDecoder {
                     input = &input[1..];
                     self.st = match b {
                         b'\n' if digits => {
-                            if n == 0 { Chunk::Trailer { blank: true } } else { Chunk::Data(n) }
+                            if n == 0 {
+                                Chunk::Trailer { blank: true }
+                            } else {
+                                Chunk::Data(n)
+                            }
                         }
                         b'\n' => return Err("empty chunk size"),
                         b'\r' => Chunk::Size { n, digits, ext },

@@ -39,7 +39,15 @@ fn main() {
         "micro" => micro::main(&args),
         "subs" => subs::main(&args),
         "-h" | "--help" | "help" => {
-            println!("{}", include_str!("main.rs").lines().take_while(|l| l.starts_with("//!")).map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or("")).collect::<Vec<_>>().join("\n"));
+            println!(
+                "{}",
+                include_str!("main.rs")
+                    .lines()
+                    .take_while(|l| l.starts_with("//!"))
+                    .map(|l| l.trim_start_matches("//!").strip_prefix(' ').unwrap_or(""))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
             0
         }
         other => {

@@ -90,5 +90,9 @@ pub fn main(args: &util::Args) -> i32 {
         return 1;
     }
     println!("micro: {n} benchmarks -> {out}");
-    if n == 0 { 1 } else { 0 }
+    if n == 0 {
+        1
+    } else {
+        0
+    }
 }

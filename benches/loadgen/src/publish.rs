@@ -114,7 +114,11 @@ async fn futures_join<F: std::future::Future<Output = ()>>(fs: Vec<F>) {
     let mut pinned: Vec<std::pin::Pin<Box<F>>> = fs.into_iter().map(Box::pin).collect();
     std::future::poll_fn(move |cx| {
         pinned.retain_mut(|f| f.as_mut().poll(cx).is_pending());
-        if pinned.is_empty() { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+        if pinned.is_empty() {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
     })
     .await
 }
@@ -178,7 +182,11 @@ async fn conn_loop(t: &Target, plan: &Plan, my: Vec<usize>, t0: Instant, end: In
                 } else {
                     a.o.errors += 1;
                     if a.o.first_error.is_none() {
-                        a.o.first_error = Some(format!("status {}: {}", resp.status, String::from_utf8_lossy(&resp.body).chars().take(200).collect::<String>()));
+                        a.o.first_error = Some(format!(
+                            "status {}: {}",
+                            resp.status,
+                            String::from_utf8_lossy(&resp.body).chars().take(200).collect::<String>()
+                        ));
                     }
                 }
             }

@@ -100,7 +100,11 @@ fn fmt(v: f64) -> String {
             }
             o.push(ch);
         }
-        if v < 0.0 { format!("-{o}") } else { o }
+        if v < 0.0 {
+            format!("-{o}")
+        } else {
+            o
+        }
     } else if a >= 100.0 {
         format!("{:.0}", v)
     } else if a >= 10.0 {
@@ -114,10 +118,18 @@ fn fmt(v: f64) -> String {
 
 fn ratio(a: f64, b: f64) -> String {
     if b == 0.0 {
-        if a == 0.0 { "=".into() } else { "–".into() }
+        if a == 0.0 {
+            "=".into()
+        } else {
+            "–".into()
+        }
     } else {
         let r = a / b;
-        if r != 0.0 && r.abs() < 0.1 { format!("{:.1e}×", r).replace("e-", "e−") } else { format!("{:.2}×", r) }
+        if r != 0.0 && r.abs() < 0.1 {
+            format!("{:.1e}×", r).replace("e-", "e−")
+        } else {
+            format!("{:.2}×", r)
+        }
     }
 }
 
@@ -141,21 +153,39 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
     // 1. 10k fan-out, 64 B: efficiency and p99 against nchan.
     let s = first_scenario(figs, "native", "fanout-10k-64B@").unwrap_or_default();
     let s = s.as_str();
-    match (v("native", s, "deliveries per server CPU-second"), v("nchan", s, "deliveries per server CPU-second"), v("native", s, "p99 latency ms"), v("nchan", s, "p99 latency ms")) {
+    match (
+        v("native", s, "deliveries per server CPU-second"),
+        v("nchan", s, "deliveries per server CPU-second"),
+        v("native", s, "p99 latency ms"),
+        v("nchan", s, "p99 latency ms"),
+    ) {
         (Some(ne), Some(ce), Some(np), Some(cp)) => {
             let ok = ne >= 5.0 * ce && np <= 0.5 * cp;
             let burst = "fanout-10k-burst-64B";
-            let extra = match (v("native", burst, "deliveries per server CPU-second"), v("nchan", burst, "deliveries per server CPU-second")) {
-                (Some(a), Some(b)) => format!("; back-to-back burst: {} vs {} ({})", fmt(a), fmt(b), ratio(a, b)),
-                _ => String::new(),
-            };
+            let extra =
+                match (v("native", burst, "deliveries per server CPU-second"), v("nchan", burst, "deliveries per server CPU-second")) {
+                    (Some(a), Some(b)) => format!("; back-to-back burst: {} vs {} ({})", fmt(a), fmt(b), ratio(a, b)),
+                    _ => String::new(),
+                };
             g.push(Goal {
                 name: "10k-subscriber fan-out, 64 B (native vs nchan): ≥ 5× deliveries per server CPU-second, p99 ≤ ½ nchan's",
-                measured: format!("{s}: {} vs {} deliveries/CPU-s ({}); p99 {} ms vs {} ms ({}){extra}", fmt(ne), fmt(ce), ratio(ne, ce), fmt(np), fmt(cp), ratio(np, cp)),
+                measured: format!(
+                    "{s}: {} vs {} deliveries/CPU-s ({}); p99 {} ms vs {} ms ({}){extra}",
+                    fmt(ne),
+                    fmt(ce),
+                    ratio(ne, ce),
+                    fmt(np),
+                    fmt(cp),
+                    ratio(np, cp)
+                ),
                 status: if ok { "met" } else { "missed" },
             });
         }
-        _ => g.push(Goal { name: "10k-subscriber fan-out, 64 B (native vs nchan): ≥ 5× deliveries per server CPU-second, p99 ≤ ½ nchan's", measured: "not measured in this run".into(), status: "n/a" }),
+        _ => g.push(Goal {
+            name: "10k-subscriber fan-out, 64 B (native vs nchan): ≥ 5× deliveries per server CPU-second, p99 ≤ ½ nchan's",
+            measured: "not measured in this run".into(),
+            status: "n/a",
+        }),
     }
     // 1b. What bounds goal 1 while each event is written to each subscriber with its own
     // system call: even with no user-space time at all, our CPU per delivery cannot fall below
@@ -170,12 +200,9 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
         (Some(nu), Some(ns)) if ns > 0.0 => {
             let bound = (nu + ns) / ns;
             let ours = match (ou, os) {
-                (Some(ou), Some(os)) if os > 0.0 => format!(
-                    "; with our own system time ({} µs of our {} µs): ≤ {}",
-                    fmt(os),
-                    fmt(ou + os),
-                    ratio(nu + ns, os)
-                ),
+                (Some(ou), Some(os)) if os > 0.0 => {
+                    format!("; with our own system time ({} µs of our {} µs): ≤ {}", fmt(os), fmt(ou + os), ratio(nu + ns, os))
+                }
                 _ => String::new(),
             };
             g.push(Goal {
@@ -199,11 +226,20 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
             let peer = idle.as_deref().and_then(|s| v("nchan", s, "KiB RSS per connection"));
             g.push(Goal {
                 name: "idle memory: ≤ 4 KiB of server RSS per SSE connection (native)",
-                measured: format!("{} KiB per connection ({}){}", fmt(k), idle.clone().unwrap_or_default(), peer.map(|p| format!("; nchan {} KiB", fmt(p))).unwrap_or_default()),
+                measured: format!(
+                    "{} KiB per connection ({}){}",
+                    fmt(k),
+                    idle.clone().unwrap_or_default(),
+                    peer.map(|p| format!("; nchan {} KiB", fmt(p))).unwrap_or_default()
+                ),
                 status: if k <= 4.0 { "met" } else { "missed" },
             });
         }
-        None => g.push(Goal { name: "idle memory: ≤ 4 KiB of server RSS per SSE connection (native)", measured: "not measured in this run".into(), status: "n/a" }),
+        None => g.push(Goal {
+            name: "idle memory: ≤ 4 KiB of server RSS per SSE connection (native)",
+            measured: "not measured in this run".into(),
+            status: "n/a",
+        }),
     }
     // 3. Drop path: judged on publishes per server CPU-second (the server's capacity on one
     // core), since others may take part of that core on a shared machine; both are shown.
@@ -220,16 +256,25 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
                 status: if cap >= 50_000.0 { "met" } else { "missed" },
             });
         }
-        _ => g.push(Goal { name: "drop path: ≥ 50,000 publishes/s on one core (native; judged per server CPU-second)", measured: "not measured in this run".into(), status: "n/a" }),
+        _ => g.push(Goal {
+            name: "drop path: ≥ 50,000 publishes/s on one core (native; judged per server CPU-second)",
+            measured: "not measured in this run".into(),
+            status: "n/a",
+        }),
     }
     // 4. Cluster holds 50,000.
-    match (v("cluster", "hold-50k", "connections held"), v("cluster", "hold-50k", "lost"), v("cluster", "hold-50k", "deliveries expected")) {
+    match (v("cluster", "hold-50k", "connections held"), v("cluster", "hold-50k", "lost"), v("cluster", "hold-50k", "deliveries expected"))
+    {
         (Some(c), Some(l), Some(e)) => g.push(Goal {
             name: "three-node cluster holds 50,000 SSE connections, every event delivered",
             measured: format!("{} connections held; {} of {} deliveries lost", fmt(c), fmt(l), fmt(e)),
             status: if c >= 50_000.0 && l == 0.0 && e > 0.0 { "met" } else { "missed" },
         }),
-        _ => g.push(Goal { name: "three-node cluster holds 50,000 SSE connections, every event delivered", measured: "not measured in this run (full profile only)".into(), status: "n/a" }),
+        _ => g.push(Goal {
+            name: "three-node cluster holds 50,000 SSE connections, every event delivered",
+            measured: "not measured in this run (full profile only)".into(),
+            status: "n/a",
+        }),
     }
     // 5. wrangler dev, 1,000 subscribers.
     let ws = first_scenario(figs, "wrangler-dev", "fanout-1k-64B");
@@ -239,7 +284,11 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
             measured: format!("p99 {} ms, {} lost ({})", fmt(p), fmt(l), ws.unwrap_or_default()),
             status: if p < 50.0 && l == 0.0 { "met" } else { "missed" },
         }),
-        None => g.push(Goal { name: "wrangler dev: 1,000 SSE subscribers of one topic, p99 < 50 ms, every event delivered", measured: "not measured in this run".into(), status: "n/a" }),
+        None => g.push(Goal {
+            name: "wrangler dev: 1,000 SSE subscribers of one topic, p99 < 50 ms, every event delivered",
+            measured: "not measured in this run".into(),
+            status: "n/a",
+        }),
     }
     g
 }
@@ -351,7 +400,8 @@ pub fn write(results_root: &Path, run: &Path) -> Result<PathBuf, String> {
             continue;
         }
         let _ = writeln!(md, "\n### {id}\n\n{}\n", descriptions.get(id).cloned().unwrap_or_default());
-        let ours: Vec<&str> = present.iter().copied().filter(|t| *t != "nchan" && figs.iter().any(|x| x.target == *t && &x.scenario == id)).collect();
+        let ours: Vec<&str> =
+            present.iter().copied().filter(|t| *t != "nchan" && figs.iter().any(|x| x.target == *t && &x.scenario == id)).collect();
         let has_nchan = figs.iter().any(|x| x.target == "nchan" && &x.scenario == id);
         let mut head = String::from("| metric |");
         let mut sep = String::from("|---|");
@@ -395,12 +445,21 @@ pub fn write(results_root: &Path, run: &Path) -> Result<PathBuf, String> {
         let mut lines = Vec::new();
         for s in w["scenarios"].as_array().into_iter().flatten() {
             if let Some(pp) = s["server"]["per_process"].as_array() {
-                let parts: Vec<String> = pp.iter().map(|p| format!("{} {} %", p["role"].as_str().unwrap_or("?"), fmt(p["cpu_share"].as_f64().unwrap_or(0.0) * 100.0))).collect();
-                lines.push(format!("| {} | {} | {} |", s["id"].as_str().unwrap_or("?"), fmt(s["server"]["cpu_seconds"].as_f64().unwrap_or(0.0)), parts.join("; ")));
+                let parts: Vec<String> = pp
+                    .iter()
+                    .map(|p| format!("{} {} %", p["role"].as_str().unwrap_or("?"), fmt(p["cpu_share"].as_f64().unwrap_or(0.0) * 100.0)))
+                    .collect();
+                lines.push(format!(
+                    "| {} | {} | {} |",
+                    s["id"].as_str().unwrap_or("?"),
+                    fmt(s["server"]["cpu_seconds"].as_f64().unwrap_or(0.0)),
+                    parts.join("; ")
+                ));
             }
         }
         if !lines.is_empty() {
-            let _ = writeln!(md, "\n## wrangler dev: share of the server CPU time per process\n\n| scenario | CPU s | share |\n|---|---:|---|");
+            let _ =
+                writeln!(md, "\n## wrangler dev: share of the server CPU time per process\n\n| scenario | CPU s | share |\n|---|---:|---|");
             for l in lines {
                 let _ = writeln!(md, "{l}");
             }
@@ -411,7 +470,13 @@ pub fn write(results_root: &Path, run: &Path) -> Result<PathBuf, String> {
         if let Some(list) = micro["benchmarks"].as_array() {
             let _ = writeln!(md, "\n## Core micro-benchmarks (criterion, `cargo bench -p sse-core`)\n\n| benchmark | time per iteration | throughput |\n|---|---:|---:|");
             for b in list {
-                let _ = writeln!(md, "| {} | {} | {} |", b["id"].as_str().unwrap_or("?"), b["time"].as_str().unwrap_or("?"), b["throughput"].as_str().unwrap_or(""));
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} |",
+                    b["id"].as_str().unwrap_or("?"),
+                    b["time"].as_str().unwrap_or("?"),
+                    b["throughput"].as_str().unwrap_or("")
+                );
             }
         }
     }
@@ -436,14 +501,32 @@ pub fn write(results_root: &Path, run: &Path) -> Result<PathBuf, String> {
                     })
                 })
                 .collect();
-            let _ = writeln!(md, "Previous: `{}`. Changes of 10 % or more in the headline figures (others in `summary.json`).\n", dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
-            let headline = ["deliveries/s", "deliveries per server CPU-second", "p99 latency ms", "KiB RSS per connection", "publishes/s", "publishes per server CPU-second", "lost"];
+            let _ = writeln!(
+                md,
+                "Previous: `{}`. Changes of 10 % or more in the headline figures (others in `summary.json`).\n",
+                dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default()
+            );
+            let headline = [
+                "deliveries/s",
+                "deliveries per server CPU-second",
+                "p99 latency ms",
+                "KiB RSS per connection",
+                "publishes/s",
+                "publishes per server CPU-second",
+                "lost",
+            ];
             let mut rows = Vec::new();
             let mut compared = 0;
             for x in figs.iter().filter(|x| headline.contains(&x.metric)) {
                 if let Some(p) = pfigs.iter().find(|p| p.target == x.target && p.scenario == x.scenario && p.metric == x.metric) {
                     compared += 1;
-                    let change = if p.value != 0.0 { (x.value - p.value) / p.value.abs() * 100.0 } else if x.value == 0.0 { 0.0 } else { f64::INFINITY };
+                    let change = if p.value != 0.0 {
+                        (x.value - p.value) / p.value.abs() * 100.0
+                    } else if x.value == 0.0 {
+                        0.0
+                    } else {
+                        f64::INFINITY
+                    };
                     if change.is_infinite() {
                         rows.push(format!("| {} | {} | {} | 0 | {} | was 0 |", x.target, x.scenario, x.metric, fmt(x.value)));
                     } else if change.abs() >= 10.0 {
@@ -452,7 +535,15 @@ pub fn write(results_root: &Path, run: &Path) -> Result<PathBuf, String> {
                             ("higher", false) | ("lower", true) => "worse",
                             _ => "",
                         };
-                        rows.push(format!("| {} | {} | {} | {} | {} | {:+.0} % {verdict} |", x.target, x.scenario, x.metric, fmt(p.value), fmt(x.value), change));
+                        rows.push(format!(
+                            "| {} | {} | {} | {} | {} | {:+.0} % {verdict} |",
+                            x.target,
+                            x.scenario,
+                            x.metric,
+                            fmt(p.value),
+                            fmt(x.value),
+                            change
+                        ));
                     }
                 }
             }
@@ -484,7 +575,13 @@ pub fn main(args: &util::Args) -> i32 {
     let run = match args.get("run") {
         Some(r) => PathBuf::from(r),
         None => {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root).into_iter().flatten().flatten().map(|e| e.path()).filter(|p| p.join("run.json").exists()).collect();
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| p.join("run.json").exists())
+                .collect();
             dirs.sort();
             match dirs.pop() {
                 Some(d) => d,

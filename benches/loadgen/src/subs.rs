@@ -165,9 +165,7 @@ async fn open(i: usize, spec: &Spec) -> Result<(TcpStream, Vec<u8>, bool), Strin
             }
         }
     };
-    let head = tokio::time::timeout(Duration::from_secs(20), read_head)
-        .await
-        .map_err(|_| "no response head within 20 s".to_string())??;
+    let head = tokio::time::timeout(Duration::from_secs(20), read_head).await.map_err(|_| "no response head within 20 s".to_string())??;
     if head.status != 200 {
         let body = String::from_utf8_lossy(&buf[head.len..]).chars().take(200).collect::<String>();
         return Err(format!("status {} {body}", head.status));
@@ -244,12 +242,8 @@ async fn conn_task(i: usize, sh: Rc<Shared>) {
     };
     sh.stats.borrow_mut().connected += 1;
     sh.settle();
-    let mut c = Conn {
-        scanner: Scanner::default(),
-        dechunk: chunked.then(ChunkDecoder::default),
-        topic: sh.spec.topic_of(i) as u32,
-        last_seq: 0,
-    };
+    let mut c =
+        Conn { scanner: Scanner::default(), dechunk: chunked.then(ChunkDecoder::default), topic: sh.spec.topic_of(i) as u32, last_seq: 0 };
     let mut ok = c.input(&rest, &sh);
     while ok {
         if stream.readable().await.is_err() {

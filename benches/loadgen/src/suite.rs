@@ -67,12 +67,20 @@ pub struct Scn {
 // `is_multiple_of` needs Rust 1.87; the workspace allows 1.85.
 #[allow(clippy::manual_is_multiple_of)]
 fn fmt_n(n: usize) -> String {
-    if n >= 1000 && n % 1000 == 0 { format!("{}k", n / 1000) } else { n.to_string() }
+    if n >= 1000 && n % 1000 == 0 {
+        format!("{}k", n / 1000)
+    } else {
+        n.to_string()
+    }
 }
 
 #[allow(clippy::manual_is_multiple_of)]
 fn size_name(b: usize) -> String {
-    if b >= 1024 && b % 1024 == 0 { format!("{}KiB", b / 1024) } else { format!("{b}B") }
+    if b >= 1024 && b % 1024 == 0 {
+        format!("{}KiB", b / 1024)
+    } else {
+        format!("{b}B")
+    }
 }
 
 fn idle(n: usize) -> Scn {
@@ -147,7 +155,9 @@ fn drop_path(secs: f64, conns: usize) -> Scn {
         secs,
         max_events: 0,
         pub_conns: conns,
-        description: format!("publishes of 64 bytes to 10,000 topics nobody subscribes, as fast as {conns} keep-alive publishers go for {secs} s"),
+        description: format!(
+            "publishes of 64 bytes to 10,000 topics nobody subscribes, as fast as {conns} keep-alive publishers go for {secs} s"
+        ),
     }
 }
 
@@ -418,7 +428,13 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
             "connect_seconds": util::round(connect_s, 2), "processes": ws.len(),
             "source_addresses": ws.iter().map(|w| w.spec.src_ips.iter().map(|i| i.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>(),
         });
-        println!("[{}] {}: {connected}/{} subscribers connected in {connect_s:.1} s{}", t.name(), s.id, s.subs, first_error.as_ref().map(|e| format!(" (first error: {e})")).unwrap_or_default());
+        println!(
+            "[{}] {}: {connected}/{} subscribers connected in {connect_s:.1} s{}",
+            t.name(),
+            s.id,
+            s.subs,
+            first_error.as_ref().map(|e| format!(" (first error: {e})")).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(if s.kind == ScnKind::Idle { 1500 } else { 500 })).await;
         t.all_alive()?;
         let after = t.snapshot();
@@ -432,7 +448,16 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
         });
         // Warm-up: one event per topic, until every subscriber has it.
         let w0 = Instant::now();
-        let plan = Plan { topic_prefix: prefix.clone(), topics: s.topics, payload: 64, rate: 0.0, secs: 0.0, max_events: 0, conns: 8, warmup: true };
+        let plan = Plan {
+            topic_prefix: prefix.clone(),
+            topics: s.topics,
+            payload: 64,
+            rate: 0.0,
+            secs: 0.0,
+            max_events: 0,
+            conns: 8,
+            warmup: true,
+        };
         let wo = publish::run(t, &plan).await;
         let c = wait_for(&mut ws, "warm", connected, Duration::from_secs(5), Duration::from_secs(20 + s.topics as u64 / 50)).await?;
         let warm = sum(&c, "warm");
@@ -465,7 +490,8 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
             async move {
                 while !stop.get() {
                     let rss: u64 = procs.iter().filter_map(|p| util::rss_kib(p.pid)).sum();
-                    let (user, sys) = procs.iter().filter_map(|p| util::cpu_split_ms(p.pid)).fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
+                    let (user, sys) =
+                        procs.iter().filter_map(|p| util::cpu_split_ms(p.pid)).fold((0.0, 0.0), |a, c| (a.0 + c.0, a.1 + c.1));
                     samples.borrow_mut().push((t0.elapsed().as_millis() as u64, rss, user + sys, user, sys));
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
@@ -518,7 +544,13 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
         });
         // [ms since the start, RSS KiB, CPU ms (user + system), user ms, system ms], summed
         // over the server processes.
-        r["samples"] = Value::Array(samples.borrow().iter().map(|(ms, rss, cpu, u, sy)| json!([ms, rss, util::round(*cpu, 0), util::round(*u, 0), util::round(*sy, 0)])).collect());
+        r["samples"] = Value::Array(
+            samples
+                .borrow()
+                .iter()
+                .map(|(ms, rss, cpu, u, sy)| json!([ms, rss, util::round(*cpu, 0), util::round(*u, 0), util::round(*sy, 0)]))
+                .collect(),
+        );
         if s.kind == ScnKind::Drop {
             let secs = out.elapsed.as_secs_f64().max(1e-9);
             srv["publishes_per_cpu_second"] = json!(util::round(out.accepted as f64 / server_cpu_s.max(1e-9), 0));
@@ -616,7 +648,12 @@ async fn run_target(kind: Kind, env: &Env, profile: &str, only: &[String], ctx: 
             return json!({"target": kind.name(), "error": format!("could not start: {e}"), "scenarios": []});
         }
     };
-    println!("[{}] up ({} processes: {})", kind.name(), target.procs.len(), target.procs.iter().map(|p| format!("{} pid {}", p.role, p.pid)).collect::<Vec<_>>().join(", "));
+    println!(
+        "[{}] up ({} processes: {})",
+        kind.name(),
+        target.procs.len(),
+        target.procs.iter().map(|p| format!("{} pid {}", p.role, p.pid)).collect::<Vec<_>>().join(", ")
+    );
     let mut results = Vec::new();
     let mut used = false;
     for (i, s) in scenarios(profile, kind).into_iter().enumerate() {
@@ -644,7 +681,9 @@ async fn run_target(kind: Kind, env: &Env, profile: &str, only: &[String], ctx: 
         let r = match tokio::time::timeout(budget, run_one(&target, &s, i, ctx)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => json!({"id": s.id, "kind": s.kind.name(), "description": s.description, "error": e}),
-            Err(_) => json!({"id": s.id, "kind": s.kind.name(), "description": s.description, "error": format!("did not finish within {} s", budget.as_secs())}),
+            Err(_) => {
+                json!({"id": s.id, "kind": s.kind.name(), "description": s.description, "error": format!("did not finish within {} s", budget.as_secs())})
+            }
         };
         match r.get("error") {
             Some(e) => println!("[{}] {}: ERROR {e}", kind.name(), s.id),
@@ -669,7 +708,11 @@ fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()));
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kib: u64 = mem.lines().find_map(|l| l.strip_prefix("MemTotal:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()).unwrap_or(0);
+    let mem_kib: u64 = mem
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let online = cpuinfo.lines().filter(|l| l.starts_with("processor")).count();
     json!({
@@ -683,7 +726,12 @@ fn machine() -> Value {
 }
 
 fn git(root: &Path, args: &[&str]) -> String {
-    std::process::Command::new("git").args(args).current_dir(root).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+    std::process::Command::new("git")
+        .args(args)
+        .current_dir(root)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
 }
 
 pub fn timestamp() -> String {
@@ -712,14 +760,16 @@ pub fn main(args: &Args) -> i32 {
     let root = PathBuf::from(args.get("root").unwrap_or("."));
     let root = root.canonicalize().unwrap_or(root);
     let default_targets = if profile == "smoke" { "native" } else { "native,cluster,nchan,wrangler-dev" };
-    let kinds: Vec<Kind> = match args.get("targets").unwrap_or(default_targets).split(',').map(|s| Kind::parse(s.trim()).ok_or(s.to_string())).collect() {
-        Ok(k) => k,
-        Err(bad) => {
-            eprintln!("suite: unknown target {bad:?} (native, cluster, nchan, wrangler-dev)");
-            return 2;
-        }
-    };
-    let only: Vec<String> = args.get("scenarios").map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    let kinds: Vec<Kind> =
+        match args.get("targets").unwrap_or(default_targets).split(',').map(|s| Kind::parse(s.trim()).ok_or(s.to_string())).collect() {
+            Ok(k) => k,
+            Err(bad) => {
+                eprintln!("suite: unknown target {bad:?} (native, cluster, nchan, wrangler-dev)");
+                return 2;
+            }
+        };
+    let only: Vec<String> =
+        args.get("scenarios").map(|s| s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()).unwrap_or_default();
     let stamp = args.get("stamp").map(str::to_string).unwrap_or_else(timestamp);
     let results_root = root.join(args.get("results").unwrap_or("benchmark-results"));
     let out = args.get("out").map(PathBuf::from).unwrap_or_else(|| results_root.join(&stamp));
@@ -732,7 +782,9 @@ pub fn main(args: &Args) -> i32 {
     }
     util::raise_nofile();
     let run_dir = root.join(".run/bench").join(&stamp);
-    if let Err(e) = std::fs::create_dir_all(&run_dir).and_then(|_| std::fs::create_dir_all(&out)).and_then(|_| std::fs::create_dir_all(&results_root)) {
+    if let Err(e) =
+        std::fs::create_dir_all(&run_dir).and_then(|_| std::fs::create_dir_all(&out)).and_then(|_| std::fs::create_dir_all(&results_root))
+    {
         eprintln!("suite: {e}");
         return 1;
     }
@@ -749,7 +801,12 @@ pub fn main(args: &Args) -> i32 {
         _ => 120,
     });
     let ctx = Ctx { nonce: format!("{:x}", util::now_us() % 0xfffff), log_dir: run_dir.clone() };
-    println!("suite: profile {profile}, targets {}, server on CPU {server_cpus}, generator on CPU {client_cpus}; results in {}; logs in {}", kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "), out.display(), run_dir.display());
+    println!(
+        "suite: profile {profile}, targets {}, server on CPU {server_cpus}, generator on CPU {client_cpus}; results in {}; logs in {}",
+        kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
+        out.display(),
+        run_dir.display()
+    );
     let started = Instant::now();
     let load_at_start = util::loadavg();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -801,7 +858,11 @@ pub fn main(args: &Args) -> i32 {
             return 1;
         }
     }
-    if interrupted.is_some() { 130 } else { 0 }
+    if interrupted.is_some() {
+        130
+    } else {
+        0
+    }
 }
 
 /// The `make test` smoke: everything connected, delivered, in order, and the drop path dropped.
@@ -820,13 +881,24 @@ fn smoke_check(results: &[Value], interrupted: Option<&str>) -> i32 {
                 continue;
             }
             if let Some(sub) = s.get("subscribers") {
-                check(format!("{id}: every subscriber connected"), sub["connected"] == sub["requested"], format!("{} of {}", sub["connected"], sub["requested"]));
+                check(
+                    format!("{id}: every subscriber connected"),
+                    sub["connected"] == sub["requested"],
+                    format!("{} of {}", sub["connected"], sub["requested"]),
+                );
             }
             if let Some(d) = s.get("delivery") {
                 let measured = d["expected"].as_u64().unwrap_or(0) > 0 && d["latency_ms"]["p99"].as_f64().is_some();
                 check(format!("{id}: events published and latency measured"), measured, d.to_string());
                 let clean = ["lost", "out_of_order", "wrong_topic", "extra"].iter().all(|k| d[*k].as_u64() == Some(0));
-                check(format!("{id}: every event delivered once, in order, to its topic"), clean, format!("lost {}, out of order {}, wrong topic {}, extra {}", d["lost"], d["out_of_order"], d["wrong_topic"], d["extra"]));
+                check(
+                    format!("{id}: every event delivered once, in order, to its topic"),
+                    clean,
+                    format!(
+                        "lost {}, out of order {}, wrong topic {}, extra {}",
+                        d["lost"], d["out_of_order"], d["wrong_topic"], d["extra"]
+                    ),
+                );
             }
             if let Some(d) = s.get("drop") {
                 let ok = d["all_dropped"] == true && d["publishes_per_second"].as_f64().unwrap_or(0.0) > 0.0;
@@ -842,5 +914,9 @@ fn smoke_check(results: &[Value], interrupted: Option<&str>) -> i32 {
         }
     }
     println!("{} passed, {failed} failed", checks.len() - failed);
-    if failed == 0 { 0 } else { 1 }
+    if failed == 0 {
+        0
+    } else {
+        1
+    }
 }

@@ -218,10 +218,7 @@ impl Target {
         match self.kind {
             // 201: delivered to >= 1 subscriber; 202: accepted, nobody subscribed.
             Kind::Nchan => {
-                let subs = body
-                    .lines()
-                    .find_map(|l| l.strip_prefix("active subscribers:"))
-                    .and_then(|v| v.trim().parse().ok());
+                let subs = body.lines().find_map(|l| l.strip_prefix("active subscribers:")).and_then(|v| v.trim().parse().ok());
                 (r.status == 201 || r.status == 202, subs, r.status == 202)
             }
             _ => {
@@ -240,7 +237,15 @@ fn port_free(addr: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_err()
 }
 
-fn spawn(env: &Env, label: &str, program: &Path, args: &[&str], envs: &[(&str, String)], log: &Path, cwd: &Path) -> Result<Started, String> {
+fn spawn(
+    env: &Env,
+    label: &str,
+    program: &Path,
+    args: &[&str],
+    envs: &[(&str, String)],
+    log: &Path,
+    cwd: &Path,
+) -> Result<Started, String> {
     let out = std::fs::File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
     let err = out.try_clone().map_err(|e| e.to_string())?;
     let mut cmd = Command::new("taskset");
@@ -275,7 +280,12 @@ async fn wait_http(addr: SocketAddr, path: &str, started: &mut Started, within: 
             return Err(format!("{} exited ({st}) before answering; last log lines:\n{}", started.label, tail(log, 15)));
         }
         if Instant::now() > deadline {
-            return Err(format!("{} did not answer {path} on {addr} within {} s; last log lines:\n{}", started.label, within.as_secs(), tail(log, 15)));
+            return Err(format!(
+                "{} did not answer {path} on {addr} within {} s; last log lines:\n{}",
+                started.label,
+                within.as_secs(),
+                tail(log, 15)
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -360,7 +370,15 @@ async fn start_cluster(env: &Env) -> Result<Target, String> {
     let mut started = Vec::new();
     let rlog = env.run_dir.join("cluster-redis.log");
     let port_s = redis_port.to_string();
-    let mut r = spawn(env, "redis-server", &redis, &["--port", &port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"], &[], &rlog, &env.root)?;
+    let mut r = spawn(
+        env,
+        "redis-server",
+        &redis,
+        &["--port", &port_s, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        &[],
+        &rlog,
+        &env.root,
+    )?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         if std::net::TcpStream::connect(addr(redis_port)).is_ok() {
@@ -476,8 +494,21 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
     let state = dir.join("state");
     let (cfg_s, state_s, key_var) = (cfg.display().to_string(), state.display().to_string(), format!("API_KEYS:{API_KEY}"));
     let args = [
-        "dev", "--config", &cfg_s, "--ip", "127.0.0.1", "--port", "18787", "--inspector-port", "19229",
-        "--persist-to", &state_s, "--var", &key_var, "--var", "MAX_CONNECTIONS_PER_TOPIC:100000",
+        "dev",
+        "--config",
+        &cfg_s,
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        "18787",
+        "--inspector-port",
+        "19229",
+        "--persist-to",
+        &state_s,
+        "--var",
+        &key_var,
+        "--var",
+        "MAX_CONNECTIONS_PER_TOPIC:100000",
     ];
     let envs = [
         ("PATH", path),
@@ -502,7 +533,11 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
                 "workerd (proxy, listens on :18787)".to_string()
             } else {
                 worker_n += 1;
-                if worker_n == 1 { "workerd (worker + Durable Objects)".to_string() } else { format!("workerd #{worker_n}") }
+                if worker_n == 1 {
+                    "workerd (worker + Durable Objects)".to_string()
+                } else {
+                    format!("workerd #{worker_n}")
+                }
             }
         } else if c == "node" {
             "wrangler (node)".to_string()
@@ -532,7 +567,8 @@ async fn start_nchan(env: &Env) -> Result<Target, String> {
     if !port_free(a) {
         return Err(format!("{a} is already in use"));
     }
-    let nginx = which("nginx").or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.exists()))
+    let nginx = which("nginx")
+        .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.exists()))
         .ok_or("nginx not found (apt-get install nginx libnginx-mod-nchan)")?;
     let conf = env.root.join("benches/peers/nchan.conf");
     let prefix = env.run_dir.join("nginx");

@@ -17,7 +17,11 @@ pub fn now_us() -> u64 {
 /// Clock ticks per second of /proc/<pid>/stat times.
 pub fn clk_tck() -> u64 {
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 { t as u64 } else { 100 }
+    if t > 0 {
+        t as u64
+    } else {
+        100
+    }
 }
 
 /// utime + stime of a process (all its threads, living and exited), in milliseconds.
@@ -68,9 +72,9 @@ pub fn ppid(pid: u32) -> Option<u32> {
 /// A field of /proc/<pid>/status in KiB (VmRSS, RssAnon, RssShmem, ...).
 pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':')).and_then(|l| {
-        l[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
-    })
+    s.lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))
+        .and_then(|l| l[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 pub fn rss_kib(pid: u32) -> Option<u64> {
@@ -207,7 +211,11 @@ fn setsockopt_int(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc:
     let r = unsafe {
         libc::setsockopt(fd, level, name, &value as *const _ as *const libc::c_void, std::mem::size_of::<libc::c_int>() as libc::socklen_t)
     };
-    if r != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    if r != 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// IP_BIND_ADDRESS_NO_PORT: a socket bound to a source address gets its port at connect time,
@@ -222,9 +230,19 @@ pub fn set_bind_no_port(fd: RawFd) -> std::io::Result<()> {
 pub fn set_linger_zero(fd: RawFd) -> std::io::Result<()> {
     let l = libc::linger { l_onoff: 1, l_linger: 0 };
     let r = unsafe {
-        libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &l as *const _ as *const libc::c_void, std::mem::size_of::<libc::linger>() as libc::socklen_t)
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &l as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
     };
-    if r != 0 { Err(std::io::Error::last_os_error()) } else { Ok(()) }
+    if r != 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// The soft open-file limit of this process.

@@ -32,7 +32,13 @@ impl Sink for CountSink {
 fn event(data_len: usize, lines: usize) -> Event {
     let line = "x".repeat((data_len / lines.max(1)).max(1));
     let data = vec![line; lines.max(1)].join("\n");
-    Event { topic: "orders.eu-west".into(), id: "evt-1763784000123".into(), event: Some("order.created".into()), data, ts: 1_763_784_000_123 }
+    Event {
+        topic: "orders.eu-west".into(),
+        id: "evt-1763784000123".into(),
+        event: Some("order.created".into()),
+        data,
+        ts: 1_763_784_000_123,
+    }
 }
 
 fn conn(i: usize, format: Format) -> ConnInfo {
@@ -60,7 +66,9 @@ fn frames(c: &mut Criterion) {
         let ev = event(len, lines);
         g.throughput(Throughput::Bytes(ev.data.len() as u64));
         g.bench_with_input(BenchmarkId::new("encode_sse", name), &ev, |b, ev| b.iter(|| frame::encode(black_box(ev), Format::Sse)));
-        g.bench_with_input(BenchmarkId::new("encode_envelope", name), &ev, |b, ev| b.iter(|| frame::encode(black_box(ev), Format::SseEnvelope)));
+        g.bench_with_input(BenchmarkId::new("encode_envelope", name), &ev, |b, ev| {
+            b.iter(|| frame::encode(black_box(ev), Format::SseEnvelope))
+        });
     }
     let topics: Vec<String> = vec!["orders".into(), "user:42".into()];
     g.throughput(Throughput::Elements(1));
@@ -122,7 +130,12 @@ fn requests(c: &mut Criterion) {
     let cfg = Config::default();
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse_publish_headers", |b| {
-        let h = PublishHeaders { topic: Some(b"orders.eu-west, user:42"), id: Some(b"evt-1763784000123"), event: Some(b"order.created"), content_length: Some(b"64") };
+        let h = PublishHeaders {
+            topic: Some(b"orders.eu-west, user:42"),
+            id: Some(b"evt-1763784000123"),
+            event: Some(b"order.created"),
+            content_length: Some(b"64"),
+        };
         b.iter(|| Publish::parse(black_box(h), &cfg))
     });
     g.bench_function("parse_topic_list/8", |b| b.iter(|| names::parse_topic_list(black_box("a.1, b.2,c:3 , d-4,e_5,f.6,g.7,h.8"), 64)));
@@ -133,7 +146,13 @@ fn registry_with(conns: usize, topics: usize) -> Registry {
     let mut r = Registry::new();
     for i in 0..conns {
         let topic = format!("topic-{:05}", i % topics);
-        let c = ConnSummary { id: conn(i, Format::Sse).id, transport: Transport::Sse, connected_at: 1_763_784_000_000, node: "node-1".into(), events_sent: i as u64 };
+        let c = ConnSummary {
+            id: conn(i, Format::Sse).id,
+            transport: Transport::Sse,
+            connected_at: 1_763_784_000_000,
+            node: "node-1".into(),
+            events_sent: i as u64,
+        };
         r.apply(RegistryUpdate::Attach { topic, conn: c }, 1_763_784_000_000);
     }
     r
@@ -147,8 +166,12 @@ fn pagination(c: &mut Criterion) {
     let middle = registry::encode_cursor(registry::CONN_CURSOR, &middle_key);
     for limit in [100usize, 500] {
         g.throughput(Throughput::Elements(limit as u64));
-        g.bench_function(BenchmarkId::new("connections_first_page_of_100k", limit), |b| b.iter(|| r.connections(black_box(limit), None, None)));
-        g.bench_function(BenchmarkId::new("connections_middle_page_of_100k", limit), |b| b.iter(|| r.connections(black_box(limit), Some(&middle), None)));
+        g.bench_function(BenchmarkId::new("connections_first_page_of_100k", limit), |b| {
+            b.iter(|| r.connections(black_box(limit), None, None))
+        });
+        g.bench_function(BenchmarkId::new("connections_middle_page_of_100k", limit), |b| {
+            b.iter(|| r.connections(black_box(limit), Some(&middle), None))
+        });
     }
     g.throughput(Throughput::Elements(100));
     g.bench_function("connections_of_one_topic_page/100", |b| b.iter(|| r.connections(100, None, Some(black_box("topic-00042")))));

@@ -41,17 +41,59 @@ impl Setting {
     }
 }
 
-pub const HEARTBEAT_INTERVAL_MS: Setting = Setting { key: "HEARTBEAT_INTERVAL_MS", default: 15_000, min: 500, max: 300_000, help: "keepalive comment interval; dead connections leave within two intervals" };
-pub const RETRY_MS: Setting = Setting { key: "RETRY_MS", default: 3_000, min: 0, max: 600_000, help: "the `retry:` reconnect delay sent to SSE clients" };
-pub const MAX_BODY_BYTES: Setting = Setting { key: "MAX_BODY_BYTES", default: 65_536, min: 1, max: 1_048_576, help: "largest publish body" };
-pub const MAX_TOPICS_PER_REQUEST: Setting = Setting { key: "MAX_TOPICS_PER_REQUEST", default: 64, min: 1, max: 1_024, help: "most distinct topics in one x-sse-topic list" };
-pub const QUEUE_CAPACITY: Setting = Setting { key: "QUEUE_CAPACITY", default: 1_024, min: 1, max: 1_048_576, help: "frames queued per connection before it is closed as too slow" };
-pub const MAX_CONNECTIONS_PER_TOPIC: Setting = Setting { key: "MAX_CONNECTIONS_PER_TOPIC", default: 20_000, min: 1, max: 10_000_000, help: "connections one topic accepts before answering 503" };
+pub const HEARTBEAT_INTERVAL_MS: Setting = Setting {
+    key: "HEARTBEAT_INTERVAL_MS",
+    default: 15_000,
+    min: 500,
+    max: 300_000,
+    help: "keepalive comment interval; dead connections leave within two intervals",
+};
+pub const RETRY_MS: Setting =
+    Setting { key: "RETRY_MS", default: 3_000, min: 0, max: 600_000, help: "the `retry:` reconnect delay sent to SSE clients" };
+pub const MAX_BODY_BYTES: Setting =
+    Setting { key: "MAX_BODY_BYTES", default: 65_536, min: 1, max: 1_048_576, help: "largest publish body" };
+pub const MAX_TOPICS_PER_REQUEST: Setting =
+    Setting { key: "MAX_TOPICS_PER_REQUEST", default: 64, min: 1, max: 1_024, help: "most distinct topics in one x-sse-topic list" };
+pub const QUEUE_CAPACITY: Setting = Setting {
+    key: "QUEUE_CAPACITY",
+    default: 1_024,
+    min: 1,
+    max: 1_048_576,
+    help: "frames queued per connection before it is closed as too slow",
+};
+pub const MAX_CONNECTIONS_PER_TOPIC: Setting = Setting {
+    key: "MAX_CONNECTIONS_PER_TOPIC",
+    default: 20_000,
+    min: 1,
+    max: 10_000_000,
+    help: "connections one topic accepts before answering 503",
+};
 
-pub const PUBLISH_RATE_PER_KEY: Setting = Setting { key: "PUBLISH_RATE_PER_KEY", default: 0, min: 0, max: 1_000_000, help: "publishes per second each API key may make on average (token bucket); 0 = unlimited; over it: 429" };
-pub const PUBLISH_BURST_PER_KEY: Setting = Setting { key: "PUBLISH_BURST_PER_KEY", default: 0, min: 0, max: 10_000_000, help: "publishes an API key may make at once before the rate applies; 0 = PUBLISH_RATE_PER_KEY" };
+pub const PUBLISH_RATE_PER_KEY: Setting = Setting {
+    key: "PUBLISH_RATE_PER_KEY",
+    default: 0,
+    min: 0,
+    max: 1_000_000,
+    help: "publishes per second each API key may make on average (token bucket); 0 = unlimited; over it: 429",
+};
+pub const PUBLISH_BURST_PER_KEY: Setting = Setting {
+    key: "PUBLISH_BURST_PER_KEY",
+    default: 0,
+    min: 0,
+    max: 10_000_000,
+    help: "publishes an API key may make at once before the rate applies; 0 = PUBLISH_RATE_PER_KEY",
+};
 
-pub const SETTINGS: [&Setting; 8] = [&HEARTBEAT_INTERVAL_MS, &RETRY_MS, &MAX_BODY_BYTES, &MAX_TOPICS_PER_REQUEST, &QUEUE_CAPACITY, &MAX_CONNECTIONS_PER_TOPIC, &PUBLISH_RATE_PER_KEY, &PUBLISH_BURST_PER_KEY];
+pub const SETTINGS: [&Setting; 8] = [
+    &HEARTBEAT_INTERVAL_MS,
+    &RETRY_MS,
+    &MAX_BODY_BYTES,
+    &MAX_TOPICS_PER_REQUEST,
+    &QUEUE_CAPACITY,
+    &MAX_CONNECTIONS_PER_TOPIC,
+    &PUBLISH_RATE_PER_KEY,
+    &PUBLISH_BURST_PER_KEY,
+];
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -127,8 +169,10 @@ mod tests {
         assert_eq!(c.heartbeat_ms, 1000);
         assert_eq!(c.max_body_bytes, 65_536);
         assert_eq!(c.api_keys.len(), 2);
-        assert_eq!(cfg(&[("MAX_BODY_BYTES", "2000000")]).unwrap_err(),
-                   ConfigError::OutOfRange { key: "MAX_BODY_BYTES", value: 2_000_000, min: 1, max: 1_048_576 });
+        assert_eq!(
+            cfg(&[("MAX_BODY_BYTES", "2000000")]).unwrap_err(),
+            ConfigError::OutOfRange { key: "MAX_BODY_BYTES", value: 2_000_000, min: 1, max: 1_048_576 }
+        );
         assert!(matches!(cfg(&[("RETRY_MS", "soon")]), Err(ConfigError::NotANumber { .. })));
         assert!(Config::default().retention.is_empty());
         assert_eq!(cfg(&[("RETENTION", "a.*=5/10s")]).unwrap().retention.window("a.b").unwrap().max_count, 5);

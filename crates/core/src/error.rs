@@ -57,8 +57,15 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         use GatewayError::*;
         match self {
-            MissingTopic | InvalidTopic(_) | TooManyTopics { .. } | MissingId | InvalidId(_)
-            | InvalidEvent(_) | InvalidEnvelope | InvalidLimit { .. } | InvalidCursor
+            MissingTopic
+            | InvalidTopic(_)
+            | TooManyTopics { .. }
+            | MissingId
+            | InvalidId(_)
+            | InvalidEvent(_)
+            | InvalidEnvelope
+            | InvalidLimit { .. }
+            | InvalidCursor
             | InvalidRequest(_) => 400,
             Unauthorized => 401,
             BodyTimeout { .. } => 408,
@@ -149,7 +156,10 @@ mod tests {
         assert_eq!(GatewayError::ConnectionLimit("x".into()).headers()[0].0, "retry-after");
         let r = GatewayError::RateLimited { retry_after_ms: 1_200 };
         assert_eq!((r.status(), r.code(), r.headers()), (429, "rate_limited", vec![("retry-after", "2".to_string())]));
-        assert_eq!((GatewayError::HeadersTooLarge { max: 1 }.status(), GatewayError::HeadersTooLarge { max: 1 }.code()), (431, "headers_too_large"));
+        assert_eq!(
+            (GatewayError::HeadersTooLarge { max: 1 }.status(), GatewayError::HeadersTooLarge { max: 1 }.code()),
+            (431, "headers_too_large")
+        );
         let u = GatewayError::Unavailable { what: "redis".into(), retry_after_s: 2 };
         assert_eq!((u.status(), u.code(), u.headers()), (503, "unavailable", vec![("retry-after", "2".to_string())]));
     }

@@ -144,8 +144,7 @@ pub fn encode_open(retry_ms: u64, connection_id: &str, topics: &[String]) -> Str
 
 /// The first WebSocket message.
 pub fn encode_ws_open(connection_id: &str, topics: &[String]) -> String {
-    serde_json::json!({"type": "connected", "connection_id": connection_id, "topics": topics})
-        .to_string()
+    serde_json::json!({"type": "connected", "connection_id": connection_id, "topics": topics}).to_string()
 }
 
 /// An event as an SSE client sees it after parsing.

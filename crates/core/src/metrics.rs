@@ -169,7 +169,12 @@ impl Stats {
             let _ = writeln!(out, "# HELP {PREFIX}{name} {help}");
             let _ = writeln!(out, "# TYPE {PREFIX}{name} {kind}");
         };
-        head(&mut out, "connections", "gauge", "Open subscriber connections on this node, by transport (admin tails as transport=\"tail\").");
+        head(
+            &mut out,
+            "connections",
+            "gauge",
+            "Open subscriber connections on this node, by transport (admin tails as transport=\"tail\").",
+        );
         for (t, v) in [("sse", self.connections_sse), ("tail", self.tails), ("ws", self.connections_ws)] {
             let _ = writeln!(out, "{PREFIX}connections{{node=\"{node}\",transport=\"{t}\"}} {v}");
         }

@@ -23,10 +23,7 @@ pub fn check_name(value: &str) -> std::result::Result<(), String> {
     }
     match value.bytes().position(|b| !is_name_byte(b)) {
         None => Ok(()),
-        Some(at) => Err(format!(
-            "{:?} has a character outside A-Z a-z 0-9 _ - . : at byte {at}",
-            value.escape_default().to_string()
-        )),
+        Some(at) => Err(format!("{:?} has a character outside A-Z a-z 0-9 _ - . : at byte {at}", value.escape_default().to_string())),
     }
 }
 
@@ -60,9 +57,7 @@ where
         for item in list.split(',') {
             let item = item.trim_matches(|c| c == ' ' || c == '\t');
             if item.is_empty() {
-                return Err(GatewayError::InvalidTopic(
-                    "the topic list has an empty item".into(),
-                ));
+                return Err(GatewayError::InvalidTopic("the topic list has an empty item".into()));
             }
             check_topic(item)?;
             if seen.insert(item) {

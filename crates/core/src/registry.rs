@@ -36,14 +36,26 @@ pub struct ConnSummary {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum RegistryUpdate {
-    Attach { topic: String, conn: ConnSummary },
-    Detach { topic: String, id: String },
+    Attach {
+        topic: String,
+        conn: ConnSummary,
+    },
+    Detach {
+        topic: String,
+        id: String,
+    },
     /// Every connection the owner of `topic` holds now; replaces what was known of the topic.
-    Snapshot { topic: String, conns: Vec<ConnSummary> },
+    Snapshot {
+        topic: String,
+        conns: Vec<ConnSummary>,
+    },
     /// What the owner of `topic` counted since its previous report (publishes, deliveries,
     /// drops, evictions, replayed events): added to the registry's totals. Cloudflare topic
     /// objects send it with their heartbeat snapshot, in the same request.
-    Counts { topic: String, counts: crate::metrics::Counts },
+    Counts {
+        topic: String,
+        counts: crate::metrics::Counts,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -223,10 +235,7 @@ impl Registry {
             .conns
             .iter()
             .flat_map(|(id, e)| {
-                e.topics
-                    .iter()
-                    .filter(|(_, m)| m.seen.saturating_add(lease) < now)
-                    .map(move |(t, _)| (t.clone(), id.clone()))
+                e.topics.iter().filter(|(_, m)| m.seen.saturating_add(lease) < now).map(move |(t, _)| (t.clone(), id.clone()))
             })
             .collect();
         for (topic, id) in &stale {
@@ -258,8 +267,7 @@ impl Registry {
             Some(t) => {
                 let empty = BTreeSet::new();
                 let ids = self.topics.get(t).unwrap_or(&empty);
-                let iter = set_after(ids, after.as_deref())
-                    .filter_map(|id| self.conns.get(id).map(|e| Self::view(id, e)));
+                let iter = set_after(ids, after.as_deref()).filter_map(|id| self.conns.get(id).map(|e| Self::view(id, e)));
                 Ok(paginate(iter, limit, ids.len(), |v| encode_cursor(CONN_CURSOR, &v.id)))
             }
         }
@@ -337,18 +345,12 @@ fn checksum(kind: char, key: &str) -> u32 {
 }
 
 pub fn decode_cursor(kind: char, cursor: &str) -> Result<String, GatewayError> {
-    let body = cursor
-        .strip_prefix(kind)
-        .and_then(|s| s.strip_prefix("1."))
-        .ok_or(GatewayError::InvalidCursor)?;
+    let body = cursor.strip_prefix(kind).and_then(|s| s.strip_prefix("1.")).ok_or(GatewayError::InvalidCursor)?;
     let (hex, sum) = body.split_once('.').ok_or(GatewayError::InvalidCursor)?;
     if hex.is_empty() || hex.len() % 2 != 0 || hex.len() > 2 * crate::names::MAX_NAME_LEN || sum.len() != 8 {
         return Err(GatewayError::InvalidCursor);
     }
-    let bytes: Option<Vec<u8>> = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
+    let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
     let key = String::from_utf8(bytes.ok_or(GatewayError::InvalidCursor)?).map_err(|_| GatewayError::InvalidCursor)?;
     crate::names::check_name(&key).map_err(|_| GatewayError::InvalidCursor)?;
     if u32::from_str_radix(sum, 16).ok() != Some(checksum(kind, &key)) {
@@ -386,8 +388,10 @@ mod tests {
         assert_eq!(page.items[0].topics, vec!["a", "b"]);
         assert_eq!(page.items[0].events_sent, 2);
         let topics = r.topics(10, None).unwrap();
-        assert_eq!(topics.items.iter().map(|t| (t.topic.as_str(), t.connections, t.mode)).collect::<Vec<_>>(),
-                   vec![("a", 2, "multicast"), ("b", 1, "unicast")]);
+        assert_eq!(
+            topics.items.iter().map(|t| (t.topic.as_str(), t.connections, t.mode)).collect::<Vec<_>>(),
+            vec![("a", 2, "multicast"), ("b", 1, "unicast")]
+        );
         assert_eq!(r.connections(10, None, Some("b")).unwrap().items.len(), 1);
     }
 
@@ -449,7 +453,14 @@ mod tests {
 
     #[test]
     fn records_views_and_bodies() {
-        let rec = ConnRecord { id: "c1".into(), topics: vec!["a".into()], transport: Transport::Ws, connected_at: 0, node: "n1".into(), events_sent: 4 };
+        let rec = ConnRecord {
+            id: "c1".into(),
+            topics: vec!["a".into()],
+            transport: Transport::Ws,
+            connected_at: 0,
+            node: "n1".into(),
+            events_sent: 4,
+        };
         let v = rec.view();
         assert_eq!((v.connected_at.as_str(), v.events_sent), ("1970-01-01T00:00:00.000Z", 4));
         assert_eq!(TopicView::new("t".into(), 1).mode, "unicast");

@@ -78,7 +78,10 @@ impl Retention {
             }
             let max_age_ms = match age {
                 None => None,
-                Some(a) => Some(parse_age(a).ok_or_else(|| format!("{item:?}: age {a:?} must be a whole number with ms, s, m, h or d, at most 7d, above 0"))?),
+                Some(a) => Some(
+                    parse_age(a)
+                        .ok_or_else(|| format!("{item:?}: age {a:?} must be a whole number with ms, s, m, h or d, at most 7d, above 0"))?,
+                ),
             };
             rules.push(Rule { pattern: pattern.to_string(), window: Window { max_count, max_age_ms } });
         }
@@ -203,7 +206,9 @@ pub fn resume<'a>(entries: &'a [Retained], last_id: &str, trimmed: bool) -> Resu
 pub fn encode_gap(topic: &str, last_event_id: &str, reason: GapReason, format: Format) -> String {
     let v = serde_json::json!({"topic": topic, "last_event_id": last_event_id, "reason": reason.as_str()});
     match format {
-        Format::Ws => serde_json::json!({"type": "replay_gap", "topic": topic, "last_event_id": last_event_id, "reason": reason.as_str()}).to_string(),
+        Format::Ws => {
+            serde_json::json!({"type": "replay_gap", "topic": topic, "last_event_id": last_event_id, "reason": reason.as_str()}).to_string()
+        }
         _ => frame::encode_sse(None, Some("replay-gap"), &v.to_string()),
     }
 }
@@ -226,7 +231,13 @@ impl ReplayBuffer {
     /// Retains `ev` (published at `ev.ts`); returns its sequence number.
     pub fn push(&mut self, ev: &Event, now: u64) -> u64 {
         self.last_seq += 1;
-        self.entries.push_back(Retained { seq: self.last_seq, id: ev.id.clone(), event: ev.event.clone(), data: ev.data.clone(), ts: ev.ts });
+        self.entries.push_back(Retained {
+            seq: self.last_seq,
+            id: ev.id.clone(),
+            event: ev.event.clone(),
+            data: ev.data.clone(),
+            ts: ev.ts,
+        });
         while self.entries.len() > self.window.max_count {
             self.entries.pop_front();
             self.trimmed = true;

@@ -77,7 +77,13 @@ pub struct Subscribe {
 }
 
 impl Subscribe {
-    pub fn parse(transport: Transport, topic_header: Option<&[u8]>, last_event_id: Option<&[u8]>, query: &Query, cfg: &Config) -> Result<Self> {
+    pub fn parse(
+        transport: Transport,
+        topic_header: Option<&[u8]>,
+        last_event_id: Option<&[u8]>,
+        query: &Query,
+        cfg: &Config,
+    ) -> Result<Self> {
         let topics = subscription_topics(topic_header, query, cfg.max_topics)?;
         let format = match (transport, query.get("envelope")) {
             (Transport::Ws, _) => Format::Ws,

@@ -104,11 +104,8 @@ pub const PREFLIGHT_HEADERS: [(&str, &str); 4] = [
 ];
 
 /// Headers of every JSON response.
-pub const JSON_HEADERS: [(&str, &str); 3] = [
-    ("content-type", "application/json"),
-    ("cache-control", "no-store"),
-    ("access-control-allow-origin", "*"),
-];
+pub const JSON_HEADERS: [(&str, &str); 3] =
+    [("content-type", "application/json"), ("cache-control", "no-store"), ("access-control-allow-origin", "*")];
 
 /// A connection id: creation time then randomness, so ids sort roughly by age and stay within
 /// the name alphabet.

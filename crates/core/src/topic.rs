@@ -82,7 +82,10 @@ pub struct Removed {
 /// What a publish did on one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Delivered { count: usize, removed: Vec<Removed> },
+    Delivered {
+        count: usize,
+        removed: Vec<Removed>,
+    },
     /// Nobody is subscribed: the event was dropped.
     Dropped,
 }
@@ -136,10 +139,7 @@ impl<S: Sink> TopicState<S> {
     /// Attaches a connection. Fails with 503 when the topic is full.
     pub fn attach(&mut self, info: ConnInfo, sink: S) -> Result<(), GatewayError> {
         if info.format != Format::Tail && self.subscriber_count() >= self.max_connections {
-            return Err(GatewayError::ConnectionLimit(format!(
-                "topic {} already has {} connections",
-                self.topic, self.max_connections
-            )));
+            return Err(GatewayError::ConnectionLimit(format!("topic {} already has {} connections", self.topic, self.max_connections)));
         }
         self.per_format[info.format.index()] += 1;
         if let Some(old) = self.conns.insert(info.id.clone(), Conn { info, sink, events_sent: 0 }) {
@@ -220,9 +220,7 @@ impl<S: Sink> TopicState<S> {
             self.notify_dropped(&ev.id, ev.ts);
             return Outcome::Dropped;
         }
-        let frames: [Option<S::Frame>; 4] = Format::ALL.map(|f| {
-            (self.per_format[f.index()] > 0).then(|| make(frame::encode(ev, f)))
-        });
+        let frames: [Option<S::Frame>; 4] = Format::ALL.map(|f| (self.per_format[f.index()] > 0).then(|| make(frame::encode(ev, f))));
         let mut count = 0;
         let mut removed = Vec::new();
         for conn in self.conns.values_mut() {

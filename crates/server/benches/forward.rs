@@ -168,7 +168,11 @@ async fn main() {
         md.push_str(&format!(
             "| {} | {} / {} | {} / {} | {} |\n",
             r["transport"].as_str().unwrap_or(""),
-            r["delivery_p50_us"], r["delivery_p99_us"], r["publisher_p50_us"], r["publisher_p99_us"], r["events_per_s"]
+            r["delivery_p50_us"],
+            r["delivery_p99_us"],
+            r["publisher_p50_us"],
+            r["publisher_p99_us"],
+            r["events_per_s"]
         ));
     }
     let _ = std::fs::write(dir.join("forward-transport.md"), md);

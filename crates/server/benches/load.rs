@@ -115,7 +115,10 @@ async fn idle(n: usize) -> serde_json::Value {
 }
 
 async fn publish(tcp: &mut TcpStream, id: &str, body: &str) {
-    let req = format!("POST /publish HTTP/1.1\r\nhost: b\r\nx-api-key: {KEY}\r\nx-sse-topic: fan\r\nx-sse-id: {id}\r\ncontent-length: {}\r\n\r\n{body}", body.len());
+    let req = format!(
+        "POST /publish HTTP/1.1\r\nhost: b\r\nx-api-key: {KEY}\r\nx-sse-topic: fan\r\nx-sse-id: {id}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
     tcp.write_all(req.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 4096];
     let mut got = Vec::new();
@@ -125,7 +128,10 @@ async fn publish(tcp: &mut TcpStream, id: &str, body: &str) {
         got.extend_from_slice(&buf[..n]);
         let text = String::from_utf8_lossy(&got);
         if let Some(i) = text.find("\r\n\r\n") {
-            let len: usize = text.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap())).unwrap();
+            let len: usize = text
+                .lines()
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+                .unwrap();
             if got.len() >= i + 4 + len {
                 assert!(text.starts_with("HTTP/1.1 202"), "{text}");
                 return;

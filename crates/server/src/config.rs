@@ -8,19 +8,83 @@ use sse_core::{names, Config};
 use thiserror::Error;
 
 /// Numeric settings of the native runtime (the core's are in `sse_core::config::SETTINGS`).
-pub const PUBLISH_BODY_TIMEOUT_MS: Setting = Setting { key: "PUBLISH_BODY_TIMEOUT_MS", default: 30_000, min: 100, max: 600_000, help: "time a publisher has to send the whole body once the gateway reads it; then 408" };
-pub const REQUEST_HEAD_TIMEOUT_MS: Setting = Setting { key: "REQUEST_HEAD_TIMEOUT_MS", default: 30_000, min: 100, max: 600_000, help: "time a new connection has to send its first request head; then it is closed (slowloris)" };
-pub const NODE_TTL_MS: Setting = Setting { key: "NODE_TTL_MS", default: 10_000, min: 1_000, max: 600_000, help: "cluster: a node that stops refreshing its identity is dead after this long" };
-pub const NODE_REFRESH_MS: Setting = Setting { key: "NODE_REFRESH_MS", default: 3_000, min: 200, max: 300_000, help: "cluster: how often a node refreshes its identity and purges dead nodes (less than NODE_TTL_MS / 2)" };
-pub const SHUTDOWN_GRACE_MS: Setting = Setting { key: "SHUTDOWN_GRACE_MS", default: 5_000, min: 0, max: 600_000, help: "on SIGTERM/SIGINT, how long subscribers get to be told to reconnect and closed" };
-pub const WS_MAX_MESSAGE_BYTES: Setting = Setting { key: "WS_MAX_MESSAGE_BYTES", default: 4_096, min: 125, max: 1_048_576, help: "largest message a WebSocket client may send (they are ignored); larger closes with 1009" };
-pub const FORWARD_TIMEOUT_MS: Setting = Setting { key: "FORWARD_TIMEOUT_MS", default: 5_000, min: 100, max: 600_000, help: "cluster: how long a node waits for another node to take a forwarded event" };
+pub const PUBLISH_BODY_TIMEOUT_MS: Setting = Setting {
+    key: "PUBLISH_BODY_TIMEOUT_MS",
+    default: 30_000,
+    min: 100,
+    max: 600_000,
+    help: "time a publisher has to send the whole body once the gateway reads it; then 408",
+};
+pub const REQUEST_HEAD_TIMEOUT_MS: Setting = Setting {
+    key: "REQUEST_HEAD_TIMEOUT_MS",
+    default: 30_000,
+    min: 100,
+    max: 600_000,
+    help: "time a new connection has to send its first request head; then it is closed (slowloris)",
+};
+pub const NODE_TTL_MS: Setting = Setting {
+    key: "NODE_TTL_MS",
+    default: 10_000,
+    min: 1_000,
+    max: 600_000,
+    help: "cluster: a node that stops refreshing its identity is dead after this long",
+};
+pub const NODE_REFRESH_MS: Setting = Setting {
+    key: "NODE_REFRESH_MS",
+    default: 3_000,
+    min: 200,
+    max: 300_000,
+    help: "cluster: how often a node refreshes its identity and purges dead nodes (less than NODE_TTL_MS / 2)",
+};
+pub const SHUTDOWN_GRACE_MS: Setting = Setting {
+    key: "SHUTDOWN_GRACE_MS",
+    default: 5_000,
+    min: 0,
+    max: 600_000,
+    help: "on SIGTERM/SIGINT, how long subscribers get to be told to reconnect and closed",
+};
+pub const WS_MAX_MESSAGE_BYTES: Setting = Setting {
+    key: "WS_MAX_MESSAGE_BYTES",
+    default: 4_096,
+    min: 125,
+    max: 1_048_576,
+    help: "largest message a WebSocket client may send (they are ignored); larger closes with 1009",
+};
+pub const FORWARD_TIMEOUT_MS: Setting = Setting {
+    key: "FORWARD_TIMEOUT_MS",
+    default: 5_000,
+    min: 100,
+    max: 600_000,
+    help: "cluster: how long a node waits for another node to take a forwarded event",
+};
 
-pub const MAX_CONNECTIONS_PER_NODE: Setting = Setting { key: "MAX_CONNECTIONS_PER_NODE", default: 0, min: 0, max: 10_000_000, help: "connections (SSE, WebSocket, admin tails) one node accepts before answering 503; 0 = unlimited" };
+pub const MAX_CONNECTIONS_PER_NODE: Setting = Setting {
+    key: "MAX_CONNECTIONS_PER_NODE",
+    default: 0,
+    min: 0,
+    max: 10_000_000,
+    help: "connections (SSE, WebSocket, admin tails) one node accepts before answering 503; 0 = unlimited",
+};
 
-pub const METRICS_REQUIRE_KEY: Setting = Setting { key: "METRICS_REQUIRE_KEY", default: 0, min: 0, max: 1, help: "1 = GET /metrics needs an API key like the admin API; 0 = open (the usual Prometheus scrape)" };
+pub const METRICS_REQUIRE_KEY: Setting = Setting {
+    key: "METRICS_REQUIRE_KEY",
+    default: 0,
+    min: 0,
+    max: 1,
+    help: "1 = GET /metrics needs an API key like the admin API; 0 = open (the usual Prometheus scrape)",
+};
 
-pub const NATIVE_SETTINGS: [&Setting; 9] = [&PUBLISH_BODY_TIMEOUT_MS, &REQUEST_HEAD_TIMEOUT_MS, &NODE_TTL_MS, &NODE_REFRESH_MS, &SHUTDOWN_GRACE_MS, &WS_MAX_MESSAGE_BYTES, &FORWARD_TIMEOUT_MS, &MAX_CONNECTIONS_PER_NODE, &METRICS_REQUIRE_KEY];
+pub const NATIVE_SETTINGS: [&Setting; 9] = [
+    &PUBLISH_BODY_TIMEOUT_MS,
+    &REQUEST_HEAD_TIMEOUT_MS,
+    &NODE_TTL_MS,
+    &NODE_REFRESH_MS,
+    &SHUTDOWN_GRACE_MS,
+    &WS_MAX_MESSAGE_BYTES,
+    &FORWARD_TIMEOUT_MS,
+    &MAX_CONNECTIONS_PER_NODE,
+    &METRICS_REQUIRE_KEY,
+];
 
 /// Default `LISTEN_ADDR`.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -87,7 +151,11 @@ impl ServerConfig {
         Self::from_lookup_with(core, lookup, None)
     }
 
-    fn from_lookup_with(core: Config, lookup: impl Fn(&str) -> Option<String>, listen: Option<SocketAddr>) -> Result<Self, ServerConfigError> {
+    fn from_lookup_with(
+        core: Config,
+        lookup: impl Fn(&str) -> Option<String>,
+        listen: Option<SocketAddr>,
+    ) -> Result<Self, ServerConfigError> {
         let get = |k: &str| lookup(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
         let listen_addr = match listen {
             Some(a) => a,
@@ -108,20 +176,39 @@ impl ServerConfig {
         let cluster = match get("REDIS_URL") {
             None => None,
             Some(url) => {
-                if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://") || url.starts_with("redis+unix://")) {
+                if !(url.starts_with("redis://")
+                    || url.starts_with("rediss://")
+                    || url.starts_with("unix://")
+                    || url.starts_with("redis+unix://"))
+                {
                     return Err(invalid("REDIS_URL", &url, "expected redis://host:port[/db]"));
                 }
                 let node_ttl_ms = NODE_TTL_MS.read(&lookup)?;
                 let node_refresh_ms = NODE_REFRESH_MS.read(&lookup)?;
                 if node_refresh_ms * 2 > node_ttl_ms {
-                    return Err(invalid("NODE_REFRESH_MS", &node_refresh_ms.to_string(), &format!("must be at most half of NODE_TTL_MS ({node_ttl_ms})")));
+                    return Err(invalid(
+                        "NODE_REFRESH_MS",
+                        &node_refresh_ms.to_string(),
+                        &format!("must be at most half of NODE_TTL_MS ({node_ttl_ms})"),
+                    ));
                 }
                 let secret = get("CLUSTER_SECRET").or_else(|| get("API_KEYS")).unwrap_or_default();
                 if secret.is_empty() {
-                    return Err(invalid("CLUSTER_SECRET", "", "a cluster needs CLUSTER_SECRET (or API_KEYS, its default) shared by every node"));
+                    return Err(invalid(
+                        "CLUSTER_SECRET",
+                        "",
+                        "a cluster needs CLUSTER_SECRET (or API_KEYS, its default) shared by every node",
+                    ));
                 }
                 let prefix = get("REDIS_KEY_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.to_string());
-                Some(ClusterConfig { redis_url: url, prefix, secret, node_ttl_ms, node_refresh_ms, forward_timeout_ms: FORWARD_TIMEOUT_MS.read(&lookup)? })
+                Some(ClusterConfig {
+                    redis_url: url,
+                    prefix,
+                    secret,
+                    node_ttl_ms,
+                    node_refresh_ms,
+                    forward_timeout_ms: FORWARD_TIMEOUT_MS.read(&lookup)?,
+                })
             }
         };
         Ok(Self {
@@ -201,7 +288,9 @@ mod tests {
 
     #[test]
     fn cluster_settings() {
-        let c = cfg(&[("REDIS_URL", "redis://127.0.0.1:6390"), ("API_KEYS", "k1,k2"), ("NODE_ID", "node-1"), ("LISTEN_ADDR", "0.0.0.0:8081")]).unwrap();
+        let c =
+            cfg(&[("REDIS_URL", "redis://127.0.0.1:6390"), ("API_KEYS", "k1,k2"), ("NODE_ID", "node-1"), ("LISTEN_ADDR", "0.0.0.0:8081")])
+                .unwrap();
         let cl = c.cluster.unwrap();
         assert_eq!((cl.prefix.as_str(), cl.secret.as_str(), cl.node_ttl_ms), ("sse:", "k1,k2", 10_000));
         assert!(c.advertise_addr.ends_with(":8081"), "{}", c.advertise_addr);

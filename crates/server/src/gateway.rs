@@ -89,7 +89,13 @@ impl Gateway {
 
     /// Publishes one event in-process, exactly as `POST /publish` would (same validation, same
     /// per-topic outcome, same drop rule), without an API key.
-    pub async fn publish(&self, topics: &[&str], id: &str, event: Option<&str>, data: &str) -> Result<Vec<(String, TopicResult)>, GatewayError> {
+    pub async fn publish(
+        &self,
+        topics: &[&str],
+        id: &str,
+        event: Option<&str>,
+        data: &str,
+    ) -> Result<Vec<(String, TopicResult)>, GatewayError> {
         let cfg = &self.state.cfg.core;
         let topics = names::parse_topic_lists(topics.iter().copied(), cfg.max_topics)?;
         names::check_id(id)?;

@@ -204,7 +204,14 @@ impl Hub {
     /// nothing when the topic is not retained here). The attachment and the snapshot of the ring
     /// happen under the topic's lock, which every publish of the topic also takes, so each event
     /// is either in the replay or in the queue, never both and never neither.
-    pub fn attach_resume(&self, topic: &str, info: ConnInfo, sink: QueueSink, last_id: Option<&str>, now: u64) -> Result<(oneshot::Receiver<()>, Vec<Bytes>), GatewayError> {
+    pub fn attach_resume(
+        &self,
+        topic: &str,
+        info: ConnInfo,
+        sink: QueueSink,
+        last_id: Option<&str>,
+        now: u64,
+    ) -> Result<(oneshot::Receiver<()>, Vec<Bytes>), GatewayError> {
         if self.admission.closed.load(Ordering::Acquire) {
             return Err(GatewayError::ConnectionLimit("this node is shutting down".into()));
         }
@@ -418,7 +425,11 @@ impl Hub {
     }
 
     pub fn stats(&self) -> HubStats {
-        let mut s = HubStats { evicted: self.counters.evicted.load(Ordering::Relaxed), replayed: self.counters.replayed.load(Ordering::Relaxed), ..Default::default() };
+        let mut s = HubStats {
+            evicted: self.counters.evicted.load(Ordering::Relaxed),
+            replayed: self.counters.replayed.load(Ordering::Relaxed),
+            ..Default::default()
+        };
         for shard in self.shards.iter() {
             let topics = shard.lock().unwrap_or_else(|p| p.into_inner());
             s.topics += topics.len();

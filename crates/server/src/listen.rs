@@ -18,8 +18,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::Response;
 use axum::Router;
 use bytes::{Buf, Bytes};
@@ -43,7 +43,13 @@ const MAX_HEADERS: usize = 48;
 
 /// Serves `app` on `listener` until `signal` completes, then closes every subscriber with
 /// `event: reconnect` and waits (at most `grace`) for the hyper connections to finish.
-pub(crate) async fn serve(inner: Arc<GatewayState>, app: Router, listener: TcpListener, signal: impl Future<Output = ()> + Send + 'static, grace: Duration) -> io::Result<()> {
+pub(crate) async fn serve(
+    inner: Arc<GatewayState>,
+    app: Router,
+    listener: TcpListener,
+    signal: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> io::Result<()> {
     let hyper = Arc::new(auto::Builder::new(TokioExecutor::new()));
     let graceful = GracefulShutdown::new();
     tokio::pin!(signal);
@@ -162,7 +168,9 @@ fn sniff(buf: &[u8]) -> Sniff {
     }
     let mut headers = HeaderMap::with_capacity(req.headers.len());
     for h in req.headers.iter() {
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) else { return Sniff::Other };
+        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value)) else {
+            return Sniff::Other;
+        };
         headers.append(name, value);
     }
     let bodyless = |name: &str| headers.get(name).is_none_or(|v| name == "content-length" && v == "0");
@@ -310,7 +318,8 @@ fn sse_head() -> &'static [u8] {
 async fn full_response(resp: Response) -> Vec<u8> {
     let (parts, body) = resp.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
-    let mut out = response_head(&Response::from_parts(parts, Body::empty()), &format!("content-length: {}\r\nconnection: close", body.len()));
+    let mut out =
+        response_head(&Response::from_parts(parts, Body::empty()), &format!("content-length: {}\r\nconnection: close", body.len()));
     out.extend_from_slice(&body);
     out
 }

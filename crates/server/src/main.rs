@@ -35,9 +35,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(cfg: ServerConfig) -> Result<(), Box<dyn std::error::Error>> {
-    let listener = tokio::net::TcpListener::bind(cfg.listen_addr)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen_addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen_addr).await.map_err(|e| format!("cannot listen on {}: {e}", cfg.listen_addr))?;
     let mode = if cfg.cluster.is_some() { "cluster (redis)" } else { "single node (in-memory)" };
     let (node, listen, advertise) = (cfg.node_id.clone(), cfg.listen_addr, cfg.advertise_addr.clone());
     let gateway = Gateway::new(cfg).await?;

@@ -131,7 +131,12 @@ impl ObjectRef<'_> {
     /// Attaches a connection of this node, resuming after `last_id` if given. The returned
     /// receiver answers once the attachment is recorded where every node can see it; the
     /// frames are to be sent first (see [`Hub::attach_resume`]).
-    pub fn attach(&self, info: ConnInfo, sink: QueueSink, last_id: Option<&str>) -> Result<(oneshot::Receiver<()>, Vec<bytes::Bytes>), GatewayError> {
+    pub fn attach(
+        &self,
+        info: ConnInfo,
+        sink: QueueSink,
+        last_id: Option<&str>,
+    ) -> Result<(oneshot::Receiver<()>, Vec<bytes::Bytes>), GatewayError> {
         self.ns.hub().attach_resume(self.topic, info, sink, last_id, crate::clock::now_ms())
     }
 

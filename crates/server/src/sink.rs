@@ -220,7 +220,11 @@ fn shrink(frames: &mut VecDeque<Bytes>) {
 impl QueueSink {
     /// A queue of `capacity` frames: the sink, the receiver and the close signal.
     pub fn channel(capacity: usize) -> (QueueSink, Receiver, Arc<Closer>) {
-        let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }), ready: Notify::new(), capacity: capacity.max(1) });
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }),
+            ready: Notify::new(),
+            capacity: capacity.max(1),
+        });
         let closer = Arc::new(Closer::default());
         (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue }, closer)
     }

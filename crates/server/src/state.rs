@@ -48,7 +48,13 @@ impl GatewayState {
     /// the event, then delivered to those topics. Writes the plan's drop lines and counts the
     /// publish. Fails, with nothing delivered, when an owner could not be reached or the body
     /// could not be read.
-    pub async fn publish(&self, topics: Vec<String>, id: &str, event: Option<&str>, data: impl Future<Output = Result<String, GatewayError>>) -> Result<PublishReport, GatewayError> {
+    pub async fn publish(
+        &self,
+        topics: Vec<String>,
+        id: &str,
+        event: Option<&str>,
+        data: impl Future<Output = Result<String, GatewayError>>,
+    ) -> Result<PublishReport, GatewayError> {
         let mut plan = PublishPlan::new(id, topics);
         let probes = join_all(plan.topics().iter().map(|t| self.ns.probe(t, id))).await;
         if plan.probed(probes.iter().map(|p| p.probed()))? == Step::ReadBody {
@@ -80,7 +86,8 @@ impl GatewayState {
         let (sink, rx, closer) = QueueSink::channel(self.cfg.core.queue_capacity);
         let info = hub::conn_info(&id, topics, format, &self.cfg.node_id, now);
         self.hub.metrics.conn_opened(format);
-        let mut guard = Guard { ns: self.ns.clone(), live: self.live.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()), format };
+        let mut guard =
+            Guard { ns: self.ns.clone(), live: self.live.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()), format };
         let mut recorded = Vec::with_capacity(topics.len());
         let mut replay = Vec::new();
         for t in topics {

@@ -70,7 +70,11 @@ async fn a_killed_node_leaves_placement_and_listings_within_the_ttl_then_rejoins
     })
     .await;
     assert!(killed.elapsed() <= Duration::from_millis(TTL_MS + 700), "unlisted {gone:?} after SIGKILL (TTL {TTL_MS} ms)");
-    figure("node_sigkill_unlisted", &format!("node SIGKILLed: its topic and connection unlisted, publishes no longer routed to it (NODE_TTL_MS {TTL_MS})"), gone);
+    figure(
+        "node_sigkill_unlisted",
+        &format!("node SIGKILLed: its topic and connection unlisted, publishes no longer routed to it (NODE_TTL_MS {TTL_MS})"),
+        gone,
+    );
     // Publishes no longer go there: dropped at once, no forwarding attempt to wait for.
     let t = Instant::now();
     let r = publish(&n2, "on-3", "after", "x").await;
@@ -128,9 +132,16 @@ async fn placement_recovers_by_itself_when_redis_restarts_under_load() {
     c.redis.restart().expect("redis restarts (empty)");
     let restarted = Instant::now();
     let n2 = c.base(1);
-    let took = eventually("placement back", Duration::from_secs(10), || async { try_publish(&n2, "load", &format!("probe-{}", restarted.elapsed().as_millis()), "p").await.2["delivered"] == 2 }).await;
+    let took = eventually("placement back", Duration::from_secs(10), || async {
+        try_publish(&n2, "load", &format!("probe-{}", restarted.elapsed().as_millis()), "p").await.2["delivered"] == 2
+    })
+    .await;
     eprintln!("placement recovered {took:?} after the redis restart");
-    figure("redis_restart_placement_back", "Redis restarted empty under a publish every 20 ms: a publish from another node reaches both subscribers again", took);
+    figure(
+        "redis_restart_placement_back",
+        "Redis restarted empty under a publish every 20 ms: a publish from another node reaches both subscribers again",
+        took,
+    );
     let delivered = load.await.expect("every publish answered 202");
     assert_eq!(delivered.last(), Some(&2), "{delivered:?}");
     // The subscribers stayed connected and keep receiving.
@@ -205,7 +216,10 @@ async fn redis_unreachable_gets_a_quick_503_subscribers_are_told_to_reconnect_be
     let away = paused.elapsed();
     c.redis.resume();
     let resumed = Instant::now();
-    let back = eventually("node 1 accepts subscribers again after SIGCONT", Duration::from_secs(15), || async { try_subscribe(&c.base(0), "cut").await.0 == 200 }).await;
+    let back = eventually("node 1 accepts subscribers again after SIGCONT", Duration::from_secs(15), || async {
+        try_subscribe(&c.base(0), "cut").await.0 == 200
+    })
+    .await;
     let mut s1 = Subscriber::open(&c.base(0), "cut").await;
     let healed = eventually("delivered from node 2 again after SIGCONT", Duration::from_secs(15), || async {
         let (status, _, r) = try_publish(&n2, "cut", "after-pause", "y").await;
@@ -214,7 +228,14 @@ async fn redis_unreachable_gets_a_quick_503_subscribers_are_told_to_reconnect_be
     .await;
     assert_eq!(s1.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("after-pause"));
     eprintln!("accepting subscribers again {back:?} after SIGCONT");
-    figure("redis_paused_recovered", &format!("Redis resumed (SIGCONT) after {:.0} s paused, longer than NODE_TTL_MS: a publish from another node delivered again", away.as_secs_f64()), healed);
+    figure(
+        "redis_paused_recovered",
+        &format!(
+            "Redis resumed (SIGCONT) after {:.0} s paused, longer than NODE_TTL_MS: a publish from another node delivered again",
+            away.as_secs_f64()
+        ),
+        healed,
+    );
     eprintln!("paused→503 worst {worst:?}; recovered {healed:?} after SIGCONT ({:?} since)", resumed.elapsed());
 
     // Killed (connection refused): the same 503, quickly; a new, empty Redis heals the same way.
@@ -362,7 +383,11 @@ async fn chaos_subscribers_killed_at_random_reconnect_anywhere_and_get_every_eve
         let mut dedup = seen.clone();
         let mut ids = std::collections::HashSet::new();
         dedup.retain(|id| ids.insert(id.clone()));
-        eprintln!("chaos subscriber {k}: {} events received, {} duplicates, {reconnects} reconnects, {gaps} gaps", seen.len(), seen.len() - dedup.len());
+        eprintln!(
+            "chaos subscriber {k}: {} events received, {} duplicates, {reconnects} reconnects, {gaps} gaps",
+            seen.len(),
+            seen.len() - dedup.len()
+        );
         assert_eq!(gaps, 0, "subscriber {k}: no replay-gap within the window");
         assert_eq!(dedup, want, "subscriber {k}: every event once, in order, after de-dup by id");
         assert_eq!(seen.len(), dedup.len(), "subscriber {k}: no duplicate at all");
@@ -419,7 +444,10 @@ async fn a_node_cut_off_from_redis_tells_its_subscribers_to_reconnect_before_it_
     assert!(told >= Duration::from_millis(TTL_MS / 2), "not at the first failed refresh ({told:?})");
     assert!(expired <= Duration::from_millis(TTL_MS + 1_000), "identity expired {expired:?} after the cut (TTL {TTL_MS} ms)");
     assert!(s3.ended(Duration::from_secs(2)).await, "node 3 closed its subscriber's stream after the reconnect frame");
-    assert!(!got3.is_empty() && published.starts_with(&got3), "node 3's subscriber got the events in order, with no gap, up to the reconnect: {got3:?} of {published:?}");
+    assert!(
+        !got3.is_empty() && published.starts_with(&got3),
+        "node 3's subscriber got the events in order, with no gap, up to the reconnect: {got3:?} of {published:?}"
+    );
     figure("node_cut_off_told_to_reconnect", &format!("node cut off from Redis (proxy closes its connections, blackholes new ones): its subscribers get `event: reconnect` (cluster_unreachable) and are closed, before its identity expires (NODE_TTL_MS {TTL_MS}, NODE_REFRESH_MS 500)"), told);
     figure("node_cut_off_unrouted", &format!("node cut off from Redis: its identity expired, publishes at other nodes no longer route to it (NODE_TTL_MS {TTL_MS}); its subscribers were told to reconnect before"), expired);
     // (b) While cut off, node 3 refuses new subscribers and publishes (503, retry-after), so
@@ -431,7 +459,11 @@ async fn a_node_cut_off_from_redis_tells_its_subscribers_to_reconnect_before_it_
     let answered = t.elapsed();
     assert_eq!((status, r["error"]["code"].as_str(), retry.as_deref()), (503, Some("unavailable"), Some("2")), "{r}");
     assert!(answered <= Duration::from_secs(2), "503 after {answered:?}");
-    figure("node_cut_off_publish_503", "node cut off from Redis: a publish at that node answered 503 unavailable (retry-after: 2)", answered);
+    figure(
+        "node_cut_off_publish_503",
+        "node cut off from Redis: a publish at that node answered 503 unavailable (retry-after: 2)",
+        answered,
+    );
     // The subscriber reconnects elsewhere (node 1 here) and gets what comes next.
     let mut moved = Subscriber::open(&c.base(0), "part").await;
     assert_eq!(publish(&n2, "part", "after-move", "x").await["delivered"], 2);
@@ -450,12 +482,18 @@ async fn a_node_cut_off_from_redis_tells_its_subscribers_to_reconnect_before_it_
     // them.
     c.proxy().restore();
     let restored = Instant::now();
-    let back = eventually("node 3 accepts subscribers again", Duration::from_secs(15), || async { try_subscribe(&n3, "part").await.0 == 200 }).await;
+    let back =
+        eventually("node 3 accepts subscribers again", Duration::from_secs(15), || async { try_subscribe(&n3, "part").await.0 == 200 })
+            .await;
     let mut s3 = Subscriber::open(&n3, "part").await;
     eventually("node 3's new subscriber listed", Duration::from_secs(5), || async { all_connections(&n2).await.len() == 3 }).await;
     assert_eq!(publish(&n2, "part", "r1", "y").await["delivered"], 3);
     assert_eq!(s3.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("r1"));
-    figure("node_cut_off_rejoined", &format!("node cut off from Redis for {:.0} s, then restored: it accepts subscribers again", away.as_secs_f64()), back);
+    figure(
+        "node_cut_off_rejoined",
+        &format!("node cut off from Redis for {:.0} s, then restored: it accepts subscribers again", away.as_secs_f64()),
+        back,
+    );
     assert_eq!(publish(&n3, "part", "from-3", "z").await["delivered"], 3);
     eprintln!("cut off: told to reconnect {told:?} after the cut, identity expired {expired:?}; {} of {} events delivered there before; publish at node 3: 503 in {answered:?}; accepting again {back:?} after restore ({:?})", got3.len(), published.len(), restored.elapsed());
 }

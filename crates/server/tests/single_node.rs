@@ -135,7 +135,9 @@ async fn a_trickling_publisher_gets_408() {
     let _s = Subscriber::open(&base, "slowpub").await;
     let addr = base.trim_start_matches("http://");
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    let head = format!("POST /publish HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nx-sse-topic: slowpub\r\nx-sse-id: t1\r\ncontent-length: 100\r\n\r\nabc");
+    let head = format!(
+        "POST /publish HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nx-sse-topic: slowpub\r\nx-sse-id: t1\r\ncontent-length: 100\r\n\r\nabc"
+    );
     tcp.write_all(head.as_bytes()).await.unwrap();
     let mut buf = vec![0u8; 2048];
     let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await.expect("answered").unwrap();
@@ -146,9 +148,17 @@ async fn a_trickling_publisher_gets_408() {
 
 #[test]
 fn invalid_configuration_exits_2_with_a_message() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-gateway")).env("API_KEYS", "k").env("MAX_BODY_BYTES", "5000000").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
+        .env("API_KEYS", "k")
+        .env("MAX_BODY_BYTES", "5000000")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MAX_BODY_BYTES=5000000 is out of range"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("MAX_BODY_BYTES=5000000 is out of range"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sse-gateway")).env_remove("API_KEYS").output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("API_KEYS"));
@@ -289,7 +299,11 @@ async fn metrics_are_prometheus_text_and_move_with_publishes_deliveries_drops() 
     assert_eq!(st, 401);
     let (st, json) = get(&format!("{base}/admin/api/stats"), &[("x-api-key", KEY)]).await.unwrap();
     assert_eq!(st, 200);
-    assert_eq!((json["scope"].as_str(), json["node"].as_str(), json["drops"].as_u64(), json["evictions"].as_u64()), (Some("node"), Some("solo"), Some(1), Some(1)), "{json}");
+    assert_eq!(
+        (json["scope"].as_str(), json["node"].as_str(), json["drops"].as_u64(), json["evictions"].as_u64()),
+        (Some("node"), Some("solo"), Some(1), Some(1)),
+        "{json}"
+    );
     assert_eq!(json["connections"], 1);
     drop(s);
 }

@@ -76,7 +76,14 @@ impl Attach {
 
     /// What the owner records of the connection, connected at `now`.
     pub fn conn_info(&self, now: u64) -> ConnInfo {
-        ConnInfo { id: self.conn_id.clone(), topics: self.topics.clone(), transport: self.transport, format: self.format, connected_at: now, node: self.node.clone() }
+        ConnInfo {
+            id: self.conn_id.clone(),
+            topics: self.topics.clone(),
+            transport: self.transport,
+            format: self.format,
+            connected_at: now,
+            node: self.node.clone(),
+        }
     }
 }
 

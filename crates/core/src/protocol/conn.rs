@@ -11,7 +11,13 @@ use crate::topic::{ConnInfo, Removed, SendResult, Sink, TopicState, Transport};
 impl ConnInfo {
     /// The registry's record of this connection, with what the topic delivered to it.
     pub fn summary(&self, events_sent: u64) -> ConnSummary {
-        ConnSummary { id: self.id.clone(), transport: self.transport, connected_at: self.connected_at, node: self.node.clone(), events_sent }
+        ConnSummary {
+            id: self.id.clone(),
+            transport: self.transport,
+            connected_at: self.connected_at,
+            node: self.node.clone(),
+            events_sent,
+        }
     }
 }
 
@@ -51,7 +57,8 @@ impl Removals {
 
 /// The one log line of a slow consumer evicted from `topic`.
 pub fn eviction_log_line(topic: &str, connection: &str) -> String {
-    serde_json::json!({"level": "warn", "msg": "slow consumer evicted: its queue was full", "topic": topic, "connection": connection}).to_string()
+    serde_json::json!({"level": "warn", "msg": "slow consumer evicted: its queue was full", "topic": topic, "connection": connection})
+        .to_string()
 }
 
 /// A resume on one topic: what the connection gets before any live frame.
@@ -99,7 +106,9 @@ impl Resumer<'_> {
 
     fn gap(&self, reason: GapReason) -> Resumed {
         let frame = match (self.transport, self.format) {
-            (Transport::Ws, f) if f != Format::Ws => frame::encode_sse(None, Some("replay-gap"), &replay::encode_gap(self.topic, self.last_id, reason, Format::Ws)),
+            (Transport::Ws, f) if f != Format::Ws => {
+                frame::encode_sse(None, Some("replay-gap"), &replay::encode_gap(self.topic, self.last_id, reason, Format::Ws))
+            }
             (_, f) => replay::encode_gap(self.topic, self.last_id, reason, f),
         };
         Resumed { frames: vec![frame], replayed: 0, floor: 0 }
@@ -166,7 +175,14 @@ mod tests {
             }
         }
         let mut t = TopicState::new("t", 10);
-        let info = |id: &str, format| ConnInfo { id: id.into(), topics: vec!["t".into()], transport: Transport::Sse, format, connected_at: 3, node: "n".into() };
+        let info = |id: &str, format| ConnInfo {
+            id: id.into(),
+            topics: vec!["t".into()],
+            transport: Transport::Sse,
+            format,
+            connected_at: 3,
+            node: "n".into(),
+        };
         t.attach(info("s", Format::Sse), Null).unwrap();
         t.attach(info("tail", Format::Tail), Null).unwrap();
         let s = summaries(&t);

@@ -29,7 +29,10 @@ mod tests {
     #[test]
     fn the_log_line_names_topic_and_id_and_cannot_be_split() {
         let v: serde_json::Value = serde_json::from_str(&log_line("t", "e")).unwrap();
-        assert_eq!((v["topic"].as_str(), v["id"].as_str(), v["msg"].as_str()), (Some("t"), Some("e"), Some("event dropped: no subscribers")));
+        assert_eq!(
+            (v["topic"].as_str(), v["id"].as_str(), v["msg"].as_str()),
+            (Some("t"), Some("e"), Some("event dropped: no subscribers"))
+        );
         assert!(!log_line("a\nb", "c").contains('\n'));
     }
 }

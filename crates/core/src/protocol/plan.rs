@@ -35,7 +35,9 @@ impl TopicResult {
         match (self, other) {
             (TopicResult::Retained(a), o) | (o, TopicResult::Retained(a)) => TopicResult::Retained(a + o.delivered()),
             (TopicResult::Delivered(a), TopicResult::Delivered(b)) => TopicResult::Delivered(a + b),
-            (TopicResult::Delivered(n), TopicResult::Dropped) | (TopicResult::Dropped, TopicResult::Delivered(n)) => TopicResult::Delivered(n),
+            (TopicResult::Delivered(n), TopicResult::Dropped) | (TopicResult::Dropped, TopicResult::Delivered(n)) => {
+                TopicResult::Delivered(n)
+            }
             (TopicResult::Dropped, TopicResult::Dropped) => TopicResult::Dropped,
         }
     }
@@ -164,9 +166,17 @@ impl PublishPlan {
     /// The results, counts, drop log lines and `202` body. A topic never settled (its delivery
     /// failed) counts as dropped.
     pub fn finish(self) -> PublishReport {
-        let results: Vec<(String, TopicResult)> = self.topics.into_iter().zip(self.results).map(|(t, r)| (t, r.unwrap_or(TopicResult::Dropped))).collect();
-        let log: Vec<String> = results.iter().filter(|(_, r)| *r == TopicResult::Dropped).map(|(t, _)| drop_rule::log_line(t, &self.id)).collect();
-        PublishReport { dropped: log.len(), delivered: results.iter().map(|(_, r)| r.delivered()).sum(), body: accepted_body(&self.id, &results), log, results }
+        let results: Vec<(String, TopicResult)> =
+            self.topics.into_iter().zip(self.results).map(|(t, r)| (t, r.unwrap_or(TopicResult::Dropped))).collect();
+        let log: Vec<String> =
+            results.iter().filter(|(_, r)| *r == TopicResult::Dropped).map(|(t, _)| drop_rule::log_line(t, &self.id)).collect();
+        PublishReport {
+            dropped: log.len(),
+            delivered: results.iter().map(|(_, r)| r.delivered()).sum(),
+            body: accepted_body(&self.id, &results),
+            log,
+            results,
+        }
     }
 }
 
@@ -219,9 +229,15 @@ mod tests {
         p.settle(1, TopicResult::Delivered(3));
         p.settle(2, TopicResult::Retained(0));
         let r = p.finish();
-        assert_eq!(r.results, vec![("b".into(), TopicResult::Dropped), ("a".into(), TopicResult::Delivered(3)), ("c".into(), TopicResult::Retained(0))]);
+        assert_eq!(
+            r.results,
+            vec![("b".into(), TopicResult::Dropped), ("a".into(), TopicResult::Delivered(3)), ("c".into(), TopicResult::Retained(0))]
+        );
         assert_eq!((r.dropped, r.delivered, r.log.len()), (1, 3, 1));
-        assert_eq!(r.body, r#"{"delivered":3,"id":"e1","topics":{"a":{"delivered":3},"b":{"dropped":"no_subscribers"},"c":{"delivered":0,"retained":true}}}"#);
+        assert_eq!(
+            r.body,
+            r#"{"delivered":3,"id":"e1","topics":{"a":{"delivered":3},"b":{"dropped":"no_subscribers"},"c":{"delivered":0,"retained":true}}}"#
+        );
     }
 
     #[test]

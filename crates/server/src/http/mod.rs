@@ -93,7 +93,11 @@ pub(crate) fn rejected(gw: &GatewayState, method: &str, path: &str, e: &GatewayE
 
 /// `GET /sse` for a request whose head was parsed outside hyper (crate::listen): the same checks
 /// as [`dispatch`] makes for that route, then the subscriber's opening block and connection.
-pub(crate) async fn open_sse(gw: &Arc<GatewayState>, headers: &HeaderMap, query: &str) -> Result<(bytes::Bytes, crate::subscriber::Connection), GatewayError> {
+pub(crate) async fn open_sse(
+    gw: &Arc<GatewayState>,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<(bytes::Bytes, crate::subscriber::Connection), GatewayError> {
     routes::check_header_bytes(headers.iter().map(|(k, v)| (k.as_str().len(), v.len())))?;
     let query = Query::parse(query)?;
     subscribe::open(gw, headers, &query).await

@@ -38,10 +38,7 @@ pub async fn subscribe(gw: &Arc<GatewayState>, parts: &mut Parts, q: &Query) -> 
     let hello = frame::encode_ws_open(&conn.id, &sub.topics);
     let heartbeat = std::time::Duration::from_millis(gw.cfg.core.heartbeat_ms);
     let max = gw.cfg.ws_max_message_bytes;
-    Ok(ws
-        .max_message_size(max)
-        .max_frame_size(max)
-        .on_upgrade(move |socket| session(socket, conn, hello, heartbeat)))
+    Ok(ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| session(socket, conn, hello, heartbeat)))
 }
 
 fn close(code: u16, reason: &'static str) -> Message {

@@ -42,7 +42,11 @@ pub async fn topics(conn: &mut ConnectionManager, keys: &Keys, q: &ListQuery) ->
         .await
         .map_err(unavailable)?;
     let total = out.first().map(int).unwrap_or(0);
-    let items = out.get(1..).unwrap_or(&[]).chunks_exact(2).map(|pair| TopicView::new(String::from_utf8_lossy(bytes(&pair[0])).into_owned(), int(&pair[1])));
+    let items = out
+        .get(1..)
+        .unwrap_or(&[])
+        .chunks_exact(2)
+        .map(|pair| TopicView::new(String::from_utf8_lossy(bytes(&pair[0])).into_owned(), int(&pair[1])));
     Ok(registry::paginate(items, q.limit, total, |v| registry::encode_cursor(TOPIC_CURSOR, &v.topic)))
 }
 

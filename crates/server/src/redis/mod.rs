@@ -83,10 +83,19 @@ pub struct Holder {
 impl RedisNamespace {
     /// Connects (retrying for a while: Redis may start after the node), registers this node,
     /// and starts the placement writer and the liveness task.
-    pub async fn connect(hub: Arc<Hub>, changes: mpsc::UnboundedReceiver<Change>, cfg: &ServerConfig, cluster: &ClusterConfig) -> Result<Self, JoinError> {
+    pub async fn connect(
+        hub: Arc<Hub>,
+        changes: mpsc::UnboundedReceiver<Change>,
+        cfg: &ServerConfig,
+        cluster: &ClusterConfig,
+    ) -> Result<Self, JoinError> {
         let client = redis::Client::open(cluster.redis_url.as_str()).map_err(|e| JoinError(format!("REDIS_URL: {e}")))?;
         let timeout = Duration::from_millis(cluster.node_ttl_ms.min(5_000));
-        let manager_cfg = ConnectionManagerConfig::new().set_connection_timeout(timeout).set_response_timeout(timeout).set_number_of_retries(2).set_max_delay(1_000);
+        let manager_cfg = ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+            .set_number_of_retries(2)
+            .set_max_delay(1_000);
         let mut last = String::new();
         let mut conn = None;
         for _ in 0..30 {
@@ -110,7 +119,13 @@ impl RedisNamespace {
         node.register(&mut conn).await.map_err(|e| JoinError(format!("registering node {}: {e}", cfg.node_id)))?;
         let (control, control_rx) = mpsc::unbounded_channel();
         tokio::spawn(Writer::new(conn.clone(), node.keys.clone(), cfg.node_id.clone()).run(changes, control_rx));
-        let liveness = tokio::spawn(liveness(conn.clone(), node.clone(), hub.clone(), control.clone(), Duration::from_millis(cluster.node_refresh_ms)));
+        let liveness = tokio::spawn(liveness(
+            conn.clone(),
+            node.clone(),
+            hub.clone(),
+            control.clone(),
+            Duration::from_millis(cluster.node_refresh_ms),
+        ));
         tracing::info!(node = %cfg.node_id, addr = %cfg.advertise_addr, ttl_ms = cluster.node_ttl_ms, "joined the cluster");
         Ok(Self {
             endpoint: forward::Endpoint { hub: hub.clone(), secret: cluster.secret.clone() },
@@ -326,7 +341,10 @@ impl Namespace for RedisNamespace {
 
     fn probe<'a>(&'a self, topic: &'a str, id: &'a str) -> BoxFuture<'a, Probe> {
         Box::pin(async move {
-            let holders = match tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic)).await.unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "probe timed out")))) {
+            let holders = match tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic))
+                .await
+                .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "probe timed out"))))
+            {
                 Ok(h) => h,
                 Err(e) => {
                     // Without Redis nobody knows where the topic's other subscribers are:
@@ -363,7 +381,8 @@ impl Namespace for RedisNamespace {
             if let Some(window) = self.hub.window(&ev.topic) {
                 return self.deliver_retained(window, *local, peers, ev).await;
             }
-            let mut result = if *local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, None)), false) } else { TopicResult::Dropped };
+            let mut result =
+                if *local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, None)), false) } else { TopicResult::Dropped };
             for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev, None))).await {
                 result = result.merge(r);
             }

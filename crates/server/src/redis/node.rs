@@ -58,7 +58,14 @@ impl Node {
     /// data): it is written again and the caller must re-assert this node's state.
     pub async fn refresh(&self, conn: &mut ConnectionManager) -> redis::RedisResult<bool> {
         let k = &self.keys;
-        let kept: Option<String> = redis::cmd("SET").arg(k.node(&self.identity.id)).arg(self.json()).arg("XX").arg("PX").arg(self.ttl_ms).query_async(conn).await?;
+        let kept: Option<String> = redis::cmd("SET")
+            .arg(k.node(&self.identity.id))
+            .arg(self.json())
+            .arg("XX")
+            .arg("PX")
+            .arg(self.ttl_ms)
+            .query_async(conn)
+            .await?;
         if kept.is_some() {
             return Ok(true);
         }

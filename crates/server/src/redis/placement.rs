@@ -54,7 +54,16 @@ const BATCH: usize = 2048;
 
 impl Writer {
     pub fn new(conn: ConnectionManager, keys: Keys, node: String) -> Self {
-        Self { conn, keys, node, topics: HashMap::new(), conns: HashMap::new(), snapshot_events: HashMap::new(), rewrite_needed: false, stopped: false }
+        Self {
+            conn,
+            keys,
+            node,
+            topics: HashMap::new(),
+            conns: HashMap::new(),
+            snapshot_events: HashMap::new(),
+            rewrite_needed: false,
+            stopped: false,
+        }
     }
 
     /// Runs until the hub's feed closes.
@@ -106,7 +115,14 @@ impl Writer {
                     pipe.zadd(k.topic_conns(&topic), &info.id, 0).ignore();
                     dirty.insert(topic);
                     let cm = self.conns.entry(info.id.clone()).or_insert_with(|| ConnModel {
-                        record: ConnRecord { id: info.id.clone(), topics: info.topics.clone(), transport: info.transport, connected_at: info.connected_at, node: info.node.clone(), events_sent: 0 },
+                        record: ConnRecord {
+                            id: info.id.clone(),
+                            topics: info.topics.clone(),
+                            transport: info.transport,
+                            connected_at: info.connected_at,
+                            node: info.node.clone(),
+                            events_sent: 0,
+                        },
                         attached: 0,
                     });
                     if cm.attached == 0 {

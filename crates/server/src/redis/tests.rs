@@ -9,12 +9,12 @@ use sse_core::frame::{Event, Format};
 use sse_core::protocol::TopicResult;
 use sse_core::request::ListQuery;
 
+use super::redis_server::RedisServer;
 use super::RedisNamespace;
 use crate::config::ServerConfig;
 use crate::hub::{conn_info, Hub};
 use crate::objects::{Namespace, Probe};
 use crate::sink::QueueSink;
-use super::redis_server::RedisServer;
 
 fn redis() -> RedisServer {
     RedisServer::start().unwrap_or_else(|e| panic!("{e}"))

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use sse_core::frame::{ParsedEvent, SseItem, SseParser};
 use redis_server::{free_port, RedisServer};
+use sse_core::frame::{ParsedEvent, SseItem, SseParser};
 use tokio::sync::mpsc;
 
 mod redis_server;
@@ -150,7 +150,10 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)], body: &s
         req = req.header(*k, *v);
     }
     let req = req.body(Full::new(Bytes::from(body.to_string()))).map_err(|e| e.to_string())?;
-    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req)).await.map_err(|_| "timeout".to_string())?.map_err(|e| e.to_string())?;
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req))
+        .await
+        .map_err(|_| "timeout".to_string())?
+        .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)))
@@ -161,7 +164,10 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<(u16, serde_json
 }
 
 pub async fn publish(base: &str, topics: &str, id: &str, body: &str) -> serde_json::Value {
-    let (status, json) = request("POST", &format!("{base}/publish"), &[("x-api-key", KEY), ("x-sse-topic", topics), ("x-sse-id", id)], body).await.expect("publish answered");
+    let (status, json) =
+        request("POST", &format!("{base}/publish"), &[("x-api-key", KEY), ("x-sse-topic", topics), ("x-sse-id", id)], body)
+            .await
+            .expect("publish answered");
     assert_eq!(status, 202, "{json}");
     json
 }
@@ -174,7 +180,10 @@ pub async fn try_publish(base: &str, topics: &str, id: &str, body: &str) -> (u16
         .header("x-sse-id", id)
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req)).await.expect("answered within 10 s").expect("publish answered");
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req))
+        .await
+        .expect("answered within 10 s")
+        .expect("publish answered");
     let status = resp.status().as_u16();
     let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
@@ -289,7 +298,10 @@ impl Subscriber {
 /// opens (200) is closed at once.
 pub async fn try_subscribe(base: &str, topics: &str) -> (u16, Option<String>, serde_json::Value) {
     let req = hyper::Request::get(format!("{base}/sse")).header("x-sse-topic", topics).body(Full::new(Bytes::new())).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req)).await.expect("answered within 10 s").expect("subscribe answered");
+    let resp = tokio::time::timeout(Duration::from_secs(10), client().request(req))
+        .await
+        .expect("answered within 10 s")
+        .expect("subscribe answered");
     let status = resp.status().as_u16();
     let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string);
     if status == 200 {

@@ -38,7 +38,9 @@ async fn create_order(State(orders): State<Orders>, item: String) -> impl IntoRe
         }
         // Only a bad id, topic or body size can fail; the item is JSON-escaped, so this is a
         // body over MAX_BODY_BYTES.
-        Err(e) => (StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), [(header::CONTENT_TYPE, "application/json")], e.body()),
+        Err(e) => {
+            (StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST), [(header::CONTENT_TYPE, "application/json")], e.body())
+        }
     }
 }
 
@@ -94,7 +96,10 @@ mod tests {
         }
 
         let mut publisher = TcpStream::connect(addr).await.unwrap();
-        publisher.write_all(b"POST /orders HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nconnection: close\r\n\r\ntwo apples").await.unwrap();
+        publisher
+            .write_all(b"POST /orders HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\nconnection: close\r\n\r\ntwo apples")
+            .await
+            .unwrap();
         let mut answer = String::new();
         publisher.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");

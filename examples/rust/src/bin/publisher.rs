@@ -10,23 +10,16 @@ use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str =
-    "usage: SSE_API_KEY=... publisher --url URL --topics a,b [--count N] [--prefix P]";
+const USAGE: &str = "usage: SSE_API_KEY=... publisher --url URL --topics a,b [--count N] [--prefix P]";
 
 /// Event `i` of the shared sample set (see examples/README.md): the event type and a body,
 /// multi-line or unicode in turn.
 fn sample_event(i: u64) -> (Option<&'static str>, String) {
     match (i - 1) % 5 {
         0 => (Some("note"), format!("plain text #{i}")),
-        1 => (
-            Some("multi-line"),
-            format!("line 1 of #{i}\nline 2\nline 3"),
-        ),
+        1 => (Some("multi-line"), format!("line 1 of #{i}\nline 2\nline 3")),
         2 => (Some("multi-line"), format!("crlf #{i}\r\nsecond line\r\n")),
-        3 => (
-            Some("unicode"),
-            format!("unicode #{i}: 你好，世界 🚀 café ✓"),
-        ),
+        3 => (Some("unicode"), format!("unicode #{i}: 你好，世界 🚀 café ✓")),
         _ => (None, format!(r#"{{"n":{i},"ok":true}}"#)),
     }
 }
@@ -64,21 +57,11 @@ async fn main() -> ExitCode {
     let Ok(count) = args.get("count").map_or(Ok(10), |c| c.parse::<u64>()) else {
         return usage("--count takes a whole number");
     };
-    let url = args
-        .get("url")
-        .map_or("http://127.0.0.1:8787", String::as_str)
-        .trim_end_matches('/');
+    let url = args.get("url").map_or("http://127.0.0.1:8787", String::as_str).trim_end_matches('/');
     let prefix = args.get("prefix").map_or("evt", String::as_str);
 
-    let mut outcomes: Vec<Outcome> = topics
-        .split(',')
-        .map(|t| Outcome {
-            topic: t.trim().to_string(),
-            published: 0,
-            delivered: 0,
-            dropped: 0,
-        })
-        .collect();
+    let mut outcomes: Vec<Outcome> =
+        topics.split(',').map(|t| Outcome { topic: t.trim().to_string(), published: 0, delivered: 0, dropped: 0 }).collect();
     let client = reqwest::Client::new();
     for i in 1..=count {
         let id = format!("{prefix}-{i}");
@@ -98,15 +81,8 @@ async fn main() -> ExitCode {
                 .bytes()
                 .await
                 .map_err(|e| error_chain(&e))
-                .and_then(|body| {
-                    serde_json::from_slice::<PublishResult>(&body)
-                        .map_err(|e| format!("bad answer: {e}"))
-                }),
-            Ok(res) => Err(format!(
-                "HTTP {}: {}",
-                res.status(),
-                res.text().await.unwrap_or_default()
-            )),
+                .and_then(|body| serde_json::from_slice::<PublishResult>(&body).map_err(|e| format!("bad answer: {e}"))),
+            Ok(res) => Err(format!("HTTP {}: {}", res.status(), res.text().await.unwrap_or_default())),
             Err(e) => Err(error_chain(&e)),
         };
         let result = match result {
@@ -147,10 +123,7 @@ fn parse_args(known: &[&str]) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let name = arg
-            .strip_prefix("--")
-            .filter(|n| known.contains(n))
-            .ok_or(format!("unknown argument {arg}"))?;
+        let name = arg.strip_prefix("--").filter(|n| known.contains(n)).ok_or(format!("unknown argument {arg}"))?;
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
         out.insert(name.to_string(), value);
     }

@@ -42,10 +42,7 @@ async fn main() -> ExitCode {
         Ok(_) => return usage("--topics is required"),
         Err(e) => return usage(&e),
     };
-    let url = args
-        .get("url")
-        .map_or("http://127.0.0.1:8787", String::as_str)
-        .trim_end_matches('/');
+    let url = args.get("url").map_or("http://127.0.0.1:8787", String::as_str).trim_end_matches('/');
     let (max, timeout) = match (number(&args, "max"), number(&args, "timeout")) {
         (Ok(m), Ok(t)) => (m.map(|m| m as u64), t.map(Duration::from_secs_f64)),
         _ => return usage("--max and --timeout take numbers"),
@@ -93,10 +90,7 @@ async fn subscribe(url: &str, topics: &str, max: Option<u64>, received: &mut u64
     let mut attempt = 0u32; // failed connections since the last successful one
 
     loop {
-        let mut req = client
-            .get(format!("{url}/sse?envelope=json"))
-            .header("accept", "text/event-stream")
-            .header("x-sse-topic", topics);
+        let mut req = client.get(format!("{url}/sse?envelope=json")).header("accept", "text/event-stream").header("x-sse-topic", topics);
         if !last_event_id.is_empty() {
             // Resume after the last event we printed (a gateway with replay fills the gap).
             req = req.header("last-event-id", &last_event_id);
@@ -108,16 +102,10 @@ async fn subscribe(url: &str, topics: &str, max: Option<u64>, received: &mut u64
             Err(e) => eprintln!("connection failed: {}", error_chain(&e)),
             Ok(res) if res.status().is_client_error() && res.status() != 429 => {
                 let status = res.status();
-                return Stop::Fatal(format!(
-                    "HTTP {status}: {}",
-                    res.text().await.unwrap_or_default()
-                ));
+                return Stop::Fatal(format!("HTTP {status}: {}", res.text().await.unwrap_or_default()));
             }
             Ok(res) if res.status() != 200 => {
-                let secs = res
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok()?.parse().ok());
+                let secs = res.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
                 wait = Duration::from_secs(secs.unwrap_or(0));
                 eprintln!("connection failed: HTTP {}", res.status());
             }
@@ -152,18 +140,10 @@ async fn subscribe(url: &str, topics: &str, max: Option<u64>, received: &mut u64
                         _ => {
                             let envelope: Envelope = match serde_json::from_str(&event.data) {
                                 Ok(e) => e,
-                                Err(e) => {
-                                    return Stop::Fatal(format!(
-                                        "bad envelope {:?}: {e}",
-                                        event.data
-                                    ))
-                                }
+                                Err(e) => return Stop::Fatal(format!("bad envelope {:?}: {e}", event.data)),
                             };
                             last_event_id = event.id;
-                            println!(
-                                "{}",
-                                serde_json::to_string(&envelope).expect("strings serialize")
-                            );
+                            println!("{}", serde_json::to_string(&envelope).expect("strings serialize"));
                             *received += 1;
                             if Some(*received) == max {
                                 return Stop::Done;
@@ -178,14 +158,8 @@ async fn subscribe(url: &str, topics: &str, max: Option<u64>, received: &mut u64
         }
 
         // Exponential backoff from the server's retry, capped at 30 s, with jitter (50-100 %).
-        let base = retry
-            .saturating_mul(1 << attempt.min(8))
-            .min(Duration::from_secs(30));
-        let jitter = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap_or_default()
-            .subsec_nanos()
-            % 500;
+        let base = retry.saturating_mul(1 << attempt.min(8)).min(Duration::from_secs(30));
+        let jitter = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().subsec_nanos() % 500;
         let delay = (base / 1000 * (500 + jitter)).max(wait);
         attempt += 1;
         eprintln!("reconnecting in {:.1} s", delay.as_secs_f64());
@@ -209,10 +183,7 @@ fn parse_args(known: &[&str]) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let name = arg
-            .strip_prefix("--")
-            .filter(|n| known.contains(n))
-            .ok_or(format!("unknown argument {arg}"))?;
+        let name = arg.strip_prefix("--").filter(|n| known.contains(n)).ok_or(format!("unknown argument {arg}"))?;
         let value = args.next().ok_or(format!("{arg} needs a value"))?;
         out.insert(name.to_string(), value);
     }
