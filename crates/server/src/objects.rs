@@ -1,8 +1,8 @@
 //! The shape of the Durable Object API, natively: a namespace of topic objects, an object by
-//! name, and calls on it (`ns.get(topic).attach(..)`, `.publish(..)`, `.detach(..)`; a probe
-//! goes to the namespace, `ns.probe(topic, id)`), plus the registry's listings. The gateway
-//! above talks only to this; below it is either the in-memory single node
-//! ([`crate::memory::MemoryNamespace`]) or the Redis cluster ([`crate::redis::RedisNamespace`]).
+//! name, and calls on it (`ns.get(topic).probe(id)`, `.publish(..)`, `.attach(..)`), plus the
+//! registry's listings. The gateway above talks only to this; below it is either the in-memory
+//! single node ([`crate::memory::MemoryNamespace`]) or the Redis cluster
+//! ([`crate::redis::RedisNamespace`]).
 //! What a probe or a delivery means (the drop rule, the per-topic result) is the core's
 //! (`sse_core::protocol`); this is only where the calls go. No HTTP type appears here: the
 //! node-to-node endpoint takes a header lookup and an unread body.
@@ -127,7 +127,7 @@ pub struct ObjectRef<'a> {
     topic: &'a str,
 }
 
-impl ObjectRef<'_> {
+impl<'a> ObjectRef<'a> {
     /// Attaches a connection of this node, resuming after `last_id` if given. The returned
     /// receiver answers once the attachment is recorded where every node can see it; the
     /// frames are to be sent first (see [`Hub::attach_resume`]).
@@ -138,6 +138,11 @@ impl ObjectRef<'_> {
         last_id: Option<&str>,
     ) -> Result<(oneshot::Receiver<()>, Vec<bytes::Bytes>), GatewayError> {
         self.ns.hub().attach_resume(self.topic, info, sink, last_id, crate::clock::now_ms())
+    }
+
+    /// Whether this topic takes event `id` ([`Namespace::probe`]).
+    pub fn probe(&self, id: &'a str) -> BoxFuture<'a, Probe> {
+        self.ns.probe(self.topic, id)
     }
 
     pub fn detach(&self, id: &str) {

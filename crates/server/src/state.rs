@@ -56,7 +56,7 @@ impl GatewayState {
         data: impl Future<Output = Result<String, GatewayError>>,
     ) -> Result<PublishReport, GatewayError> {
         let mut plan = PublishPlan::new(id, topics);
-        let probes = join_all(plan.topics().iter().map(|t| self.ns.probe(t, id))).await;
+        let probes = join_all(plan.topics().iter().map(|t| self.ns.get(t).probe(id))).await;
         if plan.probed(probes.iter().map(|p| p.probed()))? == Step::ReadBody {
             let data = data.await?;
             let ts = clock::now_ms();
