@@ -460,3 +460,24 @@ pub fn conn_info(id: &str, topics: &[String], format: Format, node: &str, now: u
     let transport = if format == Format::Ws { sse_core::topic::Transport::Ws } else { sse_core::topic::Transport::Sse };
     ConnInfo { id: id.to_string(), topics: topics.to_vec(), transport, format, connected_at: now, node: node.to_string() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_publish_stamps_the_queue_for_the_latency_measure_and_a_keepalive_does_not() {
+        let (hub, _changes) = Hub::new(10);
+        let (sink, mut rx, closer) = QueueSink::channel(8);
+        drop(hub.attach("t", conn_info("c", &["t".into()], Format::Sse, "n", 1), sink).unwrap());
+        hub.heartbeat();
+        assert!(rx.try_recv().is_ok(), "the keepalive was queued");
+        assert_eq!(closer.pending.take(), 0, "a keepalive is not measured");
+        let before = metrics::mono_ns();
+        hub.publish(&Event { topic: "t".into(), id: "e1".into(), event: None, data: "d".into(), ts: 1 });
+        hub.publish(&Event { topic: "t".into(), id: "e2".into(), event: None, data: "d".into(), ts: 1 });
+        let at = closer.pending.take();
+        assert!(before <= at && at <= metrics::mono_ns(), "stamped when the first publish was handed over");
+        assert_eq!((rx.try_recv().is_ok(), rx.try_recv().is_ok()), (true, true));
+    }
+}
