@@ -199,7 +199,7 @@ impl TopicObject {
                 let probe = ProbeRequest::decode(&query)?;
                 let live = drop_rule::takes(self.is_live(), cfg.retention.window(&probe.topic).is_some());
                 if !live {
-                    self.dropped(&probe.id).await;
+                    self.dropped(&probe.id);
                     self.count(cfg, |c| c.published(TopicResult::Dropped)).await;
                 }
                 Ok(answer(ObjectAnswer::Live(live)))
@@ -214,7 +214,7 @@ impl TopicObject {
     }
 
     /// Tells the tails of a drop (the Worker logs it, from the publish plan).
-    async fn dropped(&self, id: &str) {
+    fn dropped(&self, id: &str) {
         if let Some(state) = self.topic.borrow_mut().as_mut() {
             state.notify_dropped(id, http::now_ms());
         }
@@ -260,7 +260,7 @@ impl TopicObject {
         let window = cfg.retention.window(topic);
         if !drop_rule::takes(self.is_live(), window.is_some()) {
             // The drop path: the body is never read.
-            self.dropped(&p.id).await;
+            self.dropped(&p.id);
             self.count(cfg, |c| c.published(TopicResult::Dropped)).await;
             return Ok(answer(ObjectAnswer::Done(TopicResult::Dropped)));
         }
