@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::join_all;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -64,11 +65,22 @@ impl Forwarder {
         tokio::time::timeout(self.timeout, call).await.map_err(|_| format!("no answer within {:?}", self.timeout))?
     }
 
-    /// Hands `ev` to `peer`; what its connections took. A peer that cannot be reached counts as
-    /// having delivered nothing (logged).
-    /// `seq`: the event's per-topic retention sequence, for a retained topic.
-    pub async fn deliver(&self, peer: &Peer, ev: &Event, seq: Option<u64>) -> TopicResult {
-        let answer = self.post(peer, DELIVER, Deliver::of(ev, seq).headers(), Bytes::from(ev.data.clone())).await;
+    /// Hands `ev` to every peer at once (its message and body built once, shared by every
+    /// call); what their connections took, added up. A peer that cannot be reached counts as
+    /// having delivered nothing (logged). `seq`: the event's per-topic retention sequence, for a
+    /// retained topic.
+    pub async fn deliver_all(&self, peers: &[Peer], ev: &Event, seq: Option<u64>) -> TopicResult {
+        if peers.is_empty() {
+            return TopicResult::Dropped;
+        }
+        let headers = Deliver::of(ev, seq).headers();
+        let body = Bytes::from(ev.data.clone());
+        let calls = peers.iter().map(|p| self.deliver(p, ev, headers.clone(), body.clone()));
+        join_all(calls).await.into_iter().fold(TopicResult::Dropped, TopicResult::merge)
+    }
+
+    async fn deliver(&self, peer: &Peer, ev: &Event, headers: Vec<(&'static str, String)>, body: Bytes) -> TopicResult {
+        let answer = self.post(peer, DELIVER, headers, body).await;
         match answer.and_then(|body| ObjectAnswer::decode(&body).map_err(|e| e.to_string())) {
             Ok(a) => a.result(),
             Err(e) => {

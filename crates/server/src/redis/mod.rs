@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
 use sse_core::frame::Event;
@@ -190,10 +189,8 @@ impl RedisNamespace {
             }
         };
         let (local, peers) = holders;
-        let mut result = if local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, seq)), false) } else { TopicResult::Dropped };
-        for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev, seq))).await {
-            result = result.merge(r);
-        }
+        let here = if local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, seq)), false) } else { TopicResult::Dropped };
+        let result = here.merge(self.forwarder.deliver_all(&peers, ev, seq).await);
         if seq.is_some() {
             result.retained()
         } else {
@@ -381,12 +378,8 @@ impl Namespace for RedisNamespace {
             if let Some(window) = self.hub.window(&ev.topic) {
                 return self.deliver_retained(window, *local, peers, ev).await;
             }
-            let mut result =
-                if *local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, None)), false) } else { TopicResult::Dropped };
-            for r in join_all(peers.iter().map(|p| self.forwarder.deliver(p, ev, None))).await {
-                result = result.merge(r);
-            }
-            result
+            let here = if *local { TopicResult::of_delivery(delivered(&self.hub.deliver(ev, None)), false) } else { TopicResult::Dropped };
+            here.merge(self.forwarder.deliver_all(peers, ev, None).await)
         })
     }
 
