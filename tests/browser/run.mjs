@@ -28,31 +28,15 @@ import { fileURLToPath } from 'node:url';
 
 import * as gateways from '../lib/gateways.mjs';
 import { LOGS, healthy, offlineEnv, stopAll, stopGroup } from '../lib/gateways.mjs';
+import { parseArgs } from '../lib/args.mjs';
 import { runTestFiles } from '../lib/node-test.mjs';
+import { cell, totalsOf, writeResult } from '../lib/results.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
 const RESULTS = path.join(REPO, 'test-results');
 const FILE_ORDER = ['served', 'ui'];
 const HINT = 'stop it, pick another --port, or pass --base-url to test it';
-
-function parseArgs(argv) {
-  const flags = ['build-native'];
-  const known = ['target', 'base-url', 'port', 'api-key', 'native-bin', 'files', ...flags];
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
-    if (!m || !known.includes(m[1])) throw new Error(`unknown argument ${argv[i]} (see the top of tests/browser/run.mjs)`);
-    if (flags.includes(m[1])) {
-      out[m[1]] = true;
-      continue;
-    }
-    const v = m[2] ?? argv[++i];
-    if (v === undefined) throw new Error(`--${m[1]} needs a value`);
-    out[m[1]] = v;
-  }
-  return out;
-}
 
 function startWrangler({ port, apiKey }) {
   // wrangler's [build] command builds the admin UI and the Worker (the Worker only when the
@@ -133,20 +117,13 @@ function failureReason(err) {
 }
 
 function writeResults({ target, baseUrl, results, setupError, screenshots }) {
-  fs.mkdirSync(RESULTS, { recursive: true });
-  const totals = {
-    passed: results.filter((t) => t.status === 'passed').length,
-    failed: results.filter((t) => t.status === 'failed').length,
-    skipped: results.filter((t) => t.status === 'skipped').length,
-  };
+  const totals = totalsOf(results);
   totals.total = totals.passed + totals.failed + totals.skipped;
   // stable: no timings, no random topic names (they only appear inside failure reasons)
   const stable = (s) => String(s).replace(/-[0-9a-f]{4}\b/g, '-<run>');
   const tests = results.map((t) => ({ name: t.name, file: t.file, status: t.status, ...(t.reason ? { reason: stable(t.reason) } : {}) }));
   const json = { suite: 'browser', target, base_url: baseUrl, browser: 'Debian chromium + playwright-core', totals, ...(setupError ? { setup_error: setupError } : {}), screenshots, tests };
-  const jsonFile = path.join(RESULTS, `browser-${target}.json`);
-  fs.writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
-  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const esc = cell;
   const md = [
     `# Browser tests of the admin UI — ${target}`,
     '',
@@ -158,13 +135,15 @@ function writeResults({ target, baseUrl, results, setupError, screenshots }) {
   for (const t of tests) md.push(`| ${esc(t.name)} | ${esc(path.basename(t.file))} | ${t.status} | ${esc(t.reason ?? '')} |`);
   if (screenshots.length) md.push('', `Screenshots: ${screenshots.map((s) => `[${path.basename(s)}](${s.replace(/^test-results\//, '')})`).join(', ')}`);
   md.push('');
-  const mdFile = path.join(RESULTS, `browser-${target}.md`);
-  fs.writeFileSync(mdFile, md.join('\n'));
-  return { totals, jsonFile, mdFile };
+  return { totals, ...writeResult(`browser-${target}`, json, md) };
 }
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(process.argv.slice(2), {
+    runner: 'tests/browser/run.mjs',
+    values: ['target', 'base-url', 'port', 'api-key', 'native-bin', 'files'],
+    flags: ['build-native'],
+  });
   const target = args.target ?? process.env.BROWSER_TARGET ?? 'wrangler-dev';
   if (!/^[a-z0-9-]+$/.test(target)) throw new Error(`bad --target ${target}`);
   let baseUrl = (args['base-url'] ?? process.env.BROWSER_BASE_URL ?? '').replace(/\/+$/, '');

@@ -35,6 +35,8 @@ import {
   LOGS, NODE22_BIN, REPO, RESULTS, killAll, listening, offlineEnv, startNative as startNativeGateway, startWrangler,
   stopAll, stopGroup, tail,
 } from '../lib/gateways.mjs';
+import { parseArgs } from '../lib/args.mjs';
+import { cell, totalsOf, writeResult } from '../lib/results.mjs';
 
 // Addresses and key as written in the docs.
 const DOC_WORKER = '127.0.0.1:8787';
@@ -55,21 +57,6 @@ const VOLATILE_KEYS = new Set([
 ]);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// --- arguments -------------------------------------------------------------------------------
-
-function parseArgs(argv) {
-  const out = { list: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--list') { out.list = true; continue; }
-    const m = /^--(files|port|native-port|api-key)(?:=(.*))?$/.exec(a);
-    if (!m) throw new Error(`unknown argument ${a}`);
-    out[m[1]] = m[2] ?? argv[++i];
-    if (out[m[1]] === undefined) throw new Error(`--${m[1]} needs a value`);
-  }
-  return out;
-}
 
 // --- parsing ---------------------------------------------------------------------------------
 
@@ -369,7 +356,11 @@ function gatewayOf(b) {
 }
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(process.argv.slice(2), {
+    runner: 'tests/docs/run.mjs',
+    values: ['files', 'port', 'native-port', 'api-key'],
+    flags: ['list'],
+  });
   const port = Number(args.port ?? 8794);
   const nativePort = Number(args['native-port'] ?? 8089);
   const apiKey = args['api-key'] ?? DOC_KEY;
@@ -517,18 +508,13 @@ async function main() {
 }
 
 function writeResults({ results, files, port, nativePort, setupErrors }) {
-  fs.mkdirSync(RESULTS, { recursive: true });
   const order = new Map([...files, ...exampleReadmes()].map((f, i) => [f, i]));
   const sorted = [...results].sort((a, b) => (order.get(a.file) - order.get(b.file)) || (a.line - b.line) || a.kind.localeCompare(b.kind));
   const count = (pred) => sorted.filter(pred).length;
-  const totals = {
-    passed: count((r) => r.status === 'passed'),
-    failed: count((r) => r.status === 'failed'),
-    skipped: count((r) => r.status === 'skipped'),
-  };
+  const totals = totalsOf(sorted);
   const commands = sorted.filter((r) => r.kind === 'run' || r.kind === 'background' || r.kind === 'skip');
   const byKind = {
-    commands: { passed: commands.filter((r) => r.status === 'passed').length, failed: commands.filter((r) => r.status === 'failed').length, skipped: commands.filter((r) => r.status === 'skipped').length },
+    commands: totalsOf(commands),
     expected_outputs: { passed: count((r) => r.kind === 'expect' && r.status === 'passed'), failed: count((r) => r.kind === 'expect' && r.status === 'failed'), skipped: count((r) => r.kind === 'expect' && r.status === 'skipped') },
     link_checks: { passed: count((r) => r.kind === 'links' && r.status === 'passed'), failed: count((r) => r.kind === 'links' && r.status === 'failed') },
   };
@@ -540,8 +526,7 @@ function writeResults({ results, files, port, nativePort, setupErrors }) {
     ...(Object.keys(setupErrors).length ? { setup_errors: Object.fromEntries(Object.entries(setupErrors).map(([k, v]) => [k, v.split('\n')[0]])) } : {}),
     checks: sorted,
   };
-  fs.writeFileSync(path.join(RESULTS, 'docs.json'), `${JSON.stringify(json, null, 2)}\n`);
-  const esc = (s) => String(s ?? '').replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const esc = (s) => cell(s ?? '');
   const md = [
     '# Documentation checks',
     '',
@@ -559,7 +544,7 @@ function writeResults({ results, files, port, nativePort, setupErrors }) {
   md.push('| block | kind | status | reason |', '|---|---|---|---|');
   for (const r of sorted) md.push(`| ${r.file}${r.line ? `:${r.line}` : ''} | ${r.kind} | ${r.status} | ${esc(r.reason)} |`);
   md.push('');
-  fs.writeFileSync(path.join(RESULTS, 'docs.md'), md.join('\n'));
+  writeResult('docs', json, md);
   console.log('results: test-results/docs.json, test-results/docs.md');
   console.log(`commands: ${byKind.commands.passed} passed, ${byKind.commands.failed} failed, ${byKind.commands.skipped} skipped; ` +
     `expected outputs: ${byKind.expected_outputs.passed} passed, ${byKind.expected_outputs.failed} failed, ${byKind.expected_outputs.skipped} skipped`);

@@ -30,7 +30,9 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import * as gateways from '../lib/gateways.mjs';
 import { RESULTS, healthy, stopAll, stopGroup } from '../lib/gateways.mjs';
+import { parseArgs, settings } from '../lib/args.mjs';
 import { runTestFiles } from '../lib/node-test.mjs';
+import { cell, totalsOf, writeResult } from '../lib/results.mjs';
 import { coverage, coverageMarkdown, mergeCoverage, readObservations } from './lib/openapi.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -41,31 +43,6 @@ const FILE_ORDER = [
   'openapi', 'routing', 'subscribe', 'publish', 'framing', 'envelope_ws', 'auth', 'validation', 'limits',
   'admin', 'lifecycle', 'replay', 'pagination',
 ];
-
-function parseArgs(argv) {
-  const out = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
-    if (!m) throw new Error(`unknown argument ${a}`);
-    const key = m[1];
-    let value = m[2];
-    if (value === undefined) {
-      value = argv[++i];
-      if (value === undefined) throw new Error(`--${key} needs a value`);
-    }
-    if (key === 'var') {
-      const v = /^([A-Z0-9_]+)[:=](.*)$/.exec(value);
-      if (!v) throw new Error(`--var needs KEY:VALUE, got ${value}`);
-      (out.vars ??= {})[v[1]] = v[2];
-      continue;
-    }
-    out[key] = value;
-  }
-  const known = ['base-url', 'target', 'heartbeat-ms', 'api-key', 'max-body-bytes', 'port', 'files', 'vars', 'label'];
-  for (const k of Object.keys(out)) if (!known.includes(k)) throw new Error(`unknown option --${k}`);
-  return out;
-}
 
 /** Start wrangler dev (tests/lib/gateways.mjs); resolves once /healthz answers. */
 function startWrangler({ port, apiKey, heartbeatMs, vars = {} }) {
@@ -113,13 +90,8 @@ function rawFailureReason(error) {
 }
 
 function writeResults({ target, label = target, vars = {}, baseUrl, heartbeatMs, results, durationS, notTested, setupError, warnings }) {
-  fs.mkdirSync(RESULTS, { recursive: true });
   const tests = [...results].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.file.localeCompare(b.file)));
-  const totals = {
-    passed: tests.filter((t) => t.status === 'passed').length,
-    failed: tests.filter((t) => t.status === 'failed').length,
-    skipped: tests.filter((t) => t.status === 'skipped').length,
-  };
+  const totals = totalsOf(tests);
   totals.total = totals.passed + totals.failed + totals.skipped;
   const json = {
     suite: 'e2e',
@@ -134,10 +106,7 @@ function writeResults({ target, label = target, vars = {}, baseUrl, heartbeatMs,
     not_tested: notTested,
     tests,
   };
-  const jsonFile = path.join(RESULTS, `e2e-${label}.json`);
-  fs.writeFileSync(jsonFile, `${JSON.stringify(json, null, 2)}\n`);
-
-  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const esc = cell;
   const md = [
     `# End-to-end tests — ${label}`,
     '',
@@ -153,9 +122,7 @@ function writeResults({ target, label = target, vars = {}, baseUrl, heartbeatMs,
   md.push('| test | file | status | note |', '|---|---|---|---|');
   for (const t of tests) md.push(`| ${esc(t.name)} | ${esc(path.basename(t.file))} | ${t.status} | ${esc(t.reason ?? '')} |`);
   md.push('');
-  const mdFile = path.join(RESULTS, `e2e-${label}.md`);
-  fs.writeFileSync(mdFile, md.join('\n'));
-  return { totals, jsonFile, mdFile };
+  return { totals, ...writeResult(`e2e-${label}`, json, md) };
 }
 
 /**
@@ -165,16 +132,13 @@ function writeResults({ target, label = target, vars = {}, baseUrl, heartbeatMs,
 function writeOpenApi({ target, label, obsFile }) {
   const cov = coverage(readObservations(obsFile), { clean: stable });
   const report = { suite: 'openapi', target, label, spec: 'docs/openapi.yaml', ...cov };
-  fs.mkdirSync(RESULTS, { recursive: true });
-  fs.writeFileSync(path.join(RESULTS, `openapi-${label}.json`), `${JSON.stringify(report, null, 2)}\n`);
-  fs.writeFileSync(path.join(RESULTS, `openapi-${label}.md`), coverageMarkdown(label, cov));
+  writeResult(`openapi-${label}`, report, coverageMarkdown(label, cov));
   const reports = fs.readdirSync(RESULTS)
     .filter((f) => /^openapi-[a-z0-9-]+\.json$/.test(f))
     .map((f) => { try { return JSON.parse(fs.readFileSync(path.join(RESULTS, f), 'utf8')); } catch { return null; } })
     .filter((r) => r && r.suite === 'openapi' && r.label && Array.isArray(r.responses));
   const merged = mergeCoverage(reports);
-  fs.writeFileSync(path.join(RESULTS, 'openapi.json'), `${JSON.stringify(merged.json, null, 2)}\n`);
-  fs.writeFileSync(path.join(RESULTS, 'openapi.md'), merged.md);
+  writeResult('openapi', merged.json, merged.md);
   const t = cov.totals;
   console.log(`openapi: ${t.observed} of ${t.documented} documented responses observed, ${t.undocumented} undocumented, ${t.mismatched} mismatched (test-results/openapi-${label}.md)`);
   const bad = cov.mismatches;
@@ -187,7 +151,11 @@ function writeOpenApi({ target, label, obsFile }) {
 }
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(process.argv.slice(2), {
+    runner: 'tests/e2e/run.mjs',
+    values: ['base-url', 'target', 'heartbeat-ms', 'api-key', 'max-body-bytes', 'port', 'files', 'label'],
+    repeatable: ['var'],
+  });
   let baseUrl = (args['base-url'] ?? process.env.E2E_BASE_URL ?? '').replace(/\/+$/, '');
   const startOwn = !baseUrl;
   const target = args.target ?? process.env.E2E_TARGET ?? 'wrangler-dev';
@@ -197,7 +165,7 @@ async function main() {
   const heartbeatMs = Number(args['heartbeat-ms'] ?? (startOwn ? 1000 : process.env.E2E_HEARTBEAT_MS ?? 15000));
   const maxBody = args['max-body-bytes'] ?? process.env.E2E_MAX_BODY_BYTES;
   const port = Number(args.port ?? 8799);
-  const vars = args.vars ?? {};
+  const vars = settings(args.var);
   const label = args.label ?? target;
   if (!/^[a-z0-9-]+$/.test(label)) throw new Error(`bad --label ${label}`);
 

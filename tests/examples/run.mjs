@@ -2,7 +2,7 @@
 // The examples, end to end: every language's subscriber against every language's publisher.
 //
 //   node tests/examples/run.mjs                              start `wrangler dev` on :8796, run the matrix
-//   node tests/examples/run.mjs --target native-cluster      the three-node native cluster (scripts/cluster.sh)
+//   node tests/examples/run.mjs --target native-cluster      the three-node native cluster (as `make cluster` starts it)
 //   node tests/examples/run.mjs --target native-cluster --node-urls http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083
 //   node tests/examples/run.mjs --target deployed --base-url https://sse.example.workers.dev   (EXAMPLES_API_KEY=...)
 //
@@ -45,6 +45,8 @@ import path from 'node:path';
 
 import * as gateways from '../lib/gateways.mjs';
 import { NODE22_BIN, REPO, RESULTS, healthy, stopAll } from '../lib/gateways.mjs';
+import { parseArgs } from '../lib/args.mjs';
+import { cell as esc, writeResult } from '../lib/results.mjs';
 import { checkSubscriber, parseLines, sampleEvent } from './check.mjs';
 import { judgeReconnect, startScriptedServer } from './reconnect.mjs';
 
@@ -56,21 +58,6 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
-
-function parseArgs(argv) {
-  const out = {};
-  const flags = ['no-browser', 'chaos'];
-  const known = ['target', 'base-url', 'node-urls', 'api-key', 'count', 'langs', 'port', ...flags];
-  for (let i = 0; i < argv.length; i++) {
-    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(argv[i]);
-    if (!m || !known.includes(m[1])) throw new Error(`unknown argument ${argv[i]}`);
-    if (flags.includes(m[1])) { out[m[1]] = true; continue; }
-    const value = m[2] ?? argv[++i];
-    if (value === undefined) throw new Error(`--${m[1]} needs a value`);
-    out[m[1]] = value;
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Processes
@@ -143,30 +130,22 @@ function startWrangler({ port, apiKey, logDir, vars = {} }) {
 }
 
 /**
- * The native cluster: scripts/cluster.sh (the native runtime's own script, `make cluster`)
- * builds the release binary, starts Redis and three nodes on 127.0.0.1:8081-8083 (restarting
- * any it started before), and returns once all answer. This runner never builds a cluster of its
- * own: no script, no run.
+ * The native cluster (tests/lib/gateways.mjs startCluster, as `make cluster` starts it): Redis on
+ * 127.0.0.1:6390 and three nodes on 127.0.0.1:8081-8083, after installing redis-server if
+ * missing and building the release binary; resolves once all answer.
  */
 async function startCluster({ apiKey, logDir, env: extraEnv = {} }) {
-  const script = path.join(REPO, 'scripts', 'cluster.sh');
-  if (!fs.existsSync(script)) {
-    throw new Error('scripts/cluster.sh does not exist: the native three-node cluster (`make cluster`) is not available, so the examples were NOT run against it');
-  }
   const log = path.join(logDir, 'cluster.log');
   fs.writeFileSync(log, '');
-  console.log(`starting: bash scripts/cluster.sh start  (log: ${path.relative(REPO, log)})`);
-  const cluster = { log, script };
-  const r = await run('bash', [script, 'start'], { env: { ...process.env, API_KEYS: apiKey, ...extraEnv }, log, timeoutMs: 1_200_000 });
-  if (r.code !== 0) throw Object.assign(new Error(`bash scripts/cluster.sh start failed (exit ${r.code}): ${lastLines(r.out, 3)}`), { cluster });
-  return cluster;
+  for (const script of [['scripts/setup.sh', '--with-redis'], ['scripts/build-server.sh']]) {
+    console.log(`running: bash ${script.join(' ')}  (log: ${path.relative(REPO, log)})`);
+    const r = await run('bash', script, { log, timeoutMs: 1_200_000 });
+    if (r.code !== 0) throw new Error(`bash ${script.join(' ')} failed (exit ${r.code}): ${lastLines(r.out, 3)}`);
+  }
+  return gateways.startCluster({ env: { API_KEYS: apiKey, ...extraEnv }, logDir });
 }
 
-async function stopCluster(cluster) {
-  if (!cluster) return;
-  const r = await run('bash', [cluster.script, 'stop'], { log: cluster.log, timeoutMs: 60_000 });
-  if (r.code !== 0) console.error(`warning: bash scripts/cluster.sh stop exited ${r.code}`);
-}
+const stopCluster = gateways.stopCluster;
 
 /** Poll the admin API until `topic` has at least `want` connections; false on timeout. */
 async function waitForConnections(base, apiKey, topic, want, timeoutMs) {
@@ -298,11 +277,6 @@ async function stopBrowser(handle) {
 // Results
 
 function writeResults(r) {
-  fs.mkdirSync(RESULTS, { recursive: true });
-  const file = path.join(RESULTS, `examples-${r.target}`);
-  fs.writeFileSync(`${file}.json`, `${JSON.stringify(r, null, 2)}\n`);
-
-  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
   const cell = (c) => (!c ? '—' : c.status === 'passed' ? '✅' : c.status === 'failed' ? `❌ ${esc(c.reason ?? '')}` : `⏭ ${esc(c.reason ?? '')}`);
   const md = [
     `# Examples matrix — ${r.target}`,
@@ -331,14 +305,18 @@ function writeResults(r) {
   md.push('', '¹ Against a scripted SSE server (tests/examples/reconnect.mjs): backoff after a closed stream, ' +
     '`retry-after` on a 503, `Last-Event-ID` on every reconnect, at once on `event: reconnect`.');
   md.push('', 'Logs (not committed): `test-results/logs/examples-' + r.target + '/`.', '');
-  fs.writeFileSync(`${file}.md`, md.join('\n'));
-  return [`${file}.json`, `${file}.md`].map((f) => path.relative(REPO, f));
+  const { jsonFile, mdFile } = writeResult(`examples-${r.target}`, r, md);
+  return [jsonFile, mdFile].map((f) => path.relative(REPO, f));
 }
 
 // ---------------------------------------------------------------------------------------------
 
 async function main() {
-  const args = parseArgs(process.argv.slice(2));
+  const args = parseArgs(process.argv.slice(2), {
+    runner: 'tests/examples/run.mjs',
+    values: ['target', 'base-url', 'node-urls', 'api-key', 'count', 'langs', 'port'],
+    flags: ['no-browser', 'chaos'],
+  });
   if (args.chaos) return chaosMain(args);
   const target = args.target ?? process.env.EXAMPLES_TARGET ?? 'wrangler-dev';
   if (!/^[a-z0-9-]+$/.test(target)) throw new Error(`bad --target ${target}`);
@@ -843,10 +821,6 @@ async function chaosMain(args) {
   result.totals.failed = result.checks.filter((c) => c.status === 'failed').length;
   result.seconds = Number(((Date.now() - t0) / 1000).toFixed(1));
 
-  fs.mkdirSync(RESULTS, { recursive: true });
-  const file = path.join(RESULTS, `examples-${target}`);
-  fs.writeFileSync(`${file}.json`, `${JSON.stringify(result, null, 2)}\n`);
-  const esc = (s) => String(s).replace(/\|/g, '\\|').replace(/\n/g, ' ');
   const md = [
     `# Examples under cut connections (at-least-once) — ${base}`, '',
     `Topic \`${result.topic}\` retained by \`RETENTION=${CHAOS_RETENTION}\`. ${count} events (ids chaos-1..${count}, ~100/s) published on ` +
@@ -863,8 +837,8 @@ async function chaosMain(args) {
     md.push(`| ${lang} | ${s.problems.length ? `❌ ${esc(s.problems.join('; '))}` : '✅'} | ${s.received ?? '—'} | ${s.unique ?? '—'} | ${s.duplicates ?? '—'} | ${s.connections ?? '—'} | ${s.cut ?? '—'} | ${(s.upstreams ?? []).join(', ')} |`);
   }
   md.push('', `Logs (not committed): \`test-results/logs/examples-${target}/\`.`, '');
-  fs.writeFileSync(`${file}.md`, md.join('\n'));
-  console.log(`results: ${path.relative(REPO, file)}.json, .md`);
+  writeResult(`examples-${target}`, result, md);
+  console.log(`results: test-results/examples-${target}.json, .md`);
   if (result.setup_error) console.log(`SETUP FAILED: ${result.setup_error}`);
   console.log(`${result.totals.passed} passed, ${result.totals.failed} failed`);
   process.exit(result.totals.failed || result.setup_error ? 1 : 0);

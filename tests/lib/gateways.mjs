@@ -16,6 +16,7 @@
 
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -100,7 +101,7 @@ export function offlineEnv(extra = {}) {
  * { child, logFile, exited } where exited becomes { code, signal } (or { error }) once the
  * process is gone. cwd defaults to the repository root.
  */
-export function spawnGroup(cmd, args, { env = process.env, logFile, cwd = REPO } = {}) {
+export function spawnGroup(cmd, args, { env = process.env, logFile, cwd = REPO, daemon = false } = {}) {
   if (!logFile) throw new Error('spawnGroup needs a logFile');
   fs.mkdirSync(path.dirname(logFile), { recursive: true });
   const fd = fs.openSync(logFile, 'w');
@@ -113,8 +114,30 @@ export function spawnGroup(cmd, args, { env = process.env, logFile, cwd = REPO }
   const handle = { child, logFile, exited: null };
   child.on('exit', (code, signal) => { handle.exited = { code, signal }; });
   child.on('error', (e) => { handle.exited = { error: e.message }; });
-  if (child.pid) live.add(handle);
+  // A daemon outlives this process (make cluster): not waited for, not in stopAll / killAll.
+  if (daemon) child.unref();
+  else if (child.pid) live.add(handle);
   return handle;
+}
+
+/**
+ * Stop the process group led by pid (a daemon started by an earlier process): SIGTERM, up to
+ * graceMs, then SIGKILL. Resolves true when there was a group to signal.
+ */
+export async function stopPid(pid, graceMs = 10_000) {
+  const signal = (sig) => {
+    try {
+      process.kill(-pid, sig);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (!signal('SIGTERM')) return false;
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline && signal(0)) await sleep(100);
+  signal('SIGKILL');
+  return true;
 }
 
 /**
@@ -179,11 +202,11 @@ export function killAll() {
  * Spawn, then wait for /healthz; a start that fails stops its group before throwing (the error
  * still carries it as e.handle).
  */
-async function startGroup({ name, say, cmd, args, env, base, logFile, limitMs, pollMs, tailLines, hint }) {
+async function startGroup({ name, say, cmd, args, env, base, logFile, limitMs, pollMs, tailLines, hint, daemon = false }) {
   if (await listening(base)) throw new Error(`something already answers on ${base}; ${hint}`);
   console.log(`${say}  (log: ${shown(logFile)})`);
   const started = Date.now();
-  const handle = Object.assign(spawnGroup(cmd, args, { env, logFile }), { name, base });
+  const handle = Object.assign(spawnGroup(cmd, args, { env, logFile, daemon }), { name, base });
   try {
     await waitHealthy(handle, base, name, limitMs, { pollMs, tailLines });
   } catch (e) {
@@ -233,12 +256,76 @@ export async function startWrangler({
  */
 export async function startNative({
   port, env = {}, bin = NATIVE_BIN, logFile = path.join(LOGS, 'native.log'), limitMs = 30_000,
-  name = 'sse-gateway', pollMs = 500, tailLines = 30, hint = 'stop it or pick another port',
+  name = 'sse-gateway', pollMs = 500, tailLines = 30, hint = 'stop it or pick another port', daemon = false,
 }) {
   const base = `http://127.0.0.1:${port}`;
   if (!fs.existsSync(bin)) throw new Error(`${shown(bin)} not found (bash scripts/build-server.sh)`);
   return startGroup({
     name, say: `starting ${name}: ${shown(bin)} on ${base}`, cmd: bin, args: [],
-    env: { ...process.env, LISTEN_ADDR: `127.0.0.1:${port}`, ...env }, base, logFile, limitMs, pollMs, tailLines, hint,
+    env: { ...process.env, LISTEN_ADDR: `127.0.0.1:${port}`, ...env }, base, logFile, limitMs, pollMs, tailLines, hint, daemon,
   });
+}
+
+/** True when a Redis server on 127.0.0.1:port answers PING with +PONG within 1 s. */
+export function redisAnswers(port) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let got = '';
+    const done = (ok) => { sock.destroy(); resolve(ok); };
+    sock.setTimeout(1000, () => done(false));
+    sock.on('error', () => done(false));
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => { got += d; if (got.includes('\r\n')) done(got.startsWith('+PONG')); });
+  });
+}
+
+/**
+ * Start `redis-server` on 127.0.0.1:port without persistence (its own process group, log in
+ * logFile) and resolve once it answers PING. Returns the spawnGroup handle plus { name, url }.
+ */
+export async function startRedis({ port, logFile = path.join(LOGS, 'redis.log'), limitMs = 10_000, daemon = false, name = 'redis-server' }) {
+  if (await redisAnswers(port)) throw new Error(`something already answers on 127.0.0.1:${port}; stop it or pick another port`);
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'];
+  const handle = Object.assign(spawnGroup('redis-server', args, { logFile, daemon }), { name, url: `redis://127.0.0.1:${port}` });
+  const deadline = Date.now() + limitMs;
+  while (!(await redisAnswers(port))) {
+    if (handle.exited || Date.now() > deadline) {
+      await stopGroup(handle);
+      throw new Error(`redis-server on 127.0.0.1:${port} did not answer PING (${JSON.stringify(handle.exited)}); last log lines:\n${tail(logFile, 20)}`);
+    }
+    await sleep(100);
+  }
+  console.log(`redis-server on 127.0.0.1:${port} (pid ${handle.child.pid})`);
+  return handle;
+}
+
+/**
+ * A native cluster: redis-server on 127.0.0.1:redisPort and one node per port (NODE_ID node-1,
+ * node-2, ...; REDIS_URL set; env applied to every node), each resolved once /healthz answers.
+ * Returns { redis, nodes }; a start that fails stops what it started before throwing.
+ */
+export async function startCluster({ ports = [8081, 8082, 8083], redisPort = 6390, env = {}, logDir = LOGS, daemon = false }) {
+  const redis = await startRedis({ port: redisPort, logFile: path.join(logDir, 'redis.log'), daemon });
+  const nodes = [];
+  try {
+    for (const [i, port] of ports.entries()) {
+      const id = `node-${i + 1}`;
+      nodes.push(await startNative({
+        port, name: id, daemon, logFile: path.join(logDir, `${id}.log`),
+        env: { NODE_ID: id, REDIS_URL: redis.url, API_KEYS: 'dev-key-change-me', ...env },
+      }));
+    }
+  } catch (e) {
+    for (const h of [...nodes, e.handle].filter(Boolean)) await stopGroup(h);
+    await stopGroup(redis);
+    throw e;
+  }
+  return { redis, nodes };
+}
+
+/** Stop a cluster from startCluster: the nodes first, then Redis. */
+export async function stopCluster(cluster) {
+  if (!cluster) return;
+  await Promise.all(cluster.nodes.map((h) => stopGroup(h)));
+  await stopGroup(cluster.redis);
 }

@@ -1,11 +1,12 @@
 // Shared by the reliability scripts (Node built-ins only): start one native node, publish,
 // subscribe with a tiny SSE reader, page through the admin API.
-import { spawn } from 'node:child_process';
-import { existsSync, statSync, mkdirSync, openSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { startNative, stopGroup } from '../lib/gateways.mjs';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const KEY = 'reliability-key';
@@ -32,34 +33,18 @@ export function freePort() {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Starts one native node; its stderr/stdout go to `logFile`. Returns { base, pid, stop() }. */
+/**
+ * Starts one native node (tests/lib/gateways.mjs startNative) on a free port; its stderr/stdout
+ * go to `logFile`. Returns { base, pid, bin, stop() }.
+ */
 export async function startNode(env, logFile) {
   const port = await freePort();
   const bin = gatewayBinary();
-  mkdirSync(path.dirname(logFile), { recursive: true });
-  const out = openSync(logFile, 'w');
-  const child = spawn(bin, [], {
-    env: { PATH: process.env.PATH, RUST_LOG: 'info', LISTEN_ADDR: `127.0.0.1:${port}`, API_KEYS: KEY, ...env },
-    stdio: ['ignore', out, out],
+  const handle = await startNative({
+    port, bin, logFile, limitMs: 20_000, pollMs: 50, name: path.basename(bin),
+    env: { RUST_LOG: 'info', API_KEYS: KEY, ...env },
   });
-  const base = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${bin} exited with ${child.exitCode} (see ${logFile})`);
-    try {
-      if ((await request('GET', `${base}/healthz`)).status === 200) break;
-    } catch {}
-    if (Date.now() > deadline) throw new Error(`${base} did not come up`);
-    await sleep(50);
-  }
-  const stop = async () => {
-    if (child.exitCode !== null) return;
-    child.kill('SIGTERM'); // by PID: the child we started
-    const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await new Promise((r) => child.once('exit', r));
-    clearTimeout(t);
-  };
-  return { base, pid: child.pid, bin, stop, child };
+  return { base: handle.base, pid: handle.child.pid, bin, stop: () => stopGroup(handle) };
 }
 
 export function request(method, url, headers = {}, body = '') {

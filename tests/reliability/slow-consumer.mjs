@@ -9,9 +9,10 @@
 // Writes test-results/slow-consumer.{json,md}. Exit status 1 only if the eviction/delivery
 // checks fail (the slow one not evicted, its stream not ended, still listed, or a normal
 // subscriber missing an event); the latency ratio is reported, not asserted.
-import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, startNode, subscribe, publish, adminAll, request, KEY, sleep, percentile, round1 } from './lib.mjs';
+import { writeResult } from '../lib/results.mjs';
 
 const N = Number(process.env.SLOW_N || 100);
 const RATE = Number(process.env.SLOW_RATE || 200);
@@ -116,7 +117,6 @@ const report = {
   checks,
   passed,
 };
-writeFileSync(path.join(results, 'slow-consumer.json'), JSON.stringify(report, null, 2) + '\n');
 const md = [
   '# Slow consumer (native, one node)', '',
   `${N} subscribers + 1 paused socket, ${BODY.length}-byte events at ${RATE}/s, QUEUE_CAPACITY=64; binary \`${report.settings.binary}\`.`,
@@ -129,7 +129,7 @@ const md = [
   `Slow consumer: evicted after ${withSlow.slow.evicted_after_s} s of publishing; unlisted: ${!withSlow.slow.still_listed}; stream ended: ${withSlow.slow.stream_ended}; \`slow consumer evicted\` logged: ${withSlow.slow.eviction_logged}.`, '',
   '| check | result |', '|---|---|', ...Object.entries(checks).map(([k, v]) => `| ${k} | ${v ? 'ok' : 'FAILED'} |`), '',
 ];
-writeFileSync(path.join(results, 'slow-consumer.md'), md.join('\n'));
+writeResult('slow-consumer', report, md);
 console.log(JSON.stringify({ checks, p99_with: withSlow.latency_ms.p99, p99_without: without.latency_ms.p99, ratio, evicted_after_s: withSlow.slow.evicted_after_s }));
 console.log(passed ? '1 passed, 0 failed' : '0 passed, 1 failed');
 process.exit(passed ? 0 : 1);

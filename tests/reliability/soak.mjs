@@ -8,9 +8,10 @@
 //   SOAK_CONNS=200 SOAK_TOPICS=300 SOAK_CHURN=20 SOAK_RATE=100 SOAK_SAMPLE_S=5 SSE_GATEWAY_BIN=...
 //
 // Writes test-results/soak.{json,md} (summary figures, not every sample).
-import { readFileSync, readdirSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, readdirSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, startNode, subscribe, publish, adminAll, sleep, round1 } from './lib.mjs';
+import { writeResult } from '../lib/results.mjs';
 
 const MINUTES = Number(process.env.SOAK_MINUTES || 20);
 const CONNS = Number(process.env.SOAK_CONNS || 200);
@@ -147,7 +148,6 @@ const report = {
   checks,
   passed,
 };
-writeFileSync(path.join(results, 'soak.json'), JSON.stringify(report, null, 2) + '\n');
 const md = [
   '# Soak (native, one node)', '',
   `${MINUTES} min; ~${CONNS} SSE connections (each on 2 of ${TOPICS} shared topics + its own), ${CHURN} closed abruptly and reopened per second, ${RATE} publishes/s (256 B) on ${TOPICS * 2} topics (half never live: the drop path); sampled every ${SAMPLE_S} s; HEARTBEAT_INTERVAL_MS ${HEARTBEAT_MS}; binary \`${report.settings.binary}\`.`, '',
@@ -158,7 +158,7 @@ const md = [
   `After everyone left (+3 heartbeats): ${leftTopics.length} topics, ${leftConns} connections listed; RSS ${final.rss_kib} KiB, ${final.fds} fds.`, '',
   '| check | result |', '|---|---|', ...Object.entries(checks).map(([k, v]) => `| ${k} | ${v ? 'ok' : 'FAILED'} |`), '',
 ];
-writeFileSync(path.join(results, 'soak.md'), md.join('\n'));
+writeResult('soak', report, md);
 console.log(JSON.stringify({ checks, trend }));
 console.log(passed ? '1 passed, 0 failed' : '0 passed, 1 failed');
 process.exit(passed ? 0 : 1);
