@@ -4,10 +4,12 @@
 //! is set) a `LimiterObject` per API key that holds its publish token bucket.
 
 mod body;
+mod holder;
 mod http;
 mod limiter_object;
 mod registry_object;
 mod router;
+mod stubs;
 mod topic_object;
 
 pub use limiter_object::LimiterObject;

@@ -1,21 +1,23 @@
-//! The Worker: validates and authenticates with the core, then routes. A subscription to one
-//! topic is handed to that topic's object whole (its SSE stream flows straight through); a
-//! subscription to several topics is merged here from one stream per topic object; WebSocket
-//! clients are bridged here. A publish goes to each topic object with the body unread.
+//! The Worker: validates and authenticates with the core, then routes. A WebSocket client of one
+//! topic is handed to that topic's object, which accepts the socket itself (so it can hibernate);
+//! every other subscriber's stream (SSE, admin tail, a WebSocket of several topics) is held here
+//! and joined to each topic's object over an internal WebSocket (`holder`). A publish goes to
+//! each topic object with the body unread.
 
 use futures_util::future::join_all;
-use futures_util::stream::{self, Stream, StreamExt};
-use sse_core::frame::{self, Format, SseItem, SseParser};
+use sse_core::frame::{self, Format};
 use sse_core::protocol::answer::decode_error;
-use sse_core::protocol::{Attach, Deliver, ObjectAnswer, ProbeRequest, Probed, PublishPlan, Step, TopicResult};
+use sse_core::protocol::{Attach, Deliver, Holder, ObjectAnswer, ProbeRequest, Probed, PublishPlan, Step, TopicResult};
 use sse_core::request::{self, Publish, PublishHeaders, Query, Subscribe};
 use sse_core::routes::{self, Route};
 use sse_core::topic::Transport;
 use sse_core::{Config, GatewayError};
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub, WebSocketPair};
+use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::body;
+use crate::holder;
 use crate::http::{self, header};
+use crate::stubs::{internal_url, registry, topic_stub};
 
 pub async fn handle(req: Request, env: Env) -> Response {
     let (method, path) = (req.method().to_string(), req.path());
@@ -74,15 +76,18 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
             let id = routes::connection_id(http::now_ms(), http::random_u32());
             let attach = Attach {
                 topic: topic.clone(),
-                conn_id: id,
+                conn_id: id.clone(),
                 topics: vec![topic.clone()],
                 transport: Transport::Sse,
                 format: Format::Tail,
                 node: node(&req),
-                hello: true,
+                hello: false,
                 last_event_id: None,
             };
-            topic_stub(&env, &topic)?.fetch_with_str(&internal_url(&attach.encode())).await.map_err(http::internal)
+            let sockets = holder::join(&env, &cfg, std::slice::from_ref(&attach)).await?;
+            // A tail is not in the registry: nothing to tell it (`topics` empty).
+            let held = holder::Held { env: env.clone(), conn_id: id.clone(), topics: Vec::new(), sockets };
+            holder::sse(held, frame::encode_open(cfg.retry_ms, &id, &attach.topics), &cfg)
         }
         Route::Preflight | Route::Healthz | Route::AdminUi | Route::Metrics => unreachable!("answered above"),
     }
@@ -124,24 +129,11 @@ async fn take_publish_token(env: &Env, cfg: &Config, key_index: usize) -> Result
     }
 }
 
-pub fn topic_stub(env: &Env, topic: &str) -> Result<Stub, GatewayError> {
-    env.durable_object("TOPIC").and_then(|ns| ns.get_by_name(topic)).map_err(http::internal)
-}
-
-pub fn registry(env: &Env) -> Result<Stub, GatewayError> {
-    env.durable_object("REGISTRY").and_then(|ns| ns.get_by_name("registry")).map_err(http::internal)
-}
-
 fn node(req: &Request) -> String {
     match req.cf().map(|cf| cf.colo()) {
         Some(colo) if !colo.is_empty() => colo,
         _ => "local".to_string(),
     }
-}
-
-/// The URL of an internal request to an object (its host is never looked at).
-fn internal_url(path_and_query: &str) -> String {
-    format!("https://object{path_and_query}")
 }
 
 /// The attach of connection `id` to `topic`.
@@ -156,68 +148,6 @@ fn attach(topic: &str, id: &str, sub: &Subscribe, format: Format, node: &str, he
         hello,
         last_event_id: sub.last_event_id.clone(),
     }
-}
-
-/// Opens one SSE stream per topic from the topic objects. Fails (and closes what was opened) if
-/// any topic refuses, e.g. 503 at its connection limit.
-async fn open_upstreams(
-    env: &Env,
-    cfg: &Config,
-    sub: &Subscribe,
-    id: &str,
-    format: Format,
-    node: &str,
-) -> Result<Vec<worker::ByteStream>, GatewayError> {
-    let calls = sub.topics.iter().map(|topic| async move {
-        let url = internal_url(&attach(topic, id, sub, format, node, false).encode());
-        topic_stub(env, topic)?.fetch_with_str(&url).await.map_err(http::internal)
-    });
-    let mut streams = Vec::new();
-    let mut failure = None;
-    for result in join_all(calls).await {
-        match result {
-            Ok(mut resp) if resp.status_code() == 200 => streams.push(resp.stream().map_err(http::internal)?),
-            Ok(mut resp) => {
-                let text = resp.text().await.unwrap_or_default();
-                failure.get_or_insert(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
-            }
-            Err(e) => {
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    match failure {
-        None => Ok(streams),
-        // Dropping the opened streams cancels them; their objects detach the connection.
-        Some(e) => Err(e),
-    }
-}
-
-/// Merges per-topic SSE streams into whole frames. Keepalives of every stream but the first are
-/// dropped so the client gets one per interval.
-fn merge_frames(streams: Vec<worker::ByteStream>) -> impl Stream<Item = String> {
-    let per_topic = streams.into_iter().enumerate().map(|(i, s)| {
-        s.scan(String::new(), move |buf, chunk| {
-            let mut frames = Vec::new();
-            match chunk.ok().and_then(|c| String::from_utf8(c).ok()) {
-                Some(text) => buf.push_str(&text),
-                // A broken upstream ends the whole connection; the client reconnects.
-                None => return futures_util::future::ready(None),
-            }
-            while let Some(end) = buf.find("\n\n") {
-                let frame: String = buf.drain(..end + 2).collect();
-                if i == 0 || frame != frame::KEEPALIVE {
-                    frames.push(frame);
-                }
-            }
-            futures_util::future::ready(Some(stream::iter(frames)))
-        })
-        .flatten()
-        .boxed_local()
-    });
-    // The connection ends as soon as any topic's stream ends.
-    stream::select_all(per_topic.map(|s| s.chain(stream::once(async { String::new() })).boxed_local()))
-        .take_while(|f| futures_util::future::ready(!f.is_empty()))
 }
 
 /// The subscription a `/sse` or `/ws` request asks for.
@@ -241,15 +171,10 @@ async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> 
     let sub = subscription(&req, Transport::Sse, query, cfg)?;
     let id = routes::connection_id(http::now_ms(), http::random_u32());
     let node = node(&req);
-    if let [topic] = sub.topics.as_slice() {
-        // One topic: the topic object serves the stream itself.
-        let url = internal_url(&attach(topic, &id, &sub, sub.format, &node, true).encode());
-        return topic_stub(env, topic)?.fetch_with_str(&url).await.map_err(http::internal);
-    }
-    let upstreams = open_upstreams(env, cfg, &sub, &id, sub.format, &node).await?;
-    let open = frame::encode_open(cfg.retry_ms, &id, &sub.topics);
-    let body = stream::once(async move { open }).chain(merge_frames(upstreams)).map(|f| Ok::<Vec<u8>, worker::Error>(f.into_bytes()));
-    Ok(http::sse(Response::from_stream(body).map_err(http::internal)?))
+    let attaches: Vec<Attach> = sub.topics.iter().map(|t| attach(t, &id, &sub, sub.format, &node, false)).collect();
+    let sockets = holder::join(env, cfg, &attaches).await?;
+    let held = holder::Held { env: env.clone(), conn_id: id.clone(), topics: sub.topics.clone(), sockets };
+    holder::sse(held, frame::encode_open(cfg.retry_ms, &id, &sub.topics), cfg)
 }
 
 async fn subscribe_ws(req: Request, env: &Env, cfg: &Config, query: &Query) -> Result<Response, GatewayError> {
@@ -259,49 +184,23 @@ async fn subscribe_ws(req: Request, env: &Env, cfg: &Config, query: &Query) -> R
     }
     let sub = subscription(&req, Transport::Ws, query, cfg)?;
     let id = routes::connection_id(http::now_ms(), http::random_u32());
-    let upstreams = open_upstreams(env, cfg, &sub, &id, Format::SseEnvelope, &node(&req)).await?;
-    let pair = WebSocketPair::new().map_err(http::internal)?;
-    let (client, server) = (pair.client, pair.server);
-    server.accept().map_err(http::internal)?;
-    server.send_with_str(frame::encode_ws_open(&id, &sub.topics)).map_err(http::internal)?;
-    wasm_bindgen_futures::spawn_local(bridge_ws(server, upstreams));
-    Response::from_websocket(client).map_err(http::internal)
-}
-
-/// Relays the envelopes of every topic stream to the WebSocket until either side ends.
-async fn bridge_ws(ws: worker::WebSocket, upstreams: Vec<worker::ByteStream>) {
-    enum Step {
-        Frame(String),
-        ClientGone,
-    }
-    let Ok(events) = ws.events() else { return };
-    let client_gone = events
-        .filter_map(|e| {
-            futures_util::future::ready(match e {
-                Ok(worker::WebsocketEvent::Message(_)) => None,
-                _ => Some(Step::ClientGone),
-            })
-        })
-        .boxed_local();
-    let frames = merge_frames(upstreams).map(Step::Frame).chain(stream::once(async { Step::ClientGone }));
-    let mut steps = stream::select(frames.boxed_local(), client_gone);
-    let mut parser = SseParser::new();
-    while let Some(step) = steps.next().await {
-        match step {
-            Step::Frame(f) => {
-                for item in parser.push(&f) {
-                    if let SseItem::Event(ev) = item {
-                        if ws.send_with_str(&ev.data).is_err() {
-                            let _ = ws.close(Some(1011), Some("send failed"));
-                            return;
-                        }
-                    }
-                }
+    let node = node(&req);
+    let attaches: Vec<Attach> = sub.topics.iter().map(|t| attach(t, &id, &sub, Format::Ws, &node, true)).collect();
+    if let [one] = attaches.as_slice() {
+        if Holder::of(one) == Holder::Client {
+            // One topic: the object accepts the client's socket itself and sends the opening.
+            let mut resp = topic_stub(env, &one.topic)?.fetch_with_request(holder::upgrade_request(one)?).await.map_err(http::internal)?;
+            if resp.status_code() == 101 {
+                return Ok(resp);
             }
-            Step::ClientGone => break,
+            let text = resp.text().await.unwrap_or_default();
+            return Err(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
         }
     }
-    let _ = ws.close(Some(1000), Some("closed"));
+    let attaches: Vec<Attach> = attaches.into_iter().map(|a| Attach { hello: false, ..a }).collect();
+    let sockets = holder::join(env, cfg, &attaches).await?;
+    let held = holder::Held { env: env.clone(), conn_id: id.clone(), topics: sub.topics.clone(), sockets };
+    holder::websocket(held, frame::encode_ws_open(&id, &sub.topics))
 }
 
 /// Calls a topic object and reads its answer (an error answer comes back as the error).

@@ -1,110 +1,59 @@
-//! `TopicObject`: one Durable Object per topic. It owns the topic's connections (each an SSE
-//! stream fed by a bounded queue), publishes into them, sends keepalives on an alarm, reports
-//! to the registry, and forgets the topic when its last connection leaves.
+//! `TopicObject`: one Durable Object per topic, built to hibernate. Every connection it has is a
+//! WebSocket it accepted through the Hibernation API (`accept_websocket_with_tags`), with what it
+//! must know of the connection in the socket's attachment: the subscriber's own WebSocket (a
+//! WebSocket client of one topic), or an internal socket from the Worker, which holds the
+//! client's stream (SSE clients, admin tails, WebSocket clients of several topics) and writes the
+//! frames this object sends, already encoded, to it.
+//!
+//! Between events the object holds no request, no stream and no recurring alarm, so the runtime
+//! may evict it from memory; the sockets stay open. When an event wakes it (a publish, an attach,
+//! a socket closing) it rebuilds its connections from `get_websockets()`. Keepalives come from
+//! whoever holds the stream (the Worker for SSE; the runtime answers `ping` with `pong` on a
+//! client's WebSocket without waking the object). A socket that closes reaches
+//! `websocket_close`, which removes the connection; the last one leaving forgets the topic.
 //!
 //! A topic that `RETENTION` names also keeps its recent events in this object's SQLite storage
-//! (table `replay_events`, trimmed by count and age on every insert and read), with or without
-//! connections, and replays them to a subscriber that attaches with a last event id. A Durable
-//! Object runs one event at a time and the storage calls are synchronous, so the snapshot of the
-//! table and the attachment happen with no publish in between: no gap, no duplicate.
+//! (table `replay_events`, trimmed by count and age), and replays them to a subscriber that
+//! attaches with a last event id. A Durable Object runs one event at a time and the storage
+//! calls are synchronous, so the snapshot of the table, the frames sent on the new socket and
+//! its attachment happen with no publish in between: no gap, no duplicate.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use js_sys::{Object, Reflect, Uint8Array};
 use serde_json::json;
 use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
-use sse_core::protocol::conn::{self, Removals, Resumer};
-use sse_core::protocol::{drop_rule, Attach, Deliver, ObjectAnswer, ProbeRequest, TopicResult};
+use sse_core::protocol::conn::{Removals, Resumer};
+use sse_core::protocol::{drop_rule, Attach, Close, Deliver, ObjectAnswer, ProbeRequest, SocketAttachment, TopicResult};
 use sse_core::registry::RegistryUpdate;
 use sse_core::replay::{Retained, Window};
 use sse_core::request::Query;
-use sse_core::topic::{Outcome, Removed, SendResult, Sink, TopicState};
+use sse_core::topic::{Outcome, Removed, SendResult, Sink, TopicState, Transport};
 use sse_core::{Config, GatewayError};
-use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
-use worker::{durable_object, DurableObject, Env, Method, Request, RequestInit, Response, ResponseBuilder, Result, SqlStorageValue, State};
+use worker::durable::WebSocketIncomingMessage;
+use worker::worker_sys::WebSocketRequestResponsePair;
+use worker::{
+    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State, Storage, WebSocket, WebSocketPair,
+};
 
 use crate::body;
 use crate::http::{self, header};
 use crate::router;
+use crate::stubs;
 
-#[wasm_bindgen]
-extern "C" {
-    /// The controller of a `ReadableStream` built on an underlying source of ours.
-    type StreamController;
-    #[wasm_bindgen(method, catch)]
-    fn enqueue(this: &StreamController, chunk: &Uint8Array) -> std::result::Result<(), JsValue>;
-    #[wasm_bindgen(method, catch)]
-    fn close(this: &StreamController) -> std::result::Result<(), JsValue>;
-    #[wasm_bindgen(method, getter, js_name = desiredSize)]
-    fn desired_size(this: &StreamController) -> Option<f64>;
+/// A connection's socket: a frame is one WebSocket text message. Sending never waits; a send
+/// that fails means the socket is gone.
+pub struct SocketSink(WebSocket);
 
-    #[wasm_bindgen(js_name = ReadableStream)]
-    type JsReadableStream;
-    #[wasm_bindgen(constructor, js_class = "ReadableStream", catch)]
-    fn new_with_source(source: &Object, strategy: &Object) -> std::result::Result<JsReadableStream, JsValue>;
-}
+impl Sink for SocketSink {
+    type Frame = String;
 
-/// An encoded frame as one JS `Uint8Array`, made once per publish (per format in use) and
-/// enqueued as is into every subscriber's stream: no copy and no allocation per delivery.
-#[derive(Clone)]
-pub struct Chunk(Uint8Array);
-
-impl From<String> for Chunk {
-    fn from(s: String) -> Self {
-        Chunk(Uint8Array::from(s.as_bytes()))
-    }
-}
-
-/// A connection's SSE stream: a JS `ReadableStream` (the response body) whose controller this
-/// object keeps. A publish enqueues straight into it — no channel, no task to wake, no pull
-/// per delivery. Its queue holds at most `capacity` frames the client has not read yet.
-pub struct StreamSink(StreamController);
-
-impl StreamSink {
-    /// A stream that holds up to `capacity` unread frames, and its sink.
-    fn new(capacity: usize) -> Result<(StreamSink, worker::web_sys::ReadableStream)> {
-        let slot: Rc<RefCell<Option<JsValue>>> = Rc::default();
-        let start = {
-            let slot = slot.clone();
-            Closure::once_into_js(move |controller: JsValue| {
-                *slot.borrow_mut() = Some(controller);
-            })
-        };
-        let source = Object::new();
-        Reflect::set(&source, &"start".into(), &start)?;
-        let strategy = Object::new();
-        Reflect::set(&strategy, &"highWaterMark".into(), &JsValue::from_f64(capacity as f64))?;
-        // `start` runs inside the constructor.
-        let stream = JsReadableStream::new_with_source(&source, &strategy)?;
-        let controller = slot.borrow_mut().take().ok_or_else(|| worker::Error::RustError("ReadableStream did not call start".into()))?;
-        Ok((StreamSink(controller.unchecked_into()), stream.unchecked_into()))
-    }
-}
-
-impl Sink for StreamSink {
-    type Frame = Chunk;
-
-    fn try_send(&mut self, frame: &Chunk) -> SendResult {
-        // Enqueuing fails once the stream is closed or cancelled (the client went away).
-        if self.0.enqueue(&frame.0).is_err() {
-            return SendResult::Closed;
+    fn try_send(&mut self, frame: &String) -> SendResult {
+        match self.0.send_with_str(frame) {
+            Ok(()) => SendResult::Sent,
+            Err(_) => SendResult::Closed,
         }
-        // More than `capacity` frames unread: too slow.
-        match self.0.desired_size() {
-            Some(d) if d < 0.0 => SendResult::Full,
-            Some(_) => SendResult::Sent,
-            None => SendResult::Closed,
-        }
-    }
-}
-
-impl Drop for StreamSink {
-    /// A connection removed from the topic ends its stream (after the frames already queued).
-    fn drop(&mut self) {
-        let _ = self.0.close();
     }
 }
 
@@ -113,25 +62,40 @@ pub struct TopicObject {
     state: State,
     env: Env,
     cfg: RefCell<Option<Config>>,
-    topic: RefCell<Option<TopicState<StreamSink>>>,
-    alarm_set: Cell<bool>,
+    /// The connections: rebuilt from the accepted sockets the first time this start needs them.
+    topic: RefCell<Option<TopicState<SocketSink>>>,
+    rebuilt: Cell<bool>,
     /// Whether the replay tables exist (created on first use).
     tables: Cell<bool>,
     /// What happened since the last report (publishes, deliveries, drops, evictions, replayed):
-    /// sent to the registry with the heartbeat snapshot, in the same request, then reset.
+    /// sent to the registry by a one-shot alarm, then reset.
     counts: Cell<Counts>,
+    alarm_set: Cell<bool>,
+    /// Registry updates whose report failed: sent again by the alarm.
+    pending: Rc<RefCell<Vec<RegistryUpdate>>>,
+    /// This start's wake (number, time), until it has been reported.
+    woke: Cell<Option<(u64, u64)>>,
 }
 
 impl DurableObject for TopicObject {
     fn new(state: State, env: Env) -> Self {
+        // A `ping` from a subscriber's WebSocket is answered by the runtime, without waking us.
+        if let Ok(pair) = WebSocketRequestResponsePair::new("ping", "pong") {
+            state.set_websocket_auto_response(&pair);
+        }
+        let now = http::now_ms();
+        let woke = count_wake(&state, now).ok().map(|n| (n, now));
         Self {
             state,
             env,
             cfg: RefCell::new(None),
             topic: RefCell::new(None),
-            alarm_set: Cell::new(false),
+            rebuilt: Cell::new(false),
             tables: Cell::new(false),
             counts: Cell::new(Counts::default()),
+            alarm_set: Cell::new(false),
+            pending: Rc::default(),
+            woke: Cell::new(woke),
         }
     }
 
@@ -143,40 +107,54 @@ impl DurableObject for TopicObject {
         Ok(result.unwrap_or_else(|e| http::error(&e)))
     }
 
+    /// One-shot: reports the counts and any update whose report failed. Never re-armed while
+    /// there is nothing to report, so an idle object has no alarm.
     async fn alarm(&self) -> Result<Response> {
         self.alarm_set.set(false);
-        let cfg = match self.config() {
-            Ok(c) => c,
-            Err(e) => return Ok(http::error(&e)),
-        };
-        let (removed, snapshot) = {
-            let mut slot = self.topic.borrow_mut();
-            match slot.as_mut() {
-                Some(state) => {
-                    let removed = state.keepalive();
-                    let snapshot = RegistryUpdate::Snapshot { topic: state.topic().to_string(), conns: conn::summaries(state) };
-                    (removed, Some(snapshot))
-                }
-                // No connection (the alarm was set to report counts, e.g. drops).
-                None => (Vec::new(), None),
-            }
-        };
-        self.removed(&removed);
         let counts = self.counts.take();
-        let mut updates: Vec<RegistryUpdate> = snapshot.into_iter().collect();
+        let mut updates: Vec<RegistryUpdate> = self.pending.borrow_mut().drain(..).collect();
         if !counts.is_zero() {
-            // The object's name is its topic, but it is only known from requests: the registry
-            // adds counts up without looking at the topic.
-            let topic = self.topic.borrow().as_ref().map(|t| t.topic().to_string()).unwrap_or_default();
+            let topic = self.topic_name().unwrap_or_default();
             updates.push(RegistryUpdate::Counts { topic, counts });
         }
         self.report(updates);
-        self.forget_if_empty();
-        if self.topic.borrow().is_some() {
-            self.ensure_alarm(&cfg).await?;
-        }
         Response::empty()
     }
+
+    async fn websocket_message(&self, _ws: WebSocket, _message: WebSocketIncomingMessage) -> Result<()> {
+        // Subscribers only listen; `ping` is answered by the runtime's auto-response.
+        Ok(())
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _was_clean: bool) -> Result<()> {
+        // Complete the closing handshake (the peer's close frame is answered).
+        let _ = ws.close(Some(1000), Some("closed"));
+        self.socket_gone(&ws, Close::from_code(u16::try_from(code).unwrap_or(1000)));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        self.socket_gone(&ws, Close::Failed);
+        Ok(())
+    }
+}
+
+/// Counts this start of the object in its storage; returns how many starts there have been.
+fn count_wake(state: &State, now: u64) -> Result<u64> {
+    let sql = state.storage().sql();
+    sql.exec("CREATE TABLE IF NOT EXISTS object_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", None)?;
+    sql.exec("INSERT INTO object_meta (k, v) VALUES ('wakes', 1) ON CONFLICT (k) DO UPDATE SET v = v + 1", None)?;
+    sql.exec("INSERT OR REPLACE INTO object_meta (k, v) VALUES ('last_woke_at', ?)", vec![SqlStorageValue::from(now as i64)])?;
+    #[derive(serde::Deserialize)]
+    struct V {
+        v: i64,
+    }
+    Ok(sql.exec("SELECT v FROM object_meta WHERE k = 'wakes'", None)?.one::<V>()?.v.max(0) as u64)
+}
+
+/// What the object keeps with a socket.
+fn attachment(ws: &WebSocket) -> Option<SocketAttachment> {
+    ws.deserialize_attachment::<String>().ok().flatten().and_then(|t| SocketAttachment::decode(&t).ok())
 }
 
 impl TopicObject {
@@ -192,8 +170,9 @@ impl TopicObject {
     async fn route(&self, req: Request, cfg: &Config) -> std::result::Result<Response, GatewayError> {
         let url = req.url().map_err(|_| GatewayError::InvalidRequest("bad url".into()))?;
         let query = Query::parse(url.query().unwrap_or(""))?;
+        self.rebuild(cfg);
         match (req.method(), url.path()) {
-            (Method::Get, Attach::PATH) => self.attach(&Attach::decode(&query, cfg.max_topics)?, cfg).await,
+            (Method::Get, Attach::PATH) => self.attach(&Attach::decode(&query, cfg.max_topics)?, cfg),
             (Method::Post, "/publish") => self.publish(req, cfg).await,
             (Method::Get, ProbeRequest::PATH) => {
                 let probe = ProbeRequest::decode(&query)?;
@@ -209,6 +188,28 @@ impl TopicObject {
         }
     }
 
+    /// After a wake, the connections back from the sockets' attachments (nothing to do on the
+    /// object's first start, or once done).
+    fn rebuild(&self, cfg: &Config) {
+        if self.rebuilt.replace(true) {
+            return;
+        }
+        let mut slot = self.topic.borrow_mut();
+        for ws in self.state.get_websockets() {
+            let Some(a) = attachment(&ws) else {
+                let _ = ws.close(Some(Close::Failed.code()), Some("no attachment"));
+                continue;
+            };
+            let state = slot.get_or_insert_with(|| TopicState::new(a.topic.clone(), cfg.max_connections_per_topic));
+            // Accepted before: the connection limit was checked then.
+            let _ = state.attach(a.conn, SocketSink(ws));
+        }
+    }
+
+    fn topic_name(&self) -> Option<String> {
+        self.topic.borrow().as_ref().map(|t| t.topic().to_string())
+    }
+
     fn is_live(&self) -> bool {
         self.topic.borrow().as_ref().is_some_and(|t| t.is_live())
     }
@@ -220,35 +221,59 @@ impl TopicObject {
         }
     }
 
-    async fn attach(&self, a: &Attach, cfg: &Config) -> std::result::Result<Response, GatewayError> {
-        let (topic, id, format) = (a.topic.clone(), a.conn_id.clone(), a.format);
-        let info = a.conn_info(http::now_ms());
-        // The replay: read synchronously, right before the attachment (no publish can run in
-        // between), and queued ahead of every live frame.
-        let replay = match (&a.last_event_id, cfg.retention.window(&topic)) {
-            (Some(last), Some(window)) if format != Format::Tail => {
-                let resumer = Resumer { topic: &topic, last_id: last, format, transport: a.transport };
+    /// Accepts the connection's socket: the opening block (when this object sends it) and the
+    /// replay go on it first, in this same event, before any publish can.
+    fn attach(&self, a: &Attach, cfg: &Config) -> std::result::Result<Response, GatewayError> {
+        let att = SocketAttachment::of(a, http::now_ms());
+        let replay = match (&a.last_event_id, cfg.retention.window(&a.topic)) {
+            (Some(last), Some(window)) if a.format != Format::Tail => {
+                let resumer = Resumer { topic: &a.topic, last_id: last, format: a.format, transport: a.transport };
                 self.resume_frames(resumer, window).map_err(http::internal)?
             }
             _ => Vec::new(),
         };
-        let (mut sink, body) = StreamSink::new(cfg.queue_capacity + replay.len() + 1).map_err(http::internal)?;
-        if a.hello {
-            let _ = sink.try_send(&Chunk::from(frame::encode_open(cfg.retry_ms, &id, &a.topics)));
-        }
-        for f in replay {
-            let _ = sink.try_send(&Chunk::from(f));
-        }
+        let pair = WebSocketPair::new().map_err(http::internal)?;
+        let server = pair.server;
         {
             let mut slot = self.topic.borrow_mut();
-            let state = slot.get_or_insert_with(|| TopicState::new(topic.clone(), cfg.max_connections_per_topic));
-            state.attach(info.clone(), sink)?;
+            let state = slot.get_or_insert_with(|| TopicState::new(a.topic.clone(), cfg.max_connections_per_topic));
+            // Refused (503 at the connection limit) before the socket is accepted.
+            state.attach(att.conn.clone(), SocketSink(server.clone()))?;
         }
-        if format != Format::Tail {
-            self.report(vec![RegistryUpdate::Attach { topic, conn: info.summary(0) }]);
+        self.state.accept_websocket_with_tags(&server, &[att.holder.tag()]);
+        let sent = server.serialize_attachment(att.encode()).and_then(|()| {
+            if a.hello {
+                let open = match a.transport {
+                    Transport::Ws => frame::encode_ws_open(&a.conn_id, &a.topics),
+                    Transport::Sse => frame::encode_open(cfg.retry_ms, &a.conn_id, &a.topics),
+                };
+                server.send_with_str(open)?;
+            }
+            replay.iter().try_for_each(|f| server.send_with_str(f))
+        });
+        if let Err(e) = sent {
+            self.topic.borrow_mut().as_mut().map(|s| s.detach(&a.conn_id));
+            self.forget_if_empty();
+            let _ = server.close(Some(Close::Failed.code()), Some(Close::Failed.reason()));
+            return Err(http::internal(e));
         }
-        self.ensure_alarm(cfg).await.map_err(http::internal)?;
-        Ok(http::sse(ResponseBuilder::new().stream(body)))
+        if a.format != Format::Tail {
+            self.report(vec![RegistryUpdate::Attach { topic: a.topic.clone(), conn: att.conn.summary(0) }]);
+        }
+        Response::from_websocket(pair.client).map_err(http::internal)
+    }
+
+    /// A socket closed (or failed): its connection leaves the topic.
+    fn socket_gone(&self, ws: &WebSocket, close: Close) {
+        let Ok(cfg) = self.config() else { return };
+        self.rebuild(&cfg);
+        let Some(a) = attachment(ws) else { return };
+        let gone = self.topic.borrow_mut().as_mut().and_then(|s| s.detach(&a.conn.id)).is_some();
+        if gone {
+            let reason = if close == Close::SlowConsumer { SendResult::Full } else { SendResult::Closed };
+            self.removed(&a.topic, &[Removed { id: a.conn.id, reason }]);
+            self.forget_if_empty();
+        }
     }
 
     /// A publish forwarded by the Worker with its body unread.
@@ -267,9 +292,7 @@ impl TopicObject {
         let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
         let ev = Event { topic: topic.clone(), id: p.id, event: p.event, data, ts: http::now_ms() };
         self.retain(&ev, window)?;
-        let resp = self.fan_out(ev, window.is_some());
-        self.ensure_alarm(cfg).await.map_err(http::internal)?;
-        Ok(resp)
+        Ok(self.fan_out(ev, window.is_some(), cfg).await)
     }
 
     /// A delivery of a multi-topic publish whose body the Worker already read.
@@ -280,29 +303,25 @@ impl TopicObject {
         let window = cfg.retention.window(&msg.topic);
         let ev = msg.into_event(data);
         self.retain(&ev, window)?;
-        let resp = self.fan_out(ev, window.is_some());
-        self.ensure_alarm(cfg).await.map_err(http::internal)?;
-        Ok(resp)
+        Ok(self.fan_out(ev, window.is_some(), cfg).await)
     }
 
     /// Hands `ev` to every connection; answers what that did (a drop is logged by the Worker).
-    fn fan_out(&self, ev: Event, retained: bool) -> Response {
+    async fn fan_out(&self, ev: Event, retained: bool, cfg: &Config) -> Response {
         let outcome = match self.topic.borrow_mut().as_mut() {
             Some(state) => state.publish(&ev),
             None => Outcome::Dropped,
         };
         let count = match outcome {
             Outcome::Delivered { count, removed } => {
-                self.removed(&removed);
+                self.removed(&ev.topic, &removed);
                 self.forget_if_empty();
                 Some(count)
             }
             Outcome::Dropped => None,
         };
         let result = TopicResult::of_delivery(count, retained);
-        let mut c = self.counts.get();
-        c.published(result);
-        self.counts.set(c);
+        self.count(cfg, |c| c.published(result)).await;
         answer(ObjectAnswer::Done(result))
     }
 
@@ -362,23 +381,28 @@ impl TopicObject {
         Ok(resumed.frames)
     }
 
-    /// Reports connections that left (client gone, or evicted as too slow).
-    fn removed(&self, removed: &[Removed]) {
+    /// Reports connections that left (client gone, or evicted as too slow) and closes their
+    /// sockets (a no-op for one already closed).
+    fn removed(&self, topic: &str, removed: &[Removed]) {
         if removed.is_empty() {
             return;
         }
-        let topic = match self.topic.borrow().as_ref() {
-            Some(t) => t.topic().to_string(),
-            None => return,
-        };
-        let removals = Removals::of(&topic, removed);
+        for ws in self.state.get_websockets() {
+            if let Some(a) = attachment(&ws) {
+                if let Some(r) = removed.iter().find(|r| r.id == a.conn.id) {
+                    let close = if r.reason == SendResult::Full { Close::SlowConsumer } else { Close::Normal };
+                    let _ = ws.close(Some(close.code()), Some(close.reason()));
+                }
+            }
+        }
+        let removals = Removals::of(topic, removed);
         let mut c = self.counts.get();
         c.evictions += removals.evicted;
         self.counts.set(c);
         for line in &removals.log {
             http::log(line);
         }
-        self.report(removals.detached.into_iter().map(|id| RegistryUpdate::Detach { topic: topic.clone(), id }).collect());
+        self.report(removals.detached.into_iter().map(|id| RegistryUpdate::Detach { topic: topic.to_string(), id }).collect());
     }
 
     /// The topic disappears from this object's memory with its last connection.
@@ -389,41 +413,47 @@ impl TopicObject {
         }
     }
 
-    /// Counts something and makes sure an alarm will report it (an object with no connection
-    /// has no alarm running otherwise). No subrequest: the alarm is this object's own storage.
+    /// Counts something and makes sure the one-shot alarm will report it. No subrequest: the
+    /// alarm is this object's own storage.
     async fn count(&self, cfg: &Config, f: impl FnOnce(&mut Counts)) {
         let mut c = self.counts.get();
         f(&mut c);
         self.counts.set(c);
-        if let Err(e) = self.ensure_alarm(cfg).await {
-            http::log(&json!({"level": "warn", "msg": "could not set the alarm that reports counts", "error": e.to_string()}).to_string());
-        }
-    }
-
-    async fn ensure_alarm(&self, cfg: &Config) -> Result<()> {
         if !self.alarm_set.replace(true) {
-            self.state.storage().set_alarm(cfg.heartbeat_ms as i64).await?;
+            if let Err(e) = self.state.storage().set_alarm(cfg.heartbeat_ms as i64).await {
+                self.alarm_set.set(false);
+                http::log(
+                    &json!({"level": "warn", "msg": "could not set the alarm that reports counts", "error": e.to_string()}).to_string(),
+                );
+            }
         }
-        Ok(())
     }
 
-    /// Sends registry updates without holding up the caller.
-    fn report(&self, updates: Vec<RegistryUpdate>) {
-        if updates.is_empty() {
-            return;
+    /// Sends registry updates without holding up the caller (with this start's wake, the first
+    /// time). A report that fails is kept and sent again by the alarm.
+    fn report(&self, mut updates: Vec<RegistryUpdate>) {
+        let Some(topic) = updates.first().map(|u| u.topic().to_string()) else { return };
+        if let Some((wakes, at)) = self.woke.take() {
+            updates.push(RegistryUpdate::Woke { topic, wakes, at });
         }
         let env = self.env.clone();
+        let pending = self.pending.clone();
+        let storage = self.storage_for_retry();
         wasm_bindgen_futures::spawn_local(async move {
-            let Ok(stub) = router::registry(&env) else { return };
-            let body = serde_json::to_string(&updates).expect("updates serialise");
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_body(Some(body.into()));
-            if let Ok(req) = Request::new_with_init("https://registry/update", &init) {
-                if let Err(e) = stub.fetch_with_request(req).await {
-                    http::log(&json!({"level": "warn", "msg": "registry update failed", "error": e.to_string()}).to_string());
+            if let Err(e) = stubs::report(&env, &updates).await {
+                http::log(&json!({"level": "warn", "msg": "registry update failed; retried", "error": e}).to_string());
+                pending.borrow_mut().extend(updates);
+                if let Some((storage, delay_ms)) = storage {
+                    let _ = storage.set_alarm(delay_ms).await;
                 }
             }
         });
+    }
+
+    /// The storage and delay of a retry alarm.
+    fn storage_for_retry(&self) -> Option<(Storage, i64)> {
+        let cfg = self.config().ok()?;
+        Some((self.state.storage(), cfg.heartbeat_ms as i64))
     }
 }
 

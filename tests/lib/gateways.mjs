@@ -17,6 +17,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -177,6 +178,7 @@ export async function stopGroup(handle, graceMs = 10_000) {
   while (Date.now() < deadline && !handle.exited) await sleep(100);
   await sleep(300);
   group('SIGKILL');
+  if (handle.tempDir) fs.rmSync(handle.tempDir, { recursive: true, force: true });
   return true;
 }
 
@@ -230,14 +232,18 @@ async function startGroup({ name, say, cmd, args, env, base, logFile, limitMs, p
  *              command, scripts/build-worker.sh, rebuilds unless WORKER_BUILD_SKIP=1 is set)
  *   limitMs    how long to wait for /healthz (default 180 s); pollMs, tailLines: see waitHealthy
  *   hint       said after "something already answers on <base>; " when the port is taken
+ *   persistTo  where wrangler keeps Durable Object storage (default: a new temporary directory)
  */
 export async function startWrangler({
   port, apiKey, vars = {}, logFile = path.join(LOGS, 'wrangler-dev.log'), limitMs = 180_000,
-  env = {}, build = 'auto', name = 'wrangler dev', pollMs = 500, tailLines = 30, hint = 'stop it or pick another port',
+  env = {}, build = 'auto', name = 'wrangler dev', pollMs = 500, tailLines = 30, hint = 'stop it or pick another port', persistTo,
 }) {
   const base = `http://127.0.0.1:${port}`;
+  // Durable Object storage of this run only: the registry keeps its listings in storage, and a
+  // run that was stopped leaves connections in it that no topic object will ever report gone.
+  const persist = persistTo ?? fs.mkdtempSync(path.join(os.tmpdir(), 'wrangler-state-'));
   const args = [
-    'dev', '--ip', '127.0.0.1', '--port', String(port),
+    'dev', '--ip', '127.0.0.1', '--port', String(port), '--persist-to', persist,
     ...(apiKey ? ['--var', `API_KEYS:${apiKey}`] : []),
     ...Object.entries(vars).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
   ];
@@ -245,7 +251,10 @@ export async function startWrangler({
   if (build === 'skip') fullEnv.WORKER_BUILD_SKIP = '1';
   else if (build === 'auto' && fs.existsSync(path.join(REPO, 'build', 'worker', 'shim.mjs'))) fullEnv.WORKER_BUILD_SKIP ??= '1';
   else if (!['auto', 'skip', 'wrangler'].includes(build)) throw new Error(`startWrangler: build must be auto, skip or wrangler, not ${build}`);
-  return startGroup({ name, say: `starting: wrangler ${args.join(' ')}`, cmd: WRANGLER, args, env: fullEnv, base, logFile, limitMs, pollMs, tailLines, hint });
+  const handle = await startGroup({ name, say: `starting: wrangler ${args.join(' ')}`, cmd: WRANGLER, args, env: fullEnv, base, logFile, limitMs, pollMs, tailLines, hint });
+  // removed by stopGroup
+  if (!persistTo) handle.tempDir = persist;
+  return handle;
 }
 
 /**

@@ -3,9 +3,13 @@
 //! while pages are read (pages are ranges of a sorted key space, and the cursor is the last key
 //! returned, not an offset).
 //!
-//! Topic owners (topic objects, native nodes) report attaches and detaches as they happen and a
-//! full snapshot of their connections every heartbeat. Memberships not refreshed within the
-//! lease expire, so a registry that missed a detach, or lost its memory, converges by itself.
+//! Topic owners report attaches and detaches as they happen. A native node also reports a full
+//! snapshot of its connections every heartbeat, and memberships not refreshed within the lease
+//! expire, so a registry that missed a detach converges by itself. A hibernating Cloudflare topic
+//! object sends no snapshot (that would wake every idle object each heartbeat): it reports its
+//! changes only, retries a report that failed, and the registry object keeps what it was told in
+//! its own storage ([`Registry::restore`]); a connection's `events_sent` is then counted from the
+//! topic's published events ([`RegistryUpdate::Counts`]) since the connection attached.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -50,18 +54,52 @@ pub enum RegistryUpdate {
         conns: Vec<ConnSummary>,
     },
     /// What the owner of `topic` counted since its previous report (publishes, deliveries,
-    /// drops, evictions, replayed events): added to the registry's totals. Cloudflare topic
-    /// objects send it with their heartbeat snapshot, in the same request.
+    /// drops, evictions, replayed events): added to the registry's totals, and the events that
+    /// reached the topic's connections to each of their `events_sent`.
     Counts {
         topic: String,
         counts: crate::metrics::Counts,
     },
+    /// The owner of `topic` was started again (a Cloudflare topic object woke from hibernation,
+    /// or started for the first time): its `wakes` so far and when it last woke (ms).
+    Woke {
+        topic: String,
+        wakes: u64,
+        at: u64,
+    },
+}
+
+impl RegistryUpdate {
+    /// The topic the update is about.
+    pub fn topic(&self) -> &str {
+        match self {
+            RegistryUpdate::Attach { topic, .. }
+            | RegistryUpdate::Detach { topic, .. }
+            | RegistryUpdate::Snapshot { topic, .. }
+            | RegistryUpdate::Counts { topic, .. }
+            | RegistryUpdate::Woke { topic, .. } => topic,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Membership {
     events_sent: u64,
     seen: u64,
+    /// The topic's event count when this membership began (see [`TopicMeta::events`]).
+    base: u64,
+}
+
+/// What the registry knows of a live topic besides its connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicMeta {
+    /// Events that reached the topic's connections since the topic appeared, as counted by
+    /// [`RegistryUpdate::Counts`].
+    pub events: u64,
+    /// How many times the topic's owner was started (Cloudflare: woke from hibernation).
+    pub wakes: Option<u64>,
+    /// When it last woke (ms since the Unix epoch).
+    pub last_woke_at: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -115,12 +153,27 @@ pub struct TopicView {
     pub topic: String,
     pub connections: usize,
     pub mode: &'static str,
+    /// Times the topic's object woke (Cloudflare only: absent natively).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wakes: Option<u64>,
+    /// When the topic's object last woke, RFC 3339 (Cloudflare only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_woke_at: Option<String>,
 }
 
 impl TopicView {
     /// `mode` is `unicast` for one connection, `multicast` for several.
     pub fn new(topic: String, connections: usize) -> Self {
-        Self { topic, connections, mode: if connections == 1 { "unicast" } else { "multicast" } }
+        Self { topic, connections, mode: if connections == 1 { "unicast" } else { "multicast" }, wakes: None, last_woke_at: None }
+    }
+
+    /// The view with what the registry knows of the topic's wakes.
+    pub fn with_meta(mut self, meta: Option<&TopicMeta>) -> Self {
+        if let Some(m) = meta {
+            self.wakes = m.wakes;
+            self.last_woke_at = m.last_woke_at.map(rfc3339);
+        }
+        self
     }
 }
 
@@ -148,6 +201,8 @@ impl<T: Serialize> Page<T> {
 pub struct Registry {
     conns: BTreeMap<String, Entry>,
     topics: BTreeMap<String, BTreeSet<String>>,
+    /// Per live topic: events counted and wakes (only for topics in `topics`).
+    meta: BTreeMap<String, TopicMeta>,
     /// Totals of the [`RegistryUpdate::Counts`] reports received.
     counts: crate::metrics::Counts,
 }
@@ -199,19 +254,66 @@ impl Registry {
                     self.upsert(&topic, conn, now);
                 }
             }
-            RegistryUpdate::Counts { counts, .. } => self.counts.add(&counts),
+            RegistryUpdate::Counts { topic, counts } => {
+                self.counts.add(&counts);
+                if let Some(m) = self.meta.get_mut(&topic) {
+                    m.events = m.events.saturating_add(counts.publishes.saturating_sub(counts.drops));
+                }
+            }
+            RegistryUpdate::Woke { topic, wakes, at } => {
+                // Only a live topic is listed; a wake reported before the topic's first attach
+                // (or after its last detach) has nothing to show on.
+                if let Some(m) = self.meta.get_mut(&topic) {
+                    if m.wakes.is_none_or(|w| wakes >= w) {
+                        m.wakes = Some(wakes);
+                        m.last_woke_at = Some(at);
+                    }
+                }
+            }
         }
     }
 
     fn upsert(&mut self, topic: &str, conn: ConnSummary, now: u64) {
+        let base = self.meta.entry(topic.to_string()).or_default().events;
+        self.insert(topic, conn, now, base);
+    }
+
+    fn insert(&mut self, topic: &str, conn: ConnSummary, now: u64, base: u64) {
         let entry = self.conns.entry(conn.id.clone()).or_insert_with(|| Entry {
             transport: conn.transport,
             connected_at: conn.connected_at,
             node: conn.node.clone(),
             topics: BTreeMap::new(),
         });
-        entry.topics.insert(topic.to_string(), Membership { events_sent: conn.events_sent, seen: now });
+        entry.topics.insert(topic.to_string(), Membership { events_sent: conn.events_sent, seen: now, base });
         self.topics.entry(topic.to_string()).or_default().insert(conn.id);
+        self.meta.entry(topic.to_string()).or_default();
+    }
+
+    /// Puts back what a registry kept in storage: the topic's meta, then its memberships
+    /// with the topic event count each began at ([`Registry::base_of`]).
+    pub fn restore(&mut self, topic: &str, meta: TopicMeta, members: Vec<(ConnSummary, u64)>, now: u64) {
+        for (conn, base) in members {
+            self.insert(topic, conn, now, base);
+        }
+        if self.topics.contains_key(topic) {
+            self.meta.insert(topic.to_string(), meta);
+        }
+    }
+
+    /// What the registry knows of `topic` (None when it is not live).
+    pub fn meta(&self, topic: &str) -> Option<&TopicMeta> {
+        self.meta.get(topic)
+    }
+
+    /// The topic event count at which connection `id`'s membership of `topic` began.
+    pub fn base_of(&self, topic: &str, id: &str) -> Option<u64> {
+        self.conns.get(id).and_then(|e| e.topics.get(topic)).map(|m| m.base)
+    }
+
+    /// Whether `topic` is live (has a connection).
+    pub fn has_topic(&self, topic: &str) -> bool {
+        self.topics.contains_key(topic)
     }
 
     fn remove(&mut self, topic: &str, id: &str) {
@@ -225,6 +327,7 @@ impl Registry {
             ids.remove(id);
             if ids.is_empty() {
                 self.topics.remove(topic);
+                self.meta.remove(topic);
             }
         }
     }
@@ -244,14 +347,15 @@ impl Registry {
         stale.len()
     }
 
-    fn view(id: &str, e: &Entry) -> ConnectionView {
+    fn view(&self, id: &str, e: &Entry) -> ConnectionView {
+        let events = |t: &str, m: &Membership| m.events_sent + self.meta.get(t).map_or(0, |tm| tm.events.saturating_sub(m.base));
         ConnectionView::new(
             id.to_string(),
             e.topics.keys().cloned().collect(),
             e.transport,
             e.connected_at,
             e.node.clone(),
-            e.topics.values().map(|m| m.events_sent).sum(),
+            e.topics.iter().map(|(t, m)| events(t, m)).sum(),
         )
     }
 
@@ -261,13 +365,13 @@ impl Registry {
         let limit = limit.clamp(1, MAX_PAGE);
         match topic {
             None => {
-                let iter = range_after(&self.conns, after.as_deref()).map(|(id, e)| Self::view(id, e));
+                let iter = range_after(&self.conns, after.as_deref()).map(|(id, e)| self.view(id, e));
                 Ok(paginate(iter, limit, self.conns.len(), |v| encode_cursor(CONN_CURSOR, &v.id)))
             }
             Some(t) => {
                 let empty = BTreeSet::new();
                 let ids = self.topics.get(t).unwrap_or(&empty);
-                let iter = set_after(ids, after.as_deref()).filter_map(|id| self.conns.get(id).map(|e| Self::view(id, e)));
+                let iter = set_after(ids, after.as_deref()).filter_map(|id| self.conns.get(id).map(|e| self.view(id, e)));
                 Ok(paginate(iter, limit, ids.len(), |v| encode_cursor(CONN_CURSOR, &v.id)))
             }
         }
@@ -277,7 +381,8 @@ impl Registry {
     pub fn topics(&self, limit: usize, cursor: Option<&str>) -> Result<Page<TopicView>, GatewayError> {
         let after = cursor.map(|c| decode_cursor(TOPIC_CURSOR, c)).transpose()?;
         let limit = limit.clamp(1, MAX_PAGE);
-        let iter = range_after(&self.topics, after.as_deref()).map(|(t, ids)| TopicView::new(t.clone(), ids.len()));
+        let iter =
+            range_after(&self.topics, after.as_deref()).map(|(t, ids)| TopicView::new(t.clone(), ids.len()).with_meta(self.meta.get(t)));
         Ok(paginate(iter, limit, self.topics.len(), |v| encode_cursor(TOPIC_CURSOR, &v.topic)))
     }
 }
@@ -375,6 +480,69 @@ mod tests {
 
     fn attach(r: &mut Registry, topic: &str, id: &str) {
         r.apply(RegistryUpdate::Attach { topic: topic.into(), conn: conn(id) }, 0);
+    }
+
+    fn counts(publishes: u64, drops: u64) -> crate::metrics::Counts {
+        crate::metrics::Counts { publishes, drops, ..Default::default() }
+    }
+
+    fn events_sent(r: &Registry, id: &str) -> u64 {
+        r.connections(10, None, None).unwrap().items.into_iter().find(|c| c.id == id).unwrap().events_sent
+    }
+
+    #[test]
+    fn events_sent_counts_the_topics_events_since_the_connection_attached() {
+        let mut r = Registry::new();
+        attach(&mut r, "t", "a");
+        r.apply(RegistryUpdate::Counts { topic: "t".into(), counts: counts(3, 1) }, 0);
+        attach(&mut r, "t", "b");
+        attach(&mut r, "u", "a");
+        r.apply(RegistryUpdate::Counts { topic: "t".into(), counts: counts(2, 0) }, 0);
+        r.apply(RegistryUpdate::Counts { topic: "u".into(), counts: counts(4, 0) }, 0);
+        // a: 1 reported at attach on each topic + 2 + 2 on t + 4 on u; b: 1 + 2.
+        assert_eq!(events_sent(&r, "a"), 1 + 2 + 2 + 1 + 4);
+        assert_eq!(events_sent(&r, "b"), 1 + 2);
+        // Counts of a topic nobody is on are totals only.
+        r.apply(RegistryUpdate::Counts { topic: "gone".into(), counts: counts(5, 5) }, 0);
+        assert!(r.meta("gone").is_none());
+        assert_eq!(r.counts().publishes, 14);
+    }
+
+    #[test]
+    fn wakes_are_shown_on_live_topics_and_forgotten_with_them() {
+        let mut r = Registry::new();
+        r.apply(RegistryUpdate::Woke { topic: "t".into(), wakes: 1, at: 5 }, 0);
+        assert!(r.meta("t").is_none(), "no topic yet");
+        attach(&mut r, "t", "a");
+        r.apply(RegistryUpdate::Woke { topic: "t".into(), wakes: 2, at: 1_000 }, 0);
+        r.apply(RegistryUpdate::Woke { topic: "t".into(), wakes: 1, at: 900 }, 0);
+        let page = r.topics(10, None).unwrap();
+        assert_eq!(page.items[0].wakes, Some(2));
+        assert_eq!(page.items[0].last_woke_at.as_deref(), Some("1970-01-01T00:00:01.000Z"));
+        assert!(page.body("topics").contains("\"wakes\":2"));
+        r.apply(RegistryUpdate::Detach { topic: "t".into(), id: "a".into() }, 0);
+        assert!(r.meta("t").is_none());
+        attach(&mut r, "t", "b");
+        assert_eq!(r.topics(10, None).unwrap().items[0].wakes, None);
+        // Natively nothing reports wakes: the fields are absent.
+        assert!(!r.topics(10, None).unwrap().body("topics").contains("wakes"));
+    }
+
+    #[test]
+    fn a_restored_registry_lists_what_the_original_did() {
+        let mut a = Registry::new();
+        attach(&mut a, "t", "x");
+        a.apply(RegistryUpdate::Counts { topic: "t".into(), counts: counts(2, 0) }, 0);
+        attach(&mut a, "t", "y");
+        a.apply(RegistryUpdate::Woke { topic: "t".into(), wakes: 3, at: 7 }, 0);
+        let mut b = Registry::new();
+        let members = ["x", "y"].map(|id| (conn(id), a.base_of("t", id).unwrap())).to_vec();
+        b.restore("t", a.meta("t").unwrap().clone(), members, 0);
+        assert_eq!(b.connections(10, None, None).unwrap(), a.connections(10, None, None).unwrap());
+        assert_eq!(b.topics(10, None).unwrap(), a.topics(10, None).unwrap());
+        assert!(b.has_topic("t"));
+        b.restore("empty", TopicMeta::default(), Vec::new(), 0);
+        assert!(!b.has_topic("empty") && b.meta("empty").is_none());
     }
 
     #[test]

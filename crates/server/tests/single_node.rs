@@ -288,10 +288,22 @@ async fn metrics_are_prometheus_text_and_move_with_publishes_deliveries_drops() 
     let count = v("publish_to_write_seconds_count{node=\"solo\"}");
     assert!(count >= 1.0, "the live subscriber's write was measured");
     assert_eq!(v("publish_to_write_seconds_bucket{node=\"solo\",le=\"+Inf\"}"), count);
+    // Buckets in the order of their bounds (the map orders keys as text: "+Inf" first).
+    let le = |k: &str| {
+        let v = k.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_else(|| panic!("no le: {k}"));
+        if v == "+Inf" {
+            f64::INFINITY
+        } else {
+            v.parse::<f64>().unwrap_or_else(|_| panic!("le {v}"))
+        }
+    };
+    let mut buckets: Vec<(f64, f64)> =
+        after.iter().filter(|(k, _)| k.starts_with("sse_gateway_publish_to_write_seconds_bucket")).map(|(k, n)| (le(k), *n)).collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert!(buckets.len() > 1, "histogram buckets: {buckets:?}");
     let mut last = 0.0;
-    for (k, n) in after.iter().filter(|(k, _)| k.starts_with("sse_gateway_publish_to_write_seconds_bucket")) {
-        let _ = k;
-        assert!(*n >= last, "cumulative");
+    for (bound, n) in &buckets {
+        assert!(*n >= last, "cumulative at le={bound}: {buckets:?}");
         last = *n;
     }
     // The admin API's JSON has the same counts (and needs the key).

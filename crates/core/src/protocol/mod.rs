@@ -8,6 +8,8 @@
 //! - [`attach`], [`probe`], [`deliver`], [`answer`]: the internal messages, each a type whose
 //!   encode and decode sit side by side (as mini-redis keeps a command's parse and encode).
 //! - [`conn`]: connection summaries, eviction outcomes and replay resume, transport-aware.
+//! - [`socket`]: the WebSockets a hibernating topic object holds: who holds each client's
+//!   stream, the attachment it rebuilds its connections from, and the close codes.
 
 pub mod answer;
 pub mod attach;
@@ -16,9 +18,11 @@ pub mod deliver;
 pub mod drop_rule;
 pub mod plan;
 pub mod probe;
+pub mod socket;
 
 pub use answer::ObjectAnswer;
 pub use attach::Attach;
 pub use deliver::{Deliver, DroppedNotice};
 pub use plan::{Probed, PublishPlan, PublishReport, Step, TopicResult};
 pub use probe::ProbeRequest;
+pub use socket::{Close, Holder, SocketAttachment};
