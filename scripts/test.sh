@@ -230,6 +230,9 @@ step_e2e() {
   # after an eviction in tests/e2e/hibernation).
   timeout --kill-after=15 600 node tests/e2e/run.mjs --files replay,hibernation --label wrangler-dev-replay \
     --var 'RETENTION:e2e-rp-*=5/600s,e2e-rpb-*=2000/600s' || rc=1
+  # The registry spread over four objects (REGISTRY_SHARDS): the Worker merges their pages.
+  timeout --kill-after=15 600 node tests/e2e/run.mjs --files admin,pagination,lifecycle --label wrangler-dev-shards \
+    --var REGISTRY_SHARDS:4 || rc=1
   return "$rc"
 }
 after_step_e2e() {

@@ -170,6 +170,7 @@ fn upstream_steps<'a>(events: Vec<worker::EventStream<'a>>) -> stream::LocalBoxS
 /// A connection whose stream the Worker holds.
 pub struct Held {
     pub env: Env,
+    pub registry_shards: usize,
     pub conn_id: String,
     /// The topics it joined, one internal socket each.
     pub topics: Vec<String>,
@@ -186,9 +187,9 @@ impl Held {
         }
         let updates: Vec<RegistryUpdate> =
             self.topics.iter().map(|t| RegistryUpdate::Detach { topic: t.clone(), id: self.conn_id.clone() }).collect();
-        let env = self.env.clone();
+        let (env, shards) = (self.env.clone(), self.registry_shards);
         wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = stubs::report(&env, &updates).await {
+            if let Err(e) = stubs::report(&env, shards, &updates).await {
                 http::log(&serde_json::json!({"level": "warn", "msg": "registry update failed", "error": e}).to_string());
             }
         });

@@ -53,7 +53,9 @@ impl RegistryObject {
         let url = req.url().map_err(|_| GatewayError::InvalidRequest("bad url".into()))?;
         let q = Query::parse(url.query().unwrap_or(""))?;
         let now = http::now_ms();
-        self.load().map_err(http::internal)?;
+        // Which shard this object is: every request says (`shard`, `shards`).
+        let shard = |k: &str, default: usize| q.get(k).and_then(|v| v.parse::<usize>().ok()).unwrap_or(default);
+        self.load(shard("shard", 0), shard("shards", 1)).map_err(http::internal)?;
         match (req.method(), url.path()) {
             (Method::Post, "/update") => {
                 let updates: Vec<RegistryUpdate> =
@@ -76,6 +78,8 @@ impl RegistryObject {
                     rejected: Default::default(),
                     latency: None,
                     uptime_ms: now.saturating_sub(self.started),
+                    // Every connection a topic object has is a socket it accepted to hibernate.
+                    hibernatable: Some((sse + ws) as u64),
                 };
                 Ok(http::json(200, stats.json().to_string()))
             }
@@ -98,7 +102,7 @@ impl RegistryObject {
     }
 
     /// Reads the storage into memory once per start of this object.
-    fn load(&self) -> Result<()> {
+    fn load(&self, index: usize, shards: usize) -> Result<()> {
         if self.loaded.get() {
             return Ok(());
         }
@@ -107,7 +111,7 @@ impl RegistryObject {
         sql.exec("CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY, meta TEXT NOT NULL)", None)?;
         sql.exec("CREATE TABLE IF NOT EXISTS totals (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)?;
         let now = http::now_ms();
-        let mut reg = Registry::new();
+        let mut reg = Registry::for_shard(index, shards);
         let members: Vec<MemberRow> = sql.exec("SELECT topic, conn, base FROM members ORDER BY topic", None)?.to_array()?;
         let topics: Vec<TopicRow> = sql.exec("SELECT topic, meta FROM topics", None)?.to_array()?;
         let mut by_topic: std::collections::BTreeMap<String, Vec<(ConnSummary, u64)>> = Default::default();

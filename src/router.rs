@@ -8,16 +8,17 @@ use futures_util::future::join_all;
 use sse_core::frame::{self, Format};
 use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::{Attach, Deliver, Holder, ObjectAnswer, ProbeRequest, Probed, PublishPlan, Step, TopicResult};
-use sse_core::request::{self, Publish, PublishHeaders, Query, Subscribe};
+use sse_core::request::{self, ListQuery, Publish, PublishHeaders, Query, Subscribe};
 use sse_core::routes::{self, Route};
 use sse_core::topic::Transport;
+use sse_core::{metrics, registry};
 use sse_core::{Config, GatewayError};
 use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
 
 use crate::body;
 use crate::holder;
 use crate::http::{self, header};
-use crate::stubs::{internal_url, registry, topic_stub};
+use crate::stubs::{self, internal_url, topic_stub};
 
 pub async fn handle(req: Request, env: Env) -> Response {
     let (method, path) = (req.method().to_string(), req.path());
@@ -68,9 +69,7 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
                 Route::AdminConnections => "connections",
                 _ => "stats",
             };
-            let target = format!("https://registry/{path}?{}", url.query().unwrap_or(""));
-            let resp = registry(&env)?.fetch_with_str(&target).await.map_err(http::internal)?;
-            Ok(resp)
+            admin_listing(&env, &cfg, path, url.query().unwrap_or(""), &query).await
         }
         Route::AdminTail(topic) => {
             let id = routes::connection_id(http::now_ms(), http::random_u32());
@@ -86,11 +85,48 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
             };
             let sockets = holder::join(&env, &cfg, std::slice::from_ref(&attach)).await?;
             // A tail is not in the registry: nothing to tell it (`topics` empty).
-            let held = holder::Held { env: env.clone(), conn_id: id.clone(), topics: Vec::new(), sockets };
+            let held =
+                holder::Held { env: env.clone(), registry_shards: cfg.registry_shards, conn_id: id.clone(), topics: Vec::new(), sockets };
             holder::sse(held, frame::encode_open(cfg.retry_ms, &id, &attach.topics), &cfg)
         }
         Route::Preflight | Route::Healthz | Route::AdminUi | Route::Metrics => unreachable!("answered above"),
     }
+}
+
+/// An admin listing or the stats, from the registry shards: one shard is asked as it is; with
+/// several, each is asked (only the topic's own for `?topic=`) and the core merges the pages.
+async fn admin_listing(env: &Env, cfg: &Config, path: &str, raw_query: &str, query: &Query) -> Result<Response, GatewayError> {
+    let shards = cfg.registry_shards;
+    let list = if path == "stats" { None } else { Some(ListQuery::parse(query)?) };
+    if let Some(l) = &list {
+        registry::check_cursor(path, l.cursor.as_deref())?;
+    }
+    let asked: Vec<usize> = match list.as_ref().and_then(|l| l.topic.as_deref()) {
+        Some(topic) => vec![registry::shard_of(topic, shards)],
+        None => (0..shards).collect(),
+    };
+    let calls = asked.iter().map(|&i| async move {
+        let mut resp = stubs::registry(env, i, shards)?
+            .fetch_with_str(&stubs::registry_url(path, raw_query, i, shards))
+            .await
+            .map_err(http::internal)?;
+        let text = resp.text().await.map_err(http::internal)?;
+        Ok::<_, GatewayError>((resp.status_code(), text))
+    });
+    let mut bodies = Vec::new();
+    for r in join_all(calls).await {
+        let (status, text) = r?;
+        if status != 200 {
+            return Err(decode_error(status, &text, cfg.max_body_bytes));
+        }
+        bodies.push(text);
+    }
+    let body = match (&list, bodies.as_slice()) {
+        (_, [one]) => one.clone(),
+        (None, _) => metrics::merge_stats(&bodies)?,
+        (Some(l), _) => registry::merge_pages(&bodies, path, l.limit)?,
+    };
+    Ok(http::json(200, body))
 }
 
 /// The admin UI from the ASSETS binding (`admin/dist`): `/admin` and `/admin/` serve index.html,
@@ -173,7 +209,8 @@ async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> 
     let node = node(&req);
     let attaches: Vec<Attach> = sub.topics.iter().map(|t| attach(t, &id, &sub, sub.format, &node, false)).collect();
     let sockets = holder::join(env, cfg, &attaches).await?;
-    let held = holder::Held { env: env.clone(), conn_id: id.clone(), topics: sub.topics.clone(), sockets };
+    let held =
+        holder::Held { env: env.clone(), registry_shards: cfg.registry_shards, conn_id: id.clone(), topics: sub.topics.clone(), sockets };
     holder::sse(held, frame::encode_open(cfg.retry_ms, &id, &sub.topics), cfg)
 }
 
@@ -199,7 +236,8 @@ async fn subscribe_ws(req: Request, env: &Env, cfg: &Config, query: &Query) -> R
     }
     let attaches: Vec<Attach> = attaches.into_iter().map(|a| Attach { hello: false, ..a }).collect();
     let sockets = holder::join(env, cfg, &attaches).await?;
-    let held = holder::Held { env: env.clone(), conn_id: id.clone(), topics: sub.topics.clone(), sockets };
+    let held =
+        holder::Held { env: env.clone(), registry_shards: cfg.registry_shards, conn_id: id.clone(), topics: sub.topics.clone(), sockets };
     holder::websocket(held, frame::encode_ws_open(&id, &sub.topics))
 }
 

@@ -1,7 +1,10 @@
 //! The Worker's and objects' handles on the Durable Objects: a topic's object, the registry,
 //! and the URL of an internal request (its host is never looked at).
 
-use sse_core::registry::RegistryUpdate;
+use std::collections::BTreeMap;
+
+use futures_util::future::join_all;
+use sse_core::registry::{self, RegistryUpdate};
 use sse_core::GatewayError;
 use worker::{Env, Method, Request, RequestInit, Stub};
 
@@ -12,9 +15,15 @@ pub fn topic_stub(env: &Env, topic: &str) -> Result<Stub, GatewayError> {
     env.durable_object("TOPIC").and_then(|ns| ns.get_by_name(topic)).map_err(http::internal)
 }
 
-/// The registry object.
-pub fn registry(env: &Env) -> Result<Stub, GatewayError> {
-    env.durable_object("REGISTRY").and_then(|ns| ns.get_by_name("registry")).map_err(http::internal)
+/// Registry shard `index` of `shards`.
+pub fn registry(env: &Env, index: usize, shards: usize) -> Result<Stub, GatewayError> {
+    env.durable_object("REGISTRY").and_then(|ns| ns.get_by_name(&registry::shard_name(index, shards))).map_err(http::internal)
+}
+
+/// The URL of a request to registry shard `index` of `shards` (which tells the shard who it is).
+pub fn registry_url(path: &str, query: &str, index: usize, shards: usize) -> String {
+    let sep = if query.is_empty() { "" } else { "&" };
+    format!("https://registry/{path}?{query}{sep}shard={index}&shards={shards}")
 }
 
 /// The URL of an internal request to an object.
@@ -22,16 +31,23 @@ pub fn internal_url(path_and_query: &str) -> String {
     format!("https://object{path_and_query}")
 }
 
-/// Sends updates to the registry; the error says why they did not arrive.
-pub async fn report(env: &Env, updates: &[RegistryUpdate]) -> Result<(), String> {
-    let stub = registry(env).map_err(|e| e.to_string())?;
-    let body = serde_json::to_string(updates).map_err(|e| e.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Post).with_body(Some(body.into()));
-    let req = Request::new_with_init("https://registry/update", &init).map_err(|e| e.to_string())?;
-    let resp = stub.fetch_with_request(req).await.map_err(|e| e.to_string())?;
-    match resp.status_code() {
-        200 => Ok(()),
-        other => Err(format!("registry answered {other}")),
+/// Sends updates to the registry shards of their topics; the error says why some did not arrive.
+pub async fn report(env: &Env, shards: usize, updates: &[RegistryUpdate]) -> Result<(), String> {
+    let mut by_shard: BTreeMap<usize, Vec<&RegistryUpdate>> = BTreeMap::new();
+    for u in updates {
+        by_shard.entry(registry::shard_of(u.topic(), shards)).or_default().push(u);
     }
+    let sends = by_shard.into_iter().map(|(index, updates)| async move {
+        let stub = registry(env, index, shards).map_err(|e| e.to_string())?;
+        let body = serde_json::to_string(&updates).map_err(|e| e.to_string())?;
+        let mut init = RequestInit::new();
+        init.with_method(Method::Post).with_body(Some(body.into()));
+        let req = Request::new_with_init(&registry_url("update", "", index, shards), &init).map_err(|e| e.to_string())?;
+        let resp = stub.fetch_with_request(req).await.map_err(|e| e.to_string())?;
+        match resp.status_code() {
+            200 => Ok(()),
+            other => Err(format!("registry shard {index} answered {other}")),
+        }
+    });
+    join_all(sends).await.into_iter().collect()
 }

@@ -26,7 +26,7 @@ use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
 use sse_core::protocol::conn::{Removals, Resumer};
 use sse_core::protocol::{drop_rule, Attach, Close, Deliver, ObjectAnswer, ProbeRequest, SocketAttachment, TopicResult};
-use sse_core::registry::RegistryUpdate;
+use sse_core::registry::{ConnSummary, RegistryUpdate};
 use sse_core::replay::{Retained, Window};
 use sse_core::request::Query;
 use sse_core::topic::{Outcome, Removed, SendResult, Sink, TopicState, Transport};
@@ -258,7 +258,9 @@ impl TopicObject {
             return Err(http::internal(e));
         }
         if a.format != Format::Tail {
-            self.report(vec![RegistryUpdate::Attach { topic: a.topic.clone(), conn: att.conn.summary(0) }]);
+            // With every topic of the connection: the registry shard of the first one lists it.
+            let conn = ConnSummary { topics: a.topics.clone(), ..att.conn.summary(0) };
+            self.report(vec![RegistryUpdate::Attach { topic: a.topic.clone(), conn }]);
         }
         Response::from_websocket(pair.client).map_err(http::internal)
     }
@@ -439,8 +441,9 @@ impl TopicObject {
         let env = self.env.clone();
         let pending = self.pending.clone();
         let storage = self.storage_for_retry();
+        let shards = self.config().map_or(1, |c| c.registry_shards);
         wasm_bindgen_futures::spawn_local(async move {
-            if let Err(e) = stubs::report(&env, &updates).await {
+            if let Err(e) = stubs::report(&env, shards, &updates).await {
                 http::log(&json!({"level": "warn", "msg": "registry update failed; retried", "error": e}).to_string());
                 pending.borrow_mut().extend(updates);
                 if let Some((storage, delay_ms)) = storage {

@@ -152,6 +152,7 @@ fn registry_with(conns: usize, topics: usize) -> Registry {
             connected_at: 1_763_784_000_000,
             node: "node-1".into(),
             events_sent: i as u64,
+            topics: Vec::new(),
         };
         r.apply(RegistryUpdate::Attach { topic, conn: c }, 1_763_784_000_000);
     }

@@ -84,7 +84,15 @@ pub const PUBLISH_BURST_PER_KEY: Setting = Setting {
     help: "publishes an API key may make at once before the rate applies; 0 = PUBLISH_RATE_PER_KEY",
 };
 
-pub const SETTINGS: [&Setting; 8] = [
+pub const REGISTRY_SHARDS: Setting = Setting {
+    key: "REGISTRY_SHARDS",
+    default: 1,
+    min: 1,
+    max: 64,
+    help: "registry objects the admin listings are spread over, by topic (Cloudflare)",
+};
+
+pub const SETTINGS: [&Setting; 9] = [
     &HEARTBEAT_INTERVAL_MS,
     &RETRY_MS,
     &MAX_BODY_BYTES,
@@ -93,6 +101,7 @@ pub const SETTINGS: [&Setting; 8] = [
     &MAX_CONNECTIONS_PER_TOPIC,
     &PUBLISH_RATE_PER_KEY,
     &PUBLISH_BURST_PER_KEY,
+    &REGISTRY_SHARDS,
 ];
 
 /// The validated configuration.
@@ -111,6 +120,8 @@ pub struct Config {
     pub publish_burst_per_key: u64,
     /// Per-topic retention (`RETENTION`); empty = the plain drop rule everywhere.
     pub retention: Retention,
+    /// Registry objects (Cloudflare), each holding the topics [`crate::registry::shard_of`] gives it.
+    pub registry_shards: usize,
 }
 
 impl Default for Config {
@@ -134,6 +145,7 @@ impl Config {
             publish_rate_per_key: num(&PUBLISH_RATE_PER_KEY)?,
             publish_burst_per_key: num(&PUBLISH_BURST_PER_KEY)?,
             retention: Retention::parse(&lookup("RETENTION").unwrap_or_default()).map_err(ConfigError::Retention)?,
+            registry_shards: num(&REGISTRY_SHARDS)? as usize,
         })
     }
 

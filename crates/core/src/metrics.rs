@@ -128,6 +128,8 @@ pub struct Stats {
     pub latency: Option<Histogram>,
     /// Milliseconds since the counters started (the process, or the registry object).
     pub uptime_ms: u64,
+    /// Connections held as hibernatable WebSockets (Cloudflare: all of them; `None` natively).
+    pub hibernatable: Option<u64>,
 }
 
 /// Escapes a Prometheus label value.
@@ -231,7 +233,7 @@ impl Stats {
                 "buckets": buckets,
             })
         });
-        json!({
+        let mut out = json!({
             "scope": self.scope,
             "runtime": self.runtime,
             "node": self.node,
@@ -247,8 +249,45 @@ impl Stats {
             "rejected": self.rejected,
             "publish_to_write": latency,
             "uptime_ms": self.uptime_ms,
-        })
+        });
+        if let Some(n) = self.hibernatable {
+            out["connections_hibernatable"] = json!(n);
+        }
+        out
     }
+}
+
+/// One deployment's stats from the stats of its registry shards: counts summed, the longest
+/// uptime, the rest from the first shard.
+pub fn merge_stats(bodies: &[String]) -> Result<String, crate::GatewayError> {
+    let bad = |e: &dyn std::fmt::Display| crate::GatewayError::Internal(format!("registry shard stats: {e}"));
+    let mut pages = bodies.iter().map(|b| serde_json::from_str::<serde_json::Value>(b).map_err(|e| bad(&e)));
+    let mut out = pages.next().ok_or_else(|| bad(&"no shard"))??;
+    for page in pages {
+        let page = page?;
+        for path in [
+            &["connections"][..],
+            &["connections_by_transport", "sse"],
+            &["connections_by_transport", "ws"],
+            &["connections_hibernatable"],
+            &["tails"],
+            &["topics"],
+            &["publishes"],
+            &["deliveries"],
+            &["drops"],
+            &["evictions"],
+            &["replayed"],
+        ] {
+            let get = |v: &serde_json::Value| path.iter().try_fold(v, |v, k| v.get(*k)).and_then(serde_json::Value::as_u64);
+            if let (Some(a), Some(b)) = (get(&out), get(&page)) {
+                let slot = path.iter().fold(&mut out, |v, k| &mut v[*k]);
+                *slot = json!(a + b);
+            }
+        }
+        let (a, b) = (out["uptime_ms"].as_u64().unwrap_or(0), page["uptime_ms"].as_u64().unwrap_or(0));
+        out["uptime_ms"] = json!(a.max(b));
+    }
+    Ok(out.to_string())
 }
 
 #[cfg(test)]
@@ -275,7 +314,32 @@ mod tests {
             rejected,
             latency: Some(h),
             uptime_ms: 1_500,
+            hibernatable: None,
         }
+    }
+
+    #[test]
+    fn shard_stats_add_up() {
+        let shard = |sse: u64, ws: u64, uptime: u64| {
+            let mut st = sample();
+            st.scope = "deployment";
+            st.runtime = "cloudflare";
+            st.latency = None;
+            st.connections_sse = sse;
+            st.connections_ws = ws;
+            st.uptime_ms = uptime;
+            st.hibernatable = Some(sse + ws);
+            st.json().to_string()
+        };
+        let merged: serde_json::Value = serde_json::from_str(&merge_stats(&[shard(2, 1, 10), shard(3, 0, 30)]).unwrap()).unwrap();
+        assert_eq!(merged["connections"], 6);
+        assert_eq!(merged["connections_by_transport"]["sse"], 5);
+        assert_eq!(merged["connections_hibernatable"], 6);
+        assert_eq!(merged["publishes"], 10);
+        assert_eq!(merged["uptime_ms"], 30);
+        assert_eq!(merged["scope"], "deployment");
+        assert!(merge_stats(&[]).is_err());
+        assert!(!sample().json().as_object().unwrap().contains_key("connections_hibernatable"));
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct ConnSummary {
     pub node: String,
     /// Events this topic has delivered to the connection.
     pub events_sent: u64,
+    /// Every topic of the connection, when the owner knows them all (a Cloudflare topic object
+    /// does): the registry shard of the first one lists the connection ([`Registry::for_shard`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
 }
 
 /// A change reported by the owner of `topic`.
@@ -108,6 +112,30 @@ struct Entry {
     connected_at: u64,
     node: String,
     topics: BTreeMap<String, Membership>,
+    /// Whether this shard lists the connection (always, unsharded).
+    home: bool,
+    /// Every topic of the connection, sorted, when its owner said (shards hold only some).
+    all_topics: Vec<String>,
+}
+
+/// The registry shard (of `shards`) that holds `topic`: FNV-1a of the name, so every Worker and
+/// object agrees without asking anyone.
+pub fn shard_of(topic: &str, shards: usize) -> usize {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % shards.max(1) as u64) as usize
+}
+
+/// The name of registry shard `index` of `shards` (one registry keeps its original name).
+pub fn shard_name(index: usize, shards: usize) -> String {
+    if shards <= 1 {
+        "registry".to_string()
+    } else {
+        format!("registry-{index}-of-{shards}")
+    }
 }
 
 /// A connection as the admin API lists it.
@@ -199,6 +227,8 @@ impl<T: Serialize> Page<T> {
 /// The registry.
 #[derive(Debug, Default)]
 pub struct Registry {
+    /// This shard and the number of shards; `(0, 1)` unsharded.
+    shard: (usize, usize),
     conns: BTreeMap<String, Entry>,
     topics: BTreeMap<String, BTreeSet<String>>,
     /// Per live topic: events counted and wakes (only for topics in `topics`).
@@ -214,11 +244,22 @@ pub const TOPIC_CURSOR: char = 't';
 
 impl Registry {
     pub fn new() -> Self {
-        Self::default()
+        Self::for_shard(0, 1)
+    }
+
+    /// Shard `index` of `shards`: it keeps the memberships of the topics [`shard_of`] gives it,
+    /// and lists (in the connection listing, counts and stats) the connections whose first topic
+    /// is one of them, so that merging the shards' pages lists each connection once.
+    pub fn for_shard(index: usize, shards: usize) -> Self {
+        Self { shard: (index, shards.max(1)), ..Self::default() }
+    }
+
+    fn listed(&self) -> impl Iterator<Item = (&String, &Entry)> {
+        self.conns.iter().filter(|(_, e)| e.home)
     }
 
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.listed().count()
     }
 
     pub fn topic_count(&self) -> usize {
@@ -227,8 +268,8 @@ impl Registry {
 
     /// Connections by transport: (SSE, WebSocket).
     pub fn connections_by_transport(&self) -> (usize, usize) {
-        let ws = self.conns.values().filter(|e| e.transport == Transport::Ws).count();
-        (self.conns.len() - ws, ws)
+        let ws = self.listed().filter(|(_, e)| e.transport == Transport::Ws).count();
+        (self.connection_count() - ws, ws)
     }
 
     /// Totals of the counts topic owners reported.
@@ -279,11 +320,20 @@ impl Registry {
     }
 
     fn insert(&mut self, topic: &str, conn: ConnSummary, now: u64, base: u64) {
+        let (index, shards) = self.shard;
+        let home = conn.topics.iter().min().is_none_or(|first| shard_of(first, shards) == index);
         let entry = self.conns.entry(conn.id.clone()).or_insert_with(|| Entry {
             transport: conn.transport,
             connected_at: conn.connected_at,
             node: conn.node.clone(),
             topics: BTreeMap::new(),
+            home,
+            all_topics: {
+                let mut all = conn.topics.clone();
+                all.sort();
+                all.dedup();
+                all
+            },
         });
         entry.topics.insert(topic.to_string(), Membership { events_sent: conn.events_sent, seen: now, base });
         self.topics.entry(topic.to_string()).or_default().insert(conn.id);
@@ -349,9 +399,10 @@ impl Registry {
 
     fn view(&self, id: &str, e: &Entry) -> ConnectionView {
         let events = |t: &str, m: &Membership| m.events_sent + self.meta.get(t).map_or(0, |tm| tm.events.saturating_sub(m.base));
+        let topics = if self.shard.1 > 1 && !e.all_topics.is_empty() { e.all_topics.clone() } else { e.topics.keys().cloned().collect() };
         ConnectionView::new(
             id.to_string(),
-            e.topics.keys().cloned().collect(),
+            topics,
             e.transport,
             e.connected_at,
             e.node.clone(),
@@ -365,8 +416,8 @@ impl Registry {
         let limit = limit.clamp(1, MAX_PAGE);
         match topic {
             None => {
-                let iter = range_after(&self.conns, after.as_deref()).map(|(id, e)| self.view(id, e));
-                Ok(paginate(iter, limit, self.conns.len(), |v| encode_cursor(CONN_CURSOR, &v.id)))
+                let iter = range_after(&self.conns, after.as_deref()).filter(|(_, e)| e.home).map(|(id, e)| self.view(id, e));
+                Ok(paginate(iter, limit, self.connection_count(), |v| encode_cursor(CONN_CURSOR, &v.id)))
             }
             Some(t) => {
                 let empty = BTreeSet::new();
@@ -385,6 +436,63 @@ impl Registry {
             range_after(&self.topics, after.as_deref()).map(|(t, ids)| TopicView::new(t.clone(), ids.len()).with_meta(self.meta.get(t)));
         Ok(paginate(iter, limit, self.topics.len(), |v| encode_cursor(TOPIC_CURSOR, &v.topic)))
     }
+}
+
+/// The cursor kind of a listing (`topics` or `connections`).
+pub fn cursor_kind(listing: &str) -> char {
+    if listing == "topics" {
+        TOPIC_CURSOR
+    } else {
+        CONN_CURSOR
+    }
+}
+
+/// Checks a listing's cursor before it is sent to the registry shards (400 `invalid_cursor`).
+pub fn check_cursor(listing: &str, cursor: Option<&str>) -> Result<(), GatewayError> {
+    cursor.map(|c| decode_cursor(cursor_kind(listing), c)).transpose().map(|_| ())
+}
+
+/// One listing from the pages the registry shards answered to the same request (`key`: `topics`
+/// or `connections`): at most `limit` items in key order, `total` summed, and a cursor that
+/// neither repeats nor skips. A shard whose page was full may hold more items after its last
+/// one, so nothing past the smallest such last key is returned yet: the next page starts there.
+pub fn merge_pages(bodies: &[String], key: &str, limit: usize) -> Result<String, GatewayError> {
+    let (field, kind) = (if key == "topics" { "topic" } else { "id" }, cursor_kind(key));
+    let bad = |e: &dyn std::fmt::Display| GatewayError::Internal(format!("registry shard page: {e}"));
+    let mut items: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut total = 0u64;
+    let mut bound: Option<String> = None;
+    let mut more = false;
+    for body in bodies {
+        let page: serde_json::Value = serde_json::from_str(body).map_err(|e| bad(&e))?;
+        total += page["total"].as_u64().ok_or_else(|| bad(&"no total"))?;
+        let list = page[key].as_array().ok_or_else(|| bad(&format!("no {key}")))?;
+        let keys: Vec<String> =
+            list.iter().map(|v| v[field].as_str().map(str::to_string).ok_or_else(|| bad(&field))).collect::<Result<_, _>>()?;
+        if !page["next_cursor"].is_null() {
+            more = true;
+            if let Some(last) = keys.last() {
+                if bound.as_ref().is_none_or(|b| last < b) {
+                    bound = Some(last.clone());
+                }
+            }
+        }
+        items.extend(keys.into_iter().zip(list.iter().cloned()));
+    }
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|a, b| a.0 == b.0);
+    if let Some(b) = &bound {
+        items.retain(|(k, _)| k <= b);
+    }
+    let limit = limit.clamp(1, MAX_PAGE);
+    more |= items.len() > limit;
+    items.truncate(limit);
+    let next = if more { items.last().map(|(k, _)| encode_cursor(kind, k)) } else { None };
+    let mut m = serde_json::Map::new();
+    m.insert(key.to_string(), serde_json::Value::Array(items.into_iter().map(|(_, v)| v).collect()));
+    m.insert("total".into(), total.into());
+    m.insert("next_cursor".into(), next.into());
+    Ok(serde_json::Value::Object(m).to_string())
 }
 
 fn range_after<'a, V>(map: &'a BTreeMap<String, V>, after: Option<&str>) -> impl Iterator<Item = (&'a String, &'a V)> {
@@ -475,7 +583,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn conn(id: &str) -> ConnSummary {
-        ConnSummary { id: id.into(), transport: Transport::Sse, connected_at: 0, node: "n".into(), events_sent: 1 }
+        ConnSummary { id: id.into(), transport: Transport::Sse, connected_at: 0, node: "n".into(), events_sent: 1, topics: vec![] }
     }
 
     fn attach(r: &mut Registry, topic: &str, id: &str) {
@@ -679,7 +787,112 @@ mod tests {
         assert_eq!(p.items.len(), 1);
     }
 
+    /// A registry spread over `shards`, fed as the topic objects feed it: each update goes to
+    /// the shard of its topic.
+    struct Sharded(Vec<Registry>);
+
+    impl Sharded {
+        fn new(shards: usize) -> Self {
+            Sharded((0..shards).map(|i| Registry::for_shard(i, shards)).collect())
+        }
+        fn apply(&mut self, u: RegistryUpdate) {
+            let n = self.0.len();
+            self.0[shard_of(u.topic(), n)].apply(u, 0);
+        }
+        fn page(&self, key: &str, limit: usize, cursor: Option<&str>) -> serde_json::Value {
+            let bodies: Vec<String> = self
+                .0
+                .iter()
+                .map(|r| {
+                    if key == "topics" {
+                        r.topics(limit, cursor).unwrap().body(key)
+                    } else {
+                        r.connections(limit, cursor, None).unwrap().body(key)
+                    }
+                })
+                .collect();
+            serde_json::from_str(&merge_pages(&bodies, key, limit).unwrap()).unwrap()
+        }
+    }
+
+    fn multi(id: &str, topics: &[&str]) -> Vec<RegistryUpdate> {
+        let mut c = conn(id);
+        c.topics = topics.iter().map(|t| t.to_string()).collect();
+        topics.iter().map(|t| RegistryUpdate::Attach { topic: t.to_string(), conn: c.clone() }).collect()
+    }
+
+    #[test]
+    fn shard_of_is_stable_and_spreads() {
+        assert_eq!(shard_of("user:42", 4), shard_of("user:42", 4));
+        assert_eq!(shard_of("anything", 1), 0);
+        let used: BTreeSet<usize> = (0..64).map(|i| shard_of(&format!("t{i}"), 4)).collect();
+        assert_eq!(used.len(), 4);
+        assert_eq!(shard_name(0, 1), "registry");
+        assert_ne!(shard_name(1, 4), shard_name(1, 8));
+    }
+
+    #[test]
+    fn a_sharded_registry_lists_a_multi_topic_connection_once_with_all_its_topics() {
+        let mut s = Sharded::new(4);
+        let topics: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+        let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+        for u in multi("c1", &refs) {
+            s.apply(u);
+        }
+        let page = s.page("connections", 10, None);
+        assert_eq!(page["total"], 1);
+        assert_eq!(page["connections"].as_array().unwrap().len(), 1);
+        assert_eq!(page["connections"][0]["topics"].as_array().unwrap().len(), 8);
+        assert_eq!(s.page("topics", 100, None)["total"], 8);
+    }
+
     proptest! {
+        /// Merged pages of a sharded registry list what one registry lists, in the same order,
+        /// each item once, never over the limit.
+        #[test]
+        fn sharded_pages_list_what_one_registry_lists(
+            conns in proptest::collection::vec(("[a-z0-9]{1,6}", proptest::collection::btree_set("[a-e]{1,2}", 1..4)), 0..40),
+            limit in 1usize..9,
+            shards in 2usize..6,
+        ) {
+            let mut one = Registry::new();
+            let mut many = Sharded::new(shards);
+            let mut ids = BTreeSet::new();
+            for (id, topics) in &conns {
+                if !ids.insert(id.clone()) { continue; }
+                let refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+                for u in multi(id, &refs) {
+                    one.apply(u.clone(), 0);
+                    many.apply(u);
+                }
+            }
+            for key in ["topics", "connections"] {
+                let field = if key == "topics" { "topic" } else { "id" };
+                let mut cursor: Option<String> = None;
+                let mut got: Vec<serde_json::Value> = Vec::new();
+                loop {
+                    let page = many.page(key, limit, cursor.as_deref());
+                    let items = page[key].as_array().unwrap().clone();
+                    prop_assert!(items.len() <= limit);
+                    prop_assert!(!items.is_empty() || page["next_cursor"].is_null());
+                    got.extend(items);
+                    match page["next_cursor"].as_str() { Some(c) => cursor = Some(c.to_string()), None => break }
+                }
+                let want: Vec<serde_json::Value> = if key == "topics" {
+                    serde_json::from_str::<serde_json::Value>(&one.topics(MAX_PAGE, None).unwrap().body(key)).unwrap()[key].as_array().unwrap().clone()
+                } else {
+                    serde_json::from_str::<serde_json::Value>(&one.connections(MAX_PAGE, None, None).unwrap().body(key)).unwrap()[key].as_array().unwrap().clone()
+                };
+                let keys = |v: &[serde_json::Value]| v.iter().map(|x| x[field].as_str().unwrap().to_string()).collect::<Vec<_>>();
+                prop_assert_eq!(keys(&got), keys(&want));
+                if key == "connections" {
+                    for (g, w) in got.iter().zip(&want) { prop_assert_eq!(&g["topics"], &w["topics"]); }
+                }
+                let first = many.page(key, limit, None);
+                prop_assert_eq!(first["total"].as_u64().unwrap() as usize, want.len());
+            }
+        }
+
         /// Reading all pages while connections come and go: every connection present from the
         /// first page to the last is seen exactly once, no page is over the limit.
         #[test]

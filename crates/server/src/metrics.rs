@@ -158,6 +158,7 @@ impl Metrics {
             rejected,
             latency: Some(self.latency.snapshot()),
             uptime_ms: epoch().elapsed().as_millis() as u64,
+            hibernatable: None,
         }
     }
 }

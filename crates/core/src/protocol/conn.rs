@@ -17,6 +17,7 @@ impl ConnInfo {
             connected_at: self.connected_at,
             node: self.node.clone(),
             events_sent,
+            topics: Vec::new(),
         }
     }
 }
@@ -186,6 +187,16 @@ mod tests {
         t.attach(info("s", Format::Sse), Null).unwrap();
         t.attach(info("tail", Format::Tail), Null).unwrap();
         let s = summaries(&t);
-        assert_eq!(s, vec![ConnSummary { id: "s".into(), transport: Transport::Sse, connected_at: 3, node: "n".into(), events_sent: 0 }]);
+        assert_eq!(
+            s,
+            vec![ConnSummary {
+                id: "s".into(),
+                transport: Transport::Sse,
+                connected_at: 3,
+                node: "n".into(),
+                events_sent: 0,
+                topics: vec![]
+            }]
+        );
     }
 }
