@@ -20,7 +20,7 @@ use futures_util::stream::{self, StreamExt};
 use js_sys::{Object, Reflect, Uint8Array};
 use sse_core::frame;
 use sse_core::protocol::answer::decode_error;
-use sse_core::protocol::{Attach, Close};
+use sse_core::protocol::{Attach, Close, ObjectAnswer};
 use sse_core::registry::RegistryUpdate;
 use sse_core::topic::{SendResult, Sink};
 use sse_core::{Config, GatewayError};
@@ -107,12 +107,10 @@ impl Drop for StreamSink {
 /// refuses, e.g. 503 at its connection limit, closes the sockets already opened).
 pub async fn join(env: &Env, cfg: &Config, attaches: &[Attach]) -> Result<Vec<WebSocket>, GatewayError> {
     let calls = attaches.iter().map(|a| async move {
-        let mut resp = stubs::topic_stub(env, &a.topic)?.fetch_with_request(upgrade_request(a)?).await.map_err(http::internal)?;
-        if resp.status_code() == 101 {
-            return resp.websocket().ok_or_else(|| GatewayError::Internal("the topic object answered 101 without a socket".into()));
-        }
-        let text = resp.text().await.unwrap_or_default();
-        Err(decode_error(resp.status_code(), &text, cfg.max_body_bytes))
+        attach_call(env, cfg, a)
+            .await?
+            .websocket()
+            .ok_or_else(|| GatewayError::Internal("the topic object answered 101 without a socket".into()))
     });
     let mut sockets = Vec::new();
     let mut failure = None;
@@ -134,6 +132,26 @@ pub async fn join(env: &Env, cfg: &Config, attaches: &[Attach]) -> Result<Vec<We
             Err(e)
         }
     }
+}
+
+/// Attaches `a` at the topic's object, or at the shard it sends the subscriber to (a hot topic,
+/// [`sse_core::protocol::shards`]): the `101` answer with the socket, or the error.
+pub async fn attach_call(env: &Env, cfg: &Config, a: &Attach) -> Result<Response, GatewayError> {
+    let mut a = a.clone();
+    // The home names a shard; a shard always accepts (or refuses): two calls at most.
+    for _ in 0..2 {
+        let mut resp =
+            stubs::attach_stub(env, &a.topic, a.shard)?.fetch_with_request(upgrade_request(&a)?).await.map_err(http::internal)?;
+        if resp.status_code() == 101 {
+            return Ok(resp);
+        }
+        let text = resp.text().await.unwrap_or_default();
+        match (resp.status_code(), ObjectAnswer::decode(&text)) {
+            (200, Ok(ObjectAnswer::Shard(i))) if a.shard == 0 && i > 0 => a.shard = i,
+            (status, _) => return Err(decode_error(status, &text, cfg.max_body_bytes)),
+        }
+    }
+    Err(GatewayError::Internal("a topic shard sent the subscriber on again".into()))
 }
 
 /// The internal request that attaches `a` over a WebSocket.

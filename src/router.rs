@@ -82,6 +82,7 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
                 node: node(&req),
                 hello: false,
                 last_event_id: None,
+                shard: 0,
             };
             let sockets = holder::join(&env, &cfg, std::slice::from_ref(&attach)).await?;
             // A tail is not in the registry: nothing to tell it (`topics` empty).
@@ -183,6 +184,7 @@ fn attach(topic: &str, id: &str, sub: &Subscribe, format: Format, node: &str, he
         node: node.to_string(),
         hello,
         last_event_id: sub.last_event_id.clone(),
+        shard: 0,
     }
 }
 
@@ -226,12 +228,7 @@ async fn subscribe_ws(req: Request, env: &Env, cfg: &Config, query: &Query) -> R
     if let [one] = attaches.as_slice() {
         if Holder::of(one) == Holder::Client {
             // One topic: the object accepts the client's socket itself and sends the opening.
-            let mut resp = topic_stub(env, &one.topic)?.fetch_with_request(holder::upgrade_request(one)?).await.map_err(http::internal)?;
-            if resp.status_code() == 101 {
-                return Ok(resp);
-            }
-            let text = resp.text().await.unwrap_or_default();
-            return Err(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
+            return holder::attach_call(env, cfg, one).await;
         }
     }
     let attaches: Vec<Attach> = attaches.into_iter().map(|a| Attach { hello: false, ..a }).collect();

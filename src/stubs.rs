@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
+use sse_core::protocol::shards;
 use sse_core::registry::{self, RegistryUpdate};
 use sse_core::GatewayError;
 use worker::{Env, Method, Request, RequestInit, Stub};
@@ -13,6 +14,20 @@ use crate::http;
 /// The object of `topic`.
 pub fn topic_stub(env: &Env, topic: &str) -> Result<Stub, GatewayError> {
     env.durable_object("TOPIC").and_then(|ns| ns.get_by_name(topic)).map_err(http::internal)
+}
+
+/// Shard `index` (≥ 1) of `topic`'s object ([`sse_core::protocol::shards`]).
+pub fn topic_shard_stub(env: &Env, topic: &str, index: u32) -> Result<Stub, GatewayError> {
+    env.durable_object("TOPIC").and_then(|ns| ns.get_by_name(&shards::object_name(topic, index))).map_err(http::internal)
+}
+
+/// The object an attach goes to: the topic's own, or the shard it names.
+pub fn attach_stub(env: &Env, topic: &str, shard: u32) -> Result<Stub, GatewayError> {
+    if shard == 0 {
+        topic_stub(env, topic)
+    } else {
+        topic_shard_stub(env, topic, shard)
+    }
 }
 
 /// Registry shard `index` of `shards`.

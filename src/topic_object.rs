@@ -19,12 +19,17 @@
 //! its attachment happen with no publish in between: no gap, no duplicate.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
+
+use futures_util::future::join_all;
 
 use serde_json::json;
 use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
+use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::conn::{Removals, Resumer};
+use sse_core::protocol::shards::{ShardReport, ShardSet};
 use sse_core::protocol::{drop_rule, Attach, Close, Deliver, ObjectAnswer, ProbeRequest, SocketAttachment, TopicResult};
 use sse_core::registry::{ConnSummary, RegistryUpdate};
 use sse_core::replay::{Retained, Window};
@@ -34,7 +39,8 @@ use sse_core::{Config, GatewayError};
 use worker::durable::WebSocketIncomingMessage;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State, Storage, WebSocket, WebSocketPair,
+    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorageValue, State, Storage, Stub, WebSocket,
+    WebSocketPair,
 };
 
 use crate::body;
@@ -75,6 +81,13 @@ pub struct TopicObject {
     pending: Rc<RefCell<Vec<RegistryUpdate>>>,
     /// This start's wake (number, time), until it has been reported.
     woke: Cell<Option<(u64, u64)>>,
+    /// Which of the topic's objects this is: 0 = the topic's own (its home), `i` = shard `i`
+    /// (learned from the attach, or from the sockets' attachments after a wake).
+    shard: Cell<u32>,
+    /// The home's shards (loaded from storage on first use).
+    shards: RefCell<Option<ShardSet>>,
+    /// The home's stubs of its shards, kept so that forwards to one shard stay in order.
+    shard_stubs: RefCell<BTreeMap<u32, Rc<Stub>>>,
 }
 
 impl DurableObject for TopicObject {
@@ -96,6 +109,9 @@ impl DurableObject for TopicObject {
             alarm_set: Cell::new(false),
             pending: Rc::default(),
             woke: Cell::new(woke),
+            shard: Cell::new(0),
+            shards: RefCell::new(None),
+            shard_stubs: RefCell::new(BTreeMap::new()),
         }
     }
 
@@ -174,9 +190,14 @@ impl TopicObject {
         match (req.method(), url.path()) {
             (Method::Get, Attach::PATH) => self.attach(&Attach::decode(&query, cfg.max_topics)?, cfg),
             (Method::Post, "/publish") => self.publish(req, cfg).await,
+            (Method::Get, ShardReport::PATH) => {
+                let r = ShardReport::decode(&query)?;
+                self.with_shards(|set| set.report(r)).map_err(http::internal)?;
+                Ok(http::json(200, "{}".into()))
+            }
             (Method::Get, ProbeRequest::PATH) => {
                 let probe = ProbeRequest::decode(&query)?;
-                let live = drop_rule::takes(self.is_live(), cfg.retention.window(&probe.topic).is_some());
+                let live = drop_rule::takes(self.is_live() || self.shards_live(), cfg.retention.window(&probe.topic).is_some());
                 if !live {
                     self.dropped(&probe.id);
                     self.count(cfg, |c| c.published(TopicResult::Dropped)).await;
@@ -201,9 +222,125 @@ impl TopicObject {
                 continue;
             };
             let state = slot.get_or_insert_with(|| TopicState::new(a.topic.clone(), cfg.max_connections_per_topic));
+            self.shard.set(a.shard);
             // Accepted before: the connection limit was checked then.
             let _ = state.attach(a.conn, SocketSink(ws));
         }
+    }
+
+    fn subscribers(&self) -> usize {
+        self.topic.borrow().as_ref().map_or(0, |t| t.subscriber_count())
+    }
+
+    /// Runs `f` on the home's shard set, then keeps it in storage.
+    fn with_shards<R>(&self, f: impl FnOnce(&mut ShardSet) -> R) -> Result<R> {
+        let sql = self.state.storage().sql();
+        let mut slot = self.shards.borrow_mut();
+        if slot.is_none() {
+            sql.exec("CREATE TABLE IF NOT EXISTS shard_set (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)?;
+            #[derive(serde::Deserialize)]
+            struct Row {
+                v: String,
+            }
+            let rows: Vec<Row> = sql.exec("SELECT v FROM shard_set WHERE k = 'set'", None)?.to_array()?;
+            *slot = Some(rows.first().and_then(|r| serde_json::from_str(&r.v).ok()).unwrap_or_default());
+        }
+        let set = slot.as_mut().expect("loaded above");
+        let before = set.clone();
+        let out = f(set);
+        if *set != before {
+            sql.exec(
+                "INSERT OR REPLACE INTO shard_set (k, v) VALUES ('set', ?)",
+                vec![serde_json::to_string(set).unwrap_or_default().into()],
+            )?;
+        }
+        Ok(out)
+    }
+
+    /// Whether a publish must reach the home's shards (always false on a shard).
+    fn shards_live(&self) -> bool {
+        self.shard.get() == 0 && self.with_shards(|s| s.any_live()).unwrap_or(false)
+    }
+
+    /// Tells the home how full this shard is, when an attach or detach changed it.
+    fn report_fill(&self, topic: &str, before: usize, cfg: &Config) {
+        let index = self.shard.get();
+        if index == 0 {
+            return;
+        }
+        let accepted = self.count_accepted(0);
+        let Some(r) = ShardReport::of_change(index, before, self.subscribers(), cfg.topic_shard_size, accepted) else { return };
+        let (env, topic) = (self.env.clone(), topic.to_string());
+        wasm_bindgen_futures::spawn_local(async move {
+            let sent =
+                async { stubs::topic_stub(&env, &topic)?.fetch_with_str(&stubs::internal_url(&r.encode())).await.map_err(http::internal) };
+            if let Err(e) = sent.await {
+                http::log(&json!({"level": "warn", "msg": "shard report failed", "topic": topic, "error": e.to_string()}).to_string());
+            }
+        });
+    }
+
+    /// Adds `n` to the connections this shard has accepted (kept in storage); returns the total.
+    fn count_accepted(&self, n: u64) -> u64 {
+        let sql = self.state.storage().sql();
+        let run = || -> Result<u64> {
+            if n > 0 {
+                sql.exec(
+                    "INSERT INTO object_meta (k, v) VALUES ('accepted', ?) ON CONFLICT (k) DO UPDATE SET v = v + excluded.v",
+                    vec![SqlStorageValue::from(n as i64)],
+                )?;
+            }
+            #[derive(serde::Deserialize)]
+            struct V {
+                v: i64,
+            }
+            Ok(sql.exec("SELECT v FROM object_meta WHERE k = 'accepted'", None)?.to_array::<V>()?.first().map_or(0, |r| r.v.max(0) as u64))
+        };
+        run().unwrap_or(0)
+    }
+
+    /// Forwards an event the home took to every shard that may hold subscribers, in parallel
+    /// (each through the same stub as the previous events: in order); their deliveries added.
+    async fn forward_to_shards(&self, ev: &Event, cfg: &Config) -> std::result::Result<usize, GatewayError> {
+        let live: Vec<u32> =
+            if self.shard.get() == 0 { self.with_shards(|s| s.live().collect()).map_err(http::internal)? } else { Vec::new() };
+        let msg = Deliver::of(ev, None);
+        let mut targets = Vec::with_capacity(live.len());
+        for i in live {
+            let cached = self.shard_stubs.borrow().get(&i).cloned();
+            let stub = match cached {
+                Some(stub) => stub,
+                None => {
+                    let stub = Rc::new(stubs::topic_shard_stub(&self.env, &ev.topic, i)?);
+                    self.shard_stubs.borrow_mut().insert(i, stub.clone());
+                    stub
+                }
+            };
+            targets.push(stub);
+        }
+        let calls = targets.into_iter().map(|stub| {
+            let (msg, data) = (&msg, ev.data.clone());
+            async move {
+                let headers = worker::Headers::new();
+                for (k, v) in msg.headers() {
+                    let _ = headers.set(k, &v);
+                }
+                let mut init = RequestInit::new();
+                init.with_method(Method::Post).with_headers(headers).with_body(Some(data.into()));
+                let req = Request::new_with_init(&stubs::internal_url(Deliver::PATH), &init).map_err(http::internal)?;
+                let mut resp = stub.fetch_with_request(req).await.map_err(http::internal)?;
+                let text = resp.text().await.map_err(http::internal)?;
+                if resp.status_code() != 200 {
+                    return Err(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
+                }
+                Ok(ObjectAnswer::decode(&text)?.result().delivered())
+            }
+        });
+        let mut total = 0;
+        for r in join_all(calls).await {
+            total += r?;
+        }
+        Ok(total)
     }
 
     fn topic_name(&self) -> Option<String> {
@@ -224,6 +361,25 @@ impl TopicObject {
     /// Accepts the connection's socket: the opening block (when this object sends it) and the
     /// replay go on it first, in this same event, before any publish can.
     fn attach(&self, a: &Attach, cfg: &Config) -> std::result::Result<Response, GatewayError> {
+        let resuming = a.last_event_id.is_some() && cfg.retention.window(&a.topic).is_some();
+        if a.shard == 0 && a.format != Format::Tail && !resuming {
+            // The home full: the subscriber goes to a shard (resumes and tails stay here).
+            let home = self.subscribers();
+            let (placed, grew) = self
+                .with_shards(|s| {
+                    let before = s.len();
+                    (s.place(home, cfg.topic_shard_size), (s.len() != before).then_some(s.len()))
+                })
+                .map_err(http::internal)?;
+            if let Some(i) = placed {
+                if let Some(shards) = grew {
+                    self.report(vec![RegistryUpdate::Shards { topic: a.topic.clone(), shards }]);
+                }
+                return Ok(answer(ObjectAnswer::Shard(i)));
+            }
+        }
+        self.shard.set(a.shard);
+        let before = self.subscribers();
         let att = SocketAttachment::of(a, http::now_ms());
         let replay = match (&a.last_event_id, cfg.retention.window(&a.topic)) {
             (Some(last), Some(window)) if a.format != Format::Tail => {
@@ -261,6 +417,10 @@ impl TopicObject {
             // With every topic of the connection: the registry shard of the first one lists it.
             let conn = ConnSummary { topics: a.topics.clone(), ..att.conn.summary(0) };
             self.report(vec![RegistryUpdate::Attach { topic: a.topic.clone(), conn }]);
+            if a.shard > 0 {
+                self.count_accepted(1);
+                self.report_fill(&a.topic, before, cfg);
+            }
         }
         Response::from_websocket(pair.client).map_err(http::internal)
     }
@@ -285,7 +445,7 @@ impl TopicObject {
             return Err(GatewayError::InvalidRequest("one topic per object".into()));
         };
         let window = cfg.retention.window(topic);
-        if !drop_rule::takes(self.is_live(), window.is_some()) {
+        if !drop_rule::takes(self.is_live() || self.shards_live(), window.is_some()) {
             // The drop path: the body is never read.
             self.dropped(&p.id);
             self.count(cfg, |c| c.published(TopicResult::Dropped)).await;
@@ -302,7 +462,8 @@ impl TopicObject {
         let h = req.headers().clone();
         let msg = Deliver::decode(|name| header(&h, name), http::now_ms())?;
         let data = body::read_text(&mut req, cfg.max_body_bytes).await?;
-        let window = cfg.retention.window(&msg.topic);
+        // A shard delivers live only: the home keeps the retained events.
+        let window = if self.shard.get() == 0 { cfg.retention.window(&msg.topic) } else { None };
         let ev = msg.into_event(data);
         self.retain(&ev, window)?;
         Ok(self.fan_out(ev, window.is_some(), cfg).await)
@@ -314,7 +475,7 @@ impl TopicObject {
             Some(state) => state.publish(&ev),
             None => Outcome::Dropped,
         };
-        let count = match outcome {
+        let mut count = match outcome {
             Outcome::Delivered { count, removed } => {
                 self.removed(&ev.topic, &removed);
                 self.forget_if_empty();
@@ -322,8 +483,20 @@ impl TopicObject {
             }
             Outcome::Dropped => None,
         };
+        if self.shards_live() {
+            match self.forward_to_shards(&ev, cfg).await {
+                Ok(n) => count = Some(count.unwrap_or(0) + n),
+                Err(e) => http::log(
+                    &json!({"level": "error", "msg": "forward to topic shards failed", "topic": ev.topic, "error": e.to_string()})
+                        .to_string(),
+                ),
+            }
+        }
         let result = TopicResult::of_delivery(count, retained);
-        self.count(cfg, |c| c.published(result)).await;
+        // Counted once, by the home (a shard's deliveries are in the home's answer).
+        if self.shard.get() == 0 {
+            self.count(cfg, |c| c.published(result)).await;
+        }
         answer(ObjectAnswer::Done(result))
     }
 
@@ -397,6 +570,10 @@ impl TopicObject {
                 }
             }
         }
+        if let Ok(cfg) = self.config() {
+            let before = self.subscribers() + removed.len();
+            self.report_fill(topic, before, &cfg);
+        }
         let removals = Removals::of(topic, removed);
         let mut c = self.counts.get();
         c.evictions += removals.evicted;
@@ -435,7 +612,7 @@ impl TopicObject {
     /// time). A report that fails is kept and sent again by the alarm.
     fn report(&self, mut updates: Vec<RegistryUpdate>) {
         let Some(topic) = updates.first().map(|u| u.topic().to_string()) else { return };
-        if let Some((wakes, at)) = self.woke.take() {
+        if let Some((wakes, at)) = self.woke.take().filter(|_| self.shard.get() == 0) {
             updates.push(RegistryUpdate::Woke { topic, wakes, at });
         }
         let env = self.env.clone();

@@ -92,7 +92,15 @@ pub const REGISTRY_SHARDS: Setting = Setting {
     help: "registry objects the admin listings are spread over, by topic (Cloudflare)",
 };
 
-pub const SETTINGS: [&Setting; 9] = [
+pub const TOPIC_SHARD_SIZE: Setting = Setting {
+    key: "TOPIC_SHARD_SIZE",
+    default: 10_000,
+    min: 1,
+    max: 32_768,
+    help: "subscribers one topic object holds before new ones go to the topic's shard objects (Cloudflare)",
+};
+
+pub const SETTINGS: [&Setting; 10] = [
     &HEARTBEAT_INTERVAL_MS,
     &RETRY_MS,
     &MAX_BODY_BYTES,
@@ -102,6 +110,7 @@ pub const SETTINGS: [&Setting; 9] = [
     &PUBLISH_RATE_PER_KEY,
     &PUBLISH_BURST_PER_KEY,
     &REGISTRY_SHARDS,
+    &TOPIC_SHARD_SIZE,
 ];
 
 /// The validated configuration.
@@ -122,6 +131,8 @@ pub struct Config {
     pub retention: Retention,
     /// Registry objects (Cloudflare), each holding the topics [`crate::registry::shard_of`] gives it.
     pub registry_shards: usize,
+    /// Subscribers one topic object holds before it sends new ones to shard objects (Cloudflare).
+    pub topic_shard_size: usize,
 }
 
 impl Default for Config {
@@ -146,6 +157,7 @@ impl Config {
             publish_burst_per_key: num(&PUBLISH_BURST_PER_KEY)?,
             retention: Retention::parse(&lookup("RETENTION").unwrap_or_default()).map_err(ConfigError::Retention)?,
             registry_shards: num(&REGISTRY_SHARDS)? as usize,
+            topic_shard_size: num(&TOPIC_SHARD_SIZE)? as usize,
         })
     }
 

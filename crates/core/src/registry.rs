@@ -71,6 +71,11 @@ pub enum RegistryUpdate {
         wakes: u64,
         at: u64,
     },
+    /// The owner of `topic` spreads its subscribers over this many shard objects (Cloudflare).
+    Shards {
+        topic: String,
+        shards: u32,
+    },
 }
 
 impl RegistryUpdate {
@@ -81,7 +86,8 @@ impl RegistryUpdate {
             | RegistryUpdate::Detach { topic, .. }
             | RegistryUpdate::Snapshot { topic, .. }
             | RegistryUpdate::Counts { topic, .. }
-            | RegistryUpdate::Woke { topic, .. } => topic,
+            | RegistryUpdate::Woke { topic, .. }
+            | RegistryUpdate::Shards { topic, .. } => topic,
         }
     }
 }
@@ -104,6 +110,9 @@ pub struct TopicMeta {
     pub wakes: Option<u64>,
     /// When it last woke (ms since the Unix epoch).
     pub last_woke_at: Option<u64>,
+    /// Shard objects the topic's subscribers are spread over besides its own (Cloudflare).
+    #[serde(default)]
+    pub shards: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,12 +196,22 @@ pub struct TopicView {
     /// When the topic's object last woke, RFC 3339 (Cloudflare only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_woke_at: Option<String>,
+    /// Shard objects besides the topic's own that hold its subscribers (Cloudflare, hot topics).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<u32>,
 }
 
 impl TopicView {
     /// `mode` is `unicast` for one connection, `multicast` for several.
     pub fn new(topic: String, connections: usize) -> Self {
-        Self { topic, connections, mode: if connections == 1 { "unicast" } else { "multicast" }, wakes: None, last_woke_at: None }
+        Self {
+            topic,
+            connections,
+            mode: if connections == 1 { "unicast" } else { "multicast" },
+            wakes: None,
+            last_woke_at: None,
+            shards: None,
+        }
     }
 
     /// The view with what the registry knows of the topic's wakes.
@@ -200,6 +219,7 @@ impl TopicView {
         if let Some(m) = meta {
             self.wakes = m.wakes;
             self.last_woke_at = m.last_woke_at.map(rfc3339);
+            self.shards = m.shards.filter(|&n| n > 0);
         }
         self
     }
@@ -299,6 +319,11 @@ impl Registry {
                 self.counts.add(&counts);
                 if let Some(m) = self.meta.get_mut(&topic) {
                     m.events = m.events.saturating_add(counts.publishes.saturating_sub(counts.drops));
+                }
+            }
+            RegistryUpdate::Shards { topic, shards } => {
+                if let Some(m) = self.meta.get_mut(&topic) {
+                    m.shards = Some(shards);
                 }
             }
             RegistryUpdate::Woke { topic, wakes, at } => {

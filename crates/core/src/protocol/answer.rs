@@ -13,6 +13,9 @@ pub enum ObjectAnswer {
     Live(bool),
     /// To a publish or deliver: what the owner did with the event.
     Done(TopicResult),
+    /// To an attach: this topic's object is full; attach to its shard `i`
+    /// ([`crate::protocol::shards`]).
+    Shard(u32),
 }
 
 impl ObjectAnswer {
@@ -22,6 +25,7 @@ impl ObjectAnswer {
             ObjectAnswer::Done(TopicResult::Dropped) => json!({"dropped": true}),
             ObjectAnswer::Done(TopicResult::Delivered(n)) => json!({"delivered": n}),
             ObjectAnswer::Done(TopicResult::Retained(n)) => json!({"delivered": n, "retained": true}),
+            ObjectAnswer::Shard(i) => json!({"shard": i}),
         }
         .to_string()
     }
@@ -31,6 +35,9 @@ impl ObjectAnswer {
         let v: Value = serde_json::from_str(body).map_err(|e| GatewayError::Internal(format!("topic owner answer: {e}")))?;
         if let Some(live) = v["live"].as_bool() {
             return Ok(ObjectAnswer::Live(live));
+        }
+        if let Some(i) = v["shard"].as_u64().and_then(|i| u32::try_from(i).ok()) {
+            return Ok(ObjectAnswer::Shard(i));
         }
         let delivered = v["delivered"].as_u64().map(|n| n as usize);
         if v["retained"].as_bool() == Some(true) {
@@ -49,6 +56,7 @@ impl ObjectAnswer {
             ObjectAnswer::Live(true) => TopicResult::Delivered(0),
             ObjectAnswer::Live(false) => TopicResult::Dropped,
             ObjectAnswer::Done(r) => *r,
+            ObjectAnswer::Shard(_) => TopicResult::Delivered(0),
         }
     }
 }
@@ -82,6 +90,7 @@ mod tests {
             ObjectAnswer::Done(TopicResult::Delivered(12)),
             ObjectAnswer::Done(TopicResult::Retained(0)),
             ObjectAnswer::Done(TopicResult::Retained(3)),
+            ObjectAnswer::Shard(2),
         ] {
             assert_eq!(ObjectAnswer::decode(&a.encode()).unwrap(), a);
         }

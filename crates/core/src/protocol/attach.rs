@@ -24,6 +24,9 @@ pub struct Attach {
     pub hello: bool,
     /// Resume after this event id (`Last-Event-ID`).
     pub last_event_id: Option<String>,
+    /// Which of the topic's objects: 0 = the topic's own, `i` = its shard `i`
+    /// ([`crate::protocol::shards`]).
+    pub shard: u32,
 }
 
 impl Attach {
@@ -45,6 +48,9 @@ impl Attach {
         if let Some(last) = &self.last_event_id {
             out.push_str("&last_event_id=");
             out.push_str(&escape(last));
+        }
+        if self.shard > 0 {
+            out.push_str(&format!("&shard={}", self.shard));
         }
         out
     }
@@ -71,6 +77,10 @@ impl Attach {
             node: q.get("node").unwrap_or("local").to_string(),
             hello: q.get("hello") == Some("1"),
             last_event_id,
+            shard: match q.get("shard") {
+                None => 0,
+                Some(v) => v.parse::<u32>().map_err(|_| invalid("shard"))?,
+            },
         })
     }
 
@@ -122,6 +132,7 @@ mod tests {
             node: "local node/é".into(),
             hello: false,
             last_event_id: Some("e:9".into()),
+            shard: 0,
         }
     }
 
@@ -141,6 +152,8 @@ mod tests {
         for f in Format::ALL {
             assert_eq!(round_trip(&Attach { format: f, ..attach() }).unwrap().format, f);
         }
+        let sharded = Attach { shard: 3, ..attach() };
+        assert_eq!(round_trip(&sharded).unwrap(), sharded);
     }
 
     #[test]
@@ -154,6 +167,7 @@ mod tests {
         assert_eq!(bad("topic=a&id=c&topics=a&transport=sse&format=xml"), 400);
         assert_eq!(bad("topic=a&id=c&topics=a&transport=sse&format=sse&last_event_id=a%0Db"), 400);
         assert_eq!(bad("topic=a&id=c&topics=a,,b&transport=sse&format=sse"), 400);
+        assert_eq!(bad("topic=a&id=c&topics=a&transport=sse&format=sse&shard=x"), 400);
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! - [`attach`], [`probe`], [`deliver`], [`answer`]: the internal messages, each a type whose
 //!   encode and decode sit side by side (as mini-redis keeps a command's parse and encode).
 //! - [`conn`]: connection summaries, eviction outcomes and replay resume, transport-aware.
+//! - [`shards`]: a hot topic spread over several objects: where a subscriber goes, which
+//!   shards a publish reaches, and the shards' reports to the topic's own object.
 //! - [`socket`]: the WebSockets a hibernating topic object holds: who holds each client's
 //!   stream, the attachment it rebuilds its connections from, and the close codes.
 
@@ -18,6 +20,7 @@ pub mod deliver;
 pub mod drop_rule;
 pub mod plan;
 pub mod probe;
+pub mod shards;
 pub mod socket;
 
 pub use answer::ObjectAnswer;

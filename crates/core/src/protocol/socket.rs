@@ -54,6 +54,9 @@ pub struct SocketAttachment {
     pub topic: String,
     pub conn: ConnInfo,
     pub holder: Holder,
+    /// Which of the topic's objects holds it (0: the topic's own; see [`crate::protocol::shards`]).
+    #[serde(default)]
+    pub shard: u32,
 }
 
 /// Cloudflare's limit on one socket's serialised attachment.
@@ -62,7 +65,7 @@ pub const MAX_ATTACHMENT_BYTES: usize = 2048;
 impl SocketAttachment {
     /// The attachment of the connection `a`, connected at `now`.
     pub fn of(a: &Attach, now: u64) -> SocketAttachment {
-        SocketAttachment { topic: a.topic.clone(), conn: a.conn_info(now), holder: Holder::of(a) }
+        SocketAttachment { topic: a.topic.clone(), conn: a.conn_info(now), holder: Holder::of(a), shard: a.shard }
     }
 
     /// The attachment as stored with the socket. The connection's topic list is what makes it
@@ -138,6 +141,7 @@ mod tests {
             node: "local".into(),
             hello: false,
             last_event_id: None,
+            shard: 0,
         }
     }
 
