@@ -226,6 +226,8 @@ step_e2e() {
   # The limits, on a wrangler dev started with them configured (tests/e2e/limits_conn_rate).
   timeout --kill-after=15 600 node tests/e2e/run.mjs --files limits_conn_rate --label wrangler-dev-limits \
     --var PUBLISH_RATE_PER_KEY:5 --var PUBLISH_BURST_PER_KEY:5 --var MAX_CONNECTIONS_PER_TOPIC:5 || rc=1
+  # A subscriber that stops reading, on a wrangler dev with a small queue (tests/e2e/slow_consumer).
+  timeout --kill-after=15 600 node tests/e2e/run.mjs --files slow_consumer --label wrangler-dev-slow --var QUEUE_CAPACITY:16 || rc=1
   # Retention and resume, on a wrangler dev started with RETENTION (tests/e2e/replay; resume
   # after an eviction in tests/e2e/hibernation).
   timeout --kill-after=15 600 node tests/e2e/run.mjs --files replay,hibernation --label wrangler-dev-replay \

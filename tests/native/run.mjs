@@ -176,6 +176,8 @@ async function partE2e() {
       id: 'limits', logName: 'native-limits-node.log', env: LIMITS, label: 'native-limits',
       extra: ['--files', 'limits_conn_rate', ...Object.entries(LIMITS).flatMap(([k, v]) => ['--var', `${k}:${v}`])],
     })) && ok;
+    // A subscriber that stops reading (tests/e2e/slow_consumer.test.mjs), on a node with a small queue.
+    ok = (await singleNode(runs, { id: 'slow', logName: 'native-slow-node.log', env: { QUEUE_CAPACITY: '16' }, label: 'native-slow', extra: ['--files', 'slow_consumer', '--var', 'QUEUE_CAPACITY:16'] })) && ok;
     // Retention and resume (tests/e2e/replay.test.mjs) on a node started with RETENTION.
     ok = (await singleNode(runs, { id: 'replay', logName: 'native-replay-node.log', env: { RETENTION }, label: 'native-replay', extra: ['--files', 'replay', '--var', `RETENTION:${RETENTION}`] })) && ok;
   }
