@@ -94,7 +94,7 @@ pub const REGISTRY_SHARDS: Setting = Setting {
 
 pub const TOPIC_SHARD_SIZE: Setting = Setting {
     key: "TOPIC_SHARD_SIZE",
-    default: 10_000,
+    default: 5_000,
     min: 1,
     max: 32_768,
     help: "subscribers one topic object holds before new ones go to the topic's shard objects (Cloudflare)",
