@@ -79,6 +79,11 @@ pub struct TopicObject {
     alarm_set: Cell<bool>,
     /// Registry updates whose report failed: sent again by the alarm.
     pending: Rc<RefCell<Vec<RegistryUpdate>>>,
+    /// When this start of the object began.
+    started: u64,
+    /// Whether this start was counted as a wake (only an object with connections counts one: the
+    /// drop path writes nothing).
+    wake_counted: Cell<bool>,
     /// This start's wake (number, time), until it has been reported.
     woke: Cell<Option<(u64, u64)>>,
     /// Which of the topic's objects this is: 0 = the topic's own (its home), `i` = shard `i`
@@ -96,9 +101,9 @@ impl DurableObject for TopicObject {
         if let Ok(pair) = WebSocketRequestResponsePair::new("ping", "pong") {
             state.set_websocket_auto_response(&pair);
         }
-        let now = http::now_ms();
-        let woke = count_wake(&state, now).ok().map(|n| (n, now));
         Self {
+            started: http::now_ms(),
+            wake_counted: Cell::new(false),
             state,
             env,
             cfg: RefCell::new(None),
@@ -108,7 +113,7 @@ impl DurableObject for TopicObject {
             counts: Cell::new(Counts::default()),
             alarm_set: Cell::new(false),
             pending: Rc::default(),
-            woke: Cell::new(woke),
+            woke: Cell::new(None),
             shard: Cell::new(0),
             shards: RefCell::new(None),
             shard_stubs: RefCell::new(BTreeMap::new()),
@@ -155,7 +160,7 @@ impl DurableObject for TopicObject {
     }
 }
 
-/// Counts this start of the object in its storage; returns how many starts there have been.
+/// Counts a start of the object in its storage; returns how many there have been.
 fn count_wake(state: &State, now: u64) -> Result<u64> {
     let sql = state.storage().sql();
     sql.exec("CREATE TABLE IF NOT EXISTS object_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", None)?;
@@ -225,6 +230,18 @@ impl TopicObject {
             self.shard.set(a.shard);
             // Accepted before: the connection limit was checked then.
             let _ = state.attach(a.conn, SocketSink(ws));
+        }
+        if slot.is_some() {
+            self.note_wake();
+        }
+    }
+
+    /// Counts this start as a wake, once, when it has connections (kept in storage).
+    fn note_wake(&self) {
+        if !self.wake_counted.replace(true) {
+            if let Ok(n) = count_wake(&self.state, self.started) {
+                self.woke.set(Some((n, self.started)));
+            }
         }
     }
 
@@ -413,6 +430,7 @@ impl TopicObject {
             let _ = server.close(Some(Close::Failed.code()), Some(Close::Failed.reason()));
             return Err(http::internal(e));
         }
+        self.note_wake();
         if a.format != Format::Tail {
             // With every topic of the connection: the registry shard of the first one lists it.
             let conn = ConnSummary { topics: a.topics.clone(), ..att.conn.summary(0) };
