@@ -16,5 +16,9 @@ bash "$here/setup.sh"
 cd "$SSE_ROOT"
 
 port="${PORT:-8787}"
+# The registry keeps its listings in Durable Object storage, but no connection outlives a
+# restart of wrangler dev, and the topic objects that held them cannot report them gone: start
+# with an empty registry (retained events and everything else in .wrangler/state are kept).
+rm -rf .wrangler/state/v3/do/sse-gateway-RegistryObject
 echo "dev: wrangler dev on http://127.0.0.1:$port (dev API key in .dev.vars; Ctrl-C to stop)"
 exec wrangler dev --ip 127.0.0.1 --port "$port" "$@"

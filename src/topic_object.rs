@@ -29,7 +29,7 @@ use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
 use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::conn::{Removals, Resumer};
-use sse_core::protocol::shards::{ShardReport, ShardSet};
+use sse_core::protocol::shards::{Fill, ShardReport, ShardSet};
 use sse_core::protocol::{drop_rule, Attach, Close, Deliver, ObjectAnswer, ProbeRequest, SocketAttachment, TopicResult};
 use sse_core::registry::{ConnSummary, RegistryUpdate};
 use sse_core::replay::{Retained, Window};
@@ -209,7 +209,14 @@ impl TopicObject {
                 }
                 Ok(answer(ObjectAnswer::Live(live)))
             }
-            (Method::Post, Deliver::PATH) => self.deliver(req, cfg).await,
+            (Method::Post, Deliver::PATH) => {
+                // From the topic's own object to one of its shards (which may have restarted
+                // without a socket to learn its index from).
+                if let Some(i) = query.get("shard").and_then(|v| v.parse::<u32>().ok()) {
+                    self.shard.set(i);
+                }
+                self.deliver(req, cfg).await
+            }
             _ => Err(GatewayError::NotFound),
         }
     }
@@ -286,7 +293,13 @@ impl TopicObject {
             return;
         }
         let accepted = self.count_accepted(0);
-        let Some(r) = ShardReport::of_change(index, before, self.subscribers(), cfg.topic_shard_size, accepted) else { return };
+        if let Some(r) = ShardReport::of_change(index, before, self.subscribers(), cfg.topic_shard_size, accepted) {
+            self.send_shard_report(topic, r);
+        }
+    }
+
+    /// Sends a shard's report to the topic's own object, without holding up the caller.
+    fn send_shard_report(&self, topic: &str, r: ShardReport) {
         let (env, topic) = (self.env.clone(), topic.to_string());
         wasm_bindgen_futures::spawn_local(async move {
             let sent =
@@ -333,9 +346,9 @@ impl TopicObject {
                     stub
                 }
             };
-            targets.push(stub);
+            targets.push((i, stub));
         }
-        let calls = targets.into_iter().map(|stub| {
+        let calls = targets.into_iter().map(|(i, stub)| {
             let (msg, data) = (&msg, ev.data.clone());
             async move {
                 let headers = worker::Headers::new();
@@ -344,7 +357,8 @@ impl TopicObject {
                 }
                 let mut init = RequestInit::new();
                 init.with_method(Method::Post).with_headers(headers).with_body(Some(data.into()));
-                let req = Request::new_with_init(&stubs::internal_url(Deliver::PATH), &init).map_err(http::internal)?;
+                let req =
+                    Request::new_with_init(&stubs::internal_url(&format!("{}?shard={i}", Deliver::PATH)), &init).map_err(http::internal)?;
                 let mut resp = stub.fetch_with_request(req).await.map_err(http::internal)?;
                 let text = resp.text().await.map_err(http::internal)?;
                 if resp.status_code() != 200 {
@@ -499,7 +513,15 @@ impl TopicObject {
                 self.forget_if_empty();
                 Some(count)
             }
-            Outcome::Dropped => None,
+            Outcome::Dropped => {
+                // A shard with nobody (e.g. after a restart that dropped its sockets) says so,
+                // so that the topic's own object stops forwarding to it.
+                let index = self.shard.get();
+                if index > 0 {
+                    self.send_shard_report(&ev.topic, ShardReport { index, fill: Fill::Empty, accepted: self.count_accepted(0), held: 0 });
+                }
+                None
+            }
         };
         if self.shards_live() {
             match self.forward_to_shards(&ev, cfg).await {
