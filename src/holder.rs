@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_channel::oneshot;
 use futures_util::future::join_all;
 use futures_util::stream::{self, StreamExt};
-use js_sys::{Object, Reflect, Uint8Array};
+use js_sys::{ArrayBuffer, Object, Reflect, Uint8Array};
 use sse_core::frame;
 use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::{Attach, Close, ObjectAnswer};
@@ -79,12 +79,11 @@ impl StreamSink {
     }
 }
 
-impl Sink for StreamSink {
-    type Frame = String;
-
-    fn try_send(&mut self, frame: &String) -> SendResult {
+impl StreamSink {
+    /// Enqueues a chunk as it is (a topic object's binary frame, or a keepalive made once).
+    fn send_chunk(&mut self, chunk: &Uint8Array) -> SendResult {
         // Enqueuing fails once the stream is closed or cancelled (the client went away).
-        if self.0.enqueue(&Uint8Array::from(frame.as_bytes())).is_err() {
+        if self.0.enqueue(chunk).is_err() {
             return SendResult::Closed;
         }
         // More than `capacity` frames unread: too slow.
@@ -93,6 +92,14 @@ impl Sink for StreamSink {
             Some(_) => SendResult::Sent,
             None => SendResult::Closed,
         }
+    }
+}
+
+impl Sink for StreamSink {
+    type Frame = String;
+
+    fn try_send(&mut self, frame: &String) -> SendResult {
+        self.send_chunk(&Uint8Array::from(frame.as_bytes()))
     }
 }
 
@@ -166,6 +173,8 @@ pub fn upgrade_request(a: &Attach) -> Result<Request, GatewayError> {
 /// What happened next on a held connection.
 enum Step {
     Frame(String),
+    /// A frame sent as binary: written to the client's stream without being read.
+    Chunk(Uint8Array),
     /// A topic object closed its socket (it was reset, or evicted the connection).
     UpstreamEnded,
     Keepalive,
@@ -176,7 +185,13 @@ enum Step {
 fn upstream_steps<'a>(events: Vec<worker::EventStream<'a>>) -> stream::LocalBoxStream<'a, Step> {
     let per_socket = events.into_iter().map(|s| {
         s.map(|e| match e {
-            Ok(WebsocketEvent::Message(m)) => m.text().map_or(Step::UpstreamEnded, Step::Frame),
+            Ok(WebsocketEvent::Message(m)) => {
+                let data = m.as_ref().data();
+                match data.dyn_ref::<ArrayBuffer>() {
+                    Some(buf) => Step::Chunk(Uint8Array::new(buf)),
+                    None => m.text().map_or(Step::UpstreamEnded, Step::Frame),
+                }
+            }
             Ok(WebsocketEvent::Close(_)) | Err(_) => Step::UpstreamEnded,
         })
         .chain(stream::once(async { Step::UpstreamEnded }))
@@ -231,11 +246,12 @@ pub fn sse(held: Held, first: String, cfg: &Config) -> Result<Response, GatewayE
             Step::ClientGone
         });
         let mut steps = stream::select(stream::select(upstream_steps(events), ticks.boxed_local()), gone.boxed_local());
-        let keepalive = frame::KEEPALIVE.to_string();
+        let keepalive = Uint8Array::from(frame::KEEPALIVE.as_bytes());
         let end = loop {
             let sent = match steps.next().await {
                 Some(Step::Frame(f)) => sink.try_send(&f),
-                Some(Step::Keepalive) => sink.try_send(&keepalive),
+                Some(Step::Chunk(c)) => sink.send_chunk(&c),
+                Some(Step::Keepalive) => sink.send_chunk(&keepalive),
                 Some(Step::ClientGone) => break Close::Normal,
                 Some(Step::UpstreamEnded) | None => break Close::Failed,
             };
@@ -284,7 +300,8 @@ pub fn websocket(held: Held, first: String) -> Result<Response, GatewayError> {
                 }
                 Some(Step::ClientGone) => break Close::Normal,
                 Some(Step::UpstreamEnded) | None => break Close::Failed,
-                Some(Step::Keepalive) => {}
+                // Internal sockets of a WebSocket connection carry text only.
+                Some(Step::Keepalive | Step::Chunk(_)) => {}
             }
         };
         drop(steps);

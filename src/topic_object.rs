@@ -18,19 +18,20 @@
 //! calls are synchronous, so the snapshot of the table, the frames sent on the new socket and
 //! its attachment happen with no publish in between: no gap, no duplicate.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use futures_util::future::join_all;
 
+use js_sys::{ArrayBuffer, Uint8Array};
 use serde_json::json;
 use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
 use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::conn::{Removals, Resumer};
 use sse_core::protocol::shards::{Fill, ShardReport, ShardSet};
-use sse_core::protocol::{drop_rule, Attach, Close, Deliver, ObjectAnswer, ProbeRequest, SocketAttachment, TopicResult};
+use sse_core::protocol::{drop_rule, Attach, Close, Deliver, Holder, ObjectAnswer, ProbeRequest, SocketAttachment, TopicResult};
 use sse_core::registry::{ConnSummary, RegistryUpdate};
 use sse_core::replay::{Retained, Window};
 use sse_core::request::Query;
@@ -48,17 +49,49 @@ use crate::http::{self, header};
 use crate::router;
 use crate::stubs;
 
-/// A connection's socket: a frame is one WebSocket text message. Sending never waits; a send
+/// A frame for every connection of one format: its text, and the binary copy that internal
+/// sockets get, made once per publish in JS memory and handed to each of them as is (the runtime
+/// sends a buffer without copying it; nothing ever writes to it).
+pub struct SocketFrame {
+    text: String,
+    bytes: OnceCell<ArrayBuffer>,
+}
+
+impl From<String> for SocketFrame {
+    fn from(text: String) -> Self {
+        SocketFrame { text, bytes: OnceCell::new() }
+    }
+}
+
+/// A connection's socket. A frame is one message: binary on an internal socket whose holder
+/// writes it to an SSE stream as is, text on a subscriber's own WebSocket (and on an internal
+/// socket of a multi-topic WebSocket, whose holder relays text). Sending never waits; a send
 /// that fails means the socket is gone.
-pub struct SocketSink(WebSocket);
+pub struct SocketSink {
+    ws: WebSocket,
+    binary: bool,
+}
+
+impl SocketSink {
+    fn new(ws: WebSocket, holder: Holder, format: Format) -> Self {
+        SocketSink { ws, binary: holder == Holder::Worker && format != Format::Ws }
+    }
+}
 
 impl Sink for SocketSink {
-    type Frame = String;
+    type Frame = SocketFrame;
 
-    fn try_send(&mut self, frame: &String) -> SendResult {
-        match self.0.send_with_str(frame) {
-            Ok(()) => SendResult::Sent,
-            Err(_) => SendResult::Closed,
+    fn try_send(&mut self, frame: &SocketFrame) -> SendResult {
+        let sent = if self.binary {
+            let bytes = frame.bytes.get_or_init(|| Uint8Array::from(frame.text.as_bytes()).buffer());
+            self.ws.as_ref().send_with_array_buffer(bytes).is_ok()
+        } else {
+            self.ws.send_with_str(&frame.text).is_ok()
+        };
+        if sent {
+            SendResult::Sent
+        } else {
+            SendResult::Closed
         }
     }
 }
@@ -236,7 +269,8 @@ impl TopicObject {
             let state = slot.get_or_insert_with(|| TopicState::new(a.topic.clone(), cfg.max_connections_per_topic));
             self.shard.set(a.shard);
             // Accepted before: the connection limit was checked then.
-            let _ = state.attach(a.conn, SocketSink(ws));
+            let sink = SocketSink::new(ws, a.holder, a.conn.format);
+            let _ = state.attach(a.conn, sink);
         }
         if slot.is_some() {
             self.note_wake();
@@ -425,7 +459,7 @@ impl TopicObject {
             let mut slot = self.topic.borrow_mut();
             let state = slot.get_or_insert_with(|| TopicState::new(a.topic.clone(), cfg.max_connections_per_topic));
             // Refused (503 at the connection limit) before the socket is accepted.
-            state.attach(att.conn.clone(), SocketSink(server.clone()))?;
+            state.attach(att.conn.clone(), SocketSink::new(server.clone(), att.holder, att.conn.format))?;
         }
         self.state.accept_websocket_with_tags(&server, &[att.holder.tag()]);
         let sent = server.serialize_attachment(att.encode()).and_then(|()| {
