@@ -66,9 +66,12 @@ fuzz: ## Fuzz crates/core (cargo fuzz), each target FUZZ_SECONDS s (default 60);
 soak: ## Soak one native node: churn + publishing for SOAK_MINUTES (default 20); test-results/soak.md
 	@SOAK_MINUTES="$(or $(SOAK_MINUTES),20)" bash scripts/soak.sh
 
-.PHONY: bench bench-quick
-bench: ## Benchmarks: every scenario on native, cluster, wrangler dev and nginx+nchan, plus criterion (~7-8 min); benchmark-results/latest.md
+.PHONY: bench bench-quick bench-cost
+bench: ## Benchmarks: every scenario on native, cluster, wrangler dev and nginx+nchan, plus criterion and the Cloudflare cost scenario (~14-15 min); benchmark-results/latest.md
 	@bash benches/run.sh full
+
+bench-cost: ## Cloudflare bill of an idle-heavy workload under wrangler dev vs the kept baseline (~7 min); benchmark-results/cloudflare-cost.md
+	@bash benches/cost.sh
 
 bench-quick: ## Benchmarks: a short pass over every target (~1 min); benchmark-results/latest.md
 	@bash benches/run.sh quick

@@ -2,7 +2,9 @@
 # The benchmark suite (docs/benchmarks.md):
 #
 #   bash benches/run.sh full     make bench: every scenario on every target, plus the core's
-#                                criterion micro-benchmarks (~7-8 min)
+#                                criterion micro-benchmarks, then the Cloudflare cost scenario
+#                                (benches/cost.sh: 5 minutes of an idle-heavy workload under
+#                                wrangler dev, against the kept baseline) (~14-15 min)
 #   bash benches/run.sh quick    make bench-quick: a short pass over every target (~70 s)
 #   bash benches/run.sh smoke    the make test step: a few seconds against one native node,
 #                                fails unless every event arrived in order and drops dropped
@@ -12,7 +14,9 @@
 #   bash benches/run.sh full --targets wrangler-dev --scenarios fanout-1k-64B
 #   bash benches/run.sh full --targets native,nchan --scenarios fanout-10k-64B
 # and --worker-build DIR runs `wrangler dev` on another Worker build than build/ (a saved
-# baseline, for back-to-back comparisons).
+# baseline, for back-to-back comparisons; --wrangler-toml FILE with that revision's config),
+# --wrangler-port / --inspector-port (or BENCH_WRANGLER_PORT / BENCH_INSPECTOR_PORT) move it off
+# 18787 / 19229. A selection skips the cost scenario; BENCH_COST=0 skips it in a full run.
 # Results: benchmark-results/<timestamp>/*.json and benchmark-results/latest.md (smoke:
 # test-results/logs/loadgen-smoke/, not kept); BENCH_RESULTS=<dir> writes them under <dir>
 # instead, leaving benchmark-results/ alone (for trial runs). Server logs: .run/bench/<timestamp>/.
@@ -69,7 +73,7 @@ if ! bash scripts/build-server.sh >/tmp/sse-bench-build.$$.log 2>&1; then
 fi
 rm -f /tmp/sse-bench-build.$$.log
 cargo build --release -q -p sse-loadgen
-loadgen=target/release/sse-loadgen
+loadgen="${CARGO_TARGET_DIR:-target}/release/sse-loadgen"
 if [ "$profile" != smoke ] && [ ! -f build/worker/shim.mjs ]; then
   echo "bench: build/ is missing: building the Worker for wrangler dev (scripts/build-worker.sh)"
   bash scripts/build-worker.sh
@@ -102,5 +106,18 @@ fi
 rc=0
 "$loadgen" suite --profile "$profile" --stamp "$stamp" --out "$out" --results "$results" \
   --server-cpus "$server_cpus" --client-cpus "$client_cpus" "$@" || rc=$?
+if [ "$profile" = full ] && [ "$selected" = 0 ] && [ "${BENCH_COST:-1}" != 0 ]; then
+  # The Cloudflare bill of an idle-heavy workload, this build against the kept baseline; the
+  # fanout-1k figures of this run's wrangler-dev target go into its report.
+  echo "bench: Cloudflare cost scenario (benches/cost.sh, ${BENCH_COST_MINUTES:-5} min of publishing)"
+  fanout=()
+  [ -f "$out/wrangler-dev.json" ] && fanout=(--fanout "$out/wrangler-dev.json")
+  if BENCH_RESULTS="$results" bash benches/cost.sh "${fanout[@]}"; then
+    cp "$results/cloudflare-cost-after.json" "$out/" 2>/dev/null || true
+  else
+    echo "bench: WARNING: the cost scenario failed (above)"
+    rc=1
+  fi
+fi
 echo "bench: $profile run finished in $((SECONDS - started)) s (builds included); results in $out/, summary in $results/latest.md"
 exit "$rc"

@@ -4,12 +4,18 @@
 //!                     [--scenarios <id prefixes>] [--root .] [--out <dir>] [--results benchmark-results]
 //!                     [--server-cpus 0] [--client-cpus 1] [--server-bin target/release/sse-gateway]
 //!                     [--worker-build build] [--max-seconds N] [--stamp <run name>]
+//!                     [--wrangler-port 18787] [--inspector-port 19229] [--wrangler-toml wrangler.toml]
 //!   sse-loadgen report [--results benchmark-results] [--run <dir>]
 //!   sse-loadgen micro --criterion target/criterion --out <file> [--since <unix s>]
+//!   sse-loadgen cost --design before|after [--worker-build build] [--minutes 5] [--baseline <file>
+//!                    --report-dir benchmark-results] [--out <file>] [--fanout <wrangler-dev.json>]
+//!                    (the Cloudflare bill of an idle-heavy workload under wrangler dev; benches/cost.sh)
+//!   sse-loadgen cost-report --baseline <file> --current <file> --report-dir <dir> [--prices <file>]
 //!   sse-loadgen subs --spec <json>          (a subscriber process; started by `suite`)
 //!
 //! See docs/benchmarks.md.
 
+mod cost;
 mod http;
 mod micro;
 mod publish;
@@ -23,7 +29,7 @@ mod util;
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
     let Some(cmd) = argv.get(1) else {
-        eprintln!("usage: sse-loadgen suite|report|micro|subs [options] (see docs/benchmarks.md)");
+        eprintln!("usage: sse-loadgen suite|report|micro|cost|cost-report|subs [options] (see docs/benchmarks.md)");
         std::process::exit(2);
     };
     let args = match util::Args::parse(&argv[2..]) {
@@ -37,6 +43,8 @@ fn main() {
         "suite" => suite::main(&args),
         "report" => report::main(&args),
         "micro" => micro::main(&args),
+        "cost" => cost::main(&args),
+        "cost-report" => cost::report_main(&args),
         "subs" => subs::main(&args),
         "-h" | "--help" | "help" => {
             println!(
@@ -51,7 +59,7 @@ fn main() {
             0
         }
         other => {
-            eprintln!("sse-loadgen: unknown command {other:?} (suite, report, micro, subs)");
+            eprintln!("sse-loadgen: unknown command {other:?} (suite, report, micro, cost, cost-report, subs)");
             2
         }
     };

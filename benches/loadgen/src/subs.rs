@@ -38,6 +38,10 @@ pub struct Spec {
     /// Topic `k` is named `{topic_prefix}{k}`.
     pub topic_prefix: String,
     pub topics: usize,
+    /// Index of the first topic: connection `i` subscribes to topic `topic_base + i mod topics`
+    /// (several processes can then hold disjoint groups of topics under one prefix).
+    #[serde(default)]
+    pub topic_base: usize,
     /// Global index of this process's first connection, and how many it opens.
     pub first: usize,
     pub count: usize,
@@ -49,7 +53,7 @@ pub struct Spec {
 impl Spec {
     /// Topic index of global connection `i`.
     pub fn topic_of(&self, i: usize) -> usize {
-        i % self.topics.max(1)
+        self.topic_base + i % self.topics.max(1)
     }
 
     /// Target of global connection `i`: the subscribers of one topic go round the targets.

@@ -228,12 +228,13 @@ pub fn scenarios(profile: &str, kind: Kind) -> Vec<Scn> {
     v
 }
 
-struct Worker {
+/// A subscriber process (`sse-loadgen subs`) and the pipes that drive it.
+pub(crate) struct Worker {
     child: Child,
-    pid: u32,
+    pub(crate) pid: u32,
     stdin: ChildStdin,
     out: Lines<BufReader<ChildStdout>>,
-    spec: Spec,
+    pub(crate) spec: Spec,
     ready: Option<Value>,
 }
 
@@ -247,7 +248,7 @@ impl Worker {
         serde_json::from_str(&line).map_err(|e| format!("bad line from subscriber process: {e}: {line}"))
     }
 
-    async fn wait_ready(&mut self, within: Duration) -> Result<Value, String> {
+    pub(crate) async fn wait_ready(&mut self, within: Duration) -> Result<Value, String> {
         while self.ready.is_none() {
             let v = self.next(within).await?;
             if v["type"] == "ready" {
@@ -257,7 +258,7 @@ impl Worker {
         Ok(self.ready.clone().expect("ready"))
     }
 
-    async fn cmd(&mut self, c: &str) -> Result<Value, String> {
+    pub(crate) async fn cmd(&mut self, c: &str) -> Result<Value, String> {
         self.stdin.write_all(format!("{c}\n").as_bytes()).await.map_err(|e| format!("subscriber process {}: {e}", self.pid))?;
         loop {
             let v = self.next(Duration::from_secs(30)).await?;
@@ -269,7 +270,7 @@ impl Worker {
         }
     }
 
-    async fn quit(mut self) {
+    pub(crate) async fn quit(mut self) {
         let _ = self.stdin.write_all(b"quit\n").await;
         if tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await.is_err() {
             let _ = self.child.start_kill();
@@ -278,12 +279,11 @@ impl Worker {
     }
 }
 
-fn src_ips(w: usize) -> Vec<IpAddr> {
+pub(crate) fn src_ips(w: usize) -> Vec<IpAddr> {
     (1..=IPS_PER_WORKER).map(|j| IpAddr::V4(Ipv4Addr::new(127, 0, 10 + w as u8, j))).collect()
 }
 
 async fn spawn_workers(t: &Target, s: &Scn, prefix: &str, log: &Path, max_secs: u64) -> Result<Vec<Worker>, String> {
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let n = s.subs.div_ceil(PER_WORKER);
     let mut out = Vec::new();
     for w in 0..n {
@@ -293,32 +293,39 @@ async fn spawn_workers(t: &Target, s: &Scn, prefix: &str, log: &Path, max_secs: 
             path: t.sub_path().to_string(),
             topic_prefix: prefix.to_string(),
             topics: s.topics,
+            topic_base: 0,
             first,
             count: PER_WORKER.min(s.subs - first),
             src_ips: src_ips(w),
             connect_concurrency: 64,
             max_secs,
         };
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(&exe);
-        cmd.arg("subs").arg("--spec").arg(serde_json::to_string(&spec).expect("spec"));
-        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::from(err)).kill_on_drop(true);
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = cmd.spawn().map_err(|e| format!("cannot start a subscriber process: {e}"))?;
-        let pid = child.id().unwrap_or(0);
-        let stdin = child.stdin.take().expect("piped");
-        let out_lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-        out.push(Worker { child, pid, stdin, out: out_lines, spec, ready: None });
+        out.push(spawn_subs(spec, log)?);
     }
     Ok(out)
 }
 
-async fn all(ws: &mut [Worker], c: &str) -> Result<Vec<Value>, String> {
+/// Starts one subscriber process for `spec` (stderr appended to `log`).
+pub(crate) fn spawn_subs(spec: Spec, log: &Path) -> Result<Worker, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let err = std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("subs").arg("--spec").arg(serde_json::to_string(&spec).expect("spec"));
+    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::from(err)).kill_on_drop(true);
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("cannot start a subscriber process: {e}"))?;
+    let pid = child.id().unwrap_or(0);
+    let stdin = child.stdin.take().expect("piped");
+    let out_lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    Ok(Worker { child, pid, stdin, out: out_lines, spec, ready: None })
+}
+
+pub(crate) async fn all(ws: &mut [Worker], c: &str) -> Result<Vec<Value>, String> {
     let mut v = Vec::new();
     for w in ws.iter_mut() {
         v.push(w.cmd(c).await?);
@@ -326,11 +333,12 @@ async fn all(ws: &mut [Worker], c: &str) -> Result<Vec<Value>, String> {
     Ok(v)
 }
 
-fn sum(vs: &[Value], k: &str) -> u64 {
+pub(crate) fn sum(vs: &[Value], k: &str) -> u64 {
     vs.iter().map(|v| v[k].as_u64().unwrap_or(0)).sum()
 }
 
-fn per_process(a: &Snap, b: &Snap) -> Value {
+/// CPU time (user, system), share and RSS of each server process between two snapshots.
+pub(crate) fn per_process(a: &Snap, b: &Snap) -> Value {
     let total: f64 = b.cpu_ms() - a.cpu_ms();
     Value::Array(
         a.per
@@ -357,12 +365,13 @@ struct Ctx {
     log_dir: PathBuf,
 }
 
-fn gen_cpu_ms(ws: &[Worker]) -> f64 {
+/// CPU ms of the generator: this process and its subscriber processes.
+pub(crate) fn gen_cpu_ms(ws: &[Worker]) -> f64 {
     util::cpu_ms(std::process::id()).unwrap_or(0.0) + ws.iter().map(|w| util::cpu_ms(w.pid).unwrap_or(0.0)).sum::<f64>()
 }
 
 /// Counts subscribers per topic that connected (from the failures the workers report).
-fn connected_per_topic(ws: &[Worker], topics: usize) -> Vec<u64> {
+pub(crate) fn connected_per_topic(ws: &[Worker], topics: usize) -> Vec<u64> {
     let mut per = vec![0u64; topics];
     for w in ws {
         for i in w.spec.first..w.spec.first + w.spec.count {
@@ -380,7 +389,7 @@ fn connected_per_topic(ws: &[Worker], topics: usize) -> Vec<u64> {
 
 /// Polls the subscribers until `expected` deliveries (of `key`) arrived or nothing moved for
 /// `idle`; returns the last counts.
-async fn wait_for(ws: &mut [Worker], key: &str, expected: u64, idle: Duration, max: Duration) -> Result<Vec<Value>, String> {
+pub(crate) async fn wait_for(ws: &mut [Worker], key: &str, expected: u64, idle: Duration, max: Duration) -> Result<Vec<Value>, String> {
     let start = Instant::now();
     let mut last = 0;
     let mut last_change = Instant::now();
@@ -704,7 +713,7 @@ async fn run_target(kind: Kind, env: &Env, profile: &str, only: &[String], ctx: 
     json!({"target": kind.name(), "info": info, "scenarios": results, "seconds": util::round(t0.elapsed().as_secs_f64(), 1)})
 }
 
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string()));
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
@@ -725,7 +734,7 @@ fn machine() -> Value {
     })
 }
 
-fn git(root: &Path, args: &[&str]) -> String {
+pub(crate) fn git(root: &Path, args: &[&str]) -> String {
     std::process::Command::new("git")
         .args(args)
         .current_dir(root)
@@ -794,6 +803,10 @@ pub fn main(args: &Args) -> i32 {
         server_bin: args.get("server-bin").map(PathBuf::from).unwrap_or_else(|| root.join("target/release/sse-gateway")),
         worker_build: args.get("worker-build").map(PathBuf::from).unwrap_or_else(|| root.join("build")),
         server_cpus: server_cpus.clone(),
+        wrangler_port: Env::wrangler_ports(args).0,
+        inspector_port: Env::wrangler_ports(args).1,
+        wrangler_vars: Vec::new(),
+        wrangler_toml: args.get("wrangler-toml").map(PathBuf::from),
     };
     let max_secs: u64 = args.get("max-seconds").and_then(|s| s.parse().ok()).unwrap_or(match profile.as_str() {
         "full" => 2400,

