@@ -165,6 +165,10 @@ impl DurableObject for TopicObject {
     /// there is nothing to report, so an idle object has no alarm.
     async fn alarm(&self) -> Result<Response> {
         self.alarm_set.set(false);
+        // Normally this start's own alarm; after a restart, the connections first.
+        if let Ok(cfg) = self.config() {
+            self.rebuild(&cfg);
+        }
         let counts = self.counts.take();
         let mut updates: Vec<RegistryUpdate> = self.pending.borrow_mut().drain(..).collect();
         if !counts.is_zero() {
@@ -194,11 +198,11 @@ impl DurableObject for TopicObject {
 }
 
 /// Counts a start of the object in its storage; returns how many there have been.
-fn count_wake(state: &State, now: u64) -> Result<u64> {
+/// One row written per wake (the wake's time travels in the registry report, not in storage).
+fn count_wake(state: &State) -> Result<u64> {
     let sql = state.storage().sql();
     sql.exec("CREATE TABLE IF NOT EXISTS object_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", None)?;
     sql.exec("INSERT INTO object_meta (k, v) VALUES ('wakes', 1) ON CONFLICT (k) DO UPDATE SET v = v + 1", None)?;
-    sql.exec("INSERT OR REPLACE INTO object_meta (k, v) VALUES ('last_woke_at', ?)", vec![SqlStorageValue::from(now as i64)])?;
     #[derive(serde::Deserialize)]
     struct V {
         v: i64,
@@ -280,7 +284,7 @@ impl TopicObject {
     /// Counts this start as a wake, once, when it has connections (kept in storage).
     fn note_wake(&self) {
         if !self.wake_counted.replace(true) {
-            if let Ok(n) = count_wake(&self.state, self.started) {
+            if let Ok(n) = count_wake(&self.state) {
                 self.woke.set(Some((n, self.started)));
             }
         }
@@ -673,7 +677,7 @@ impl TopicObject {
         f(&mut c);
         self.counts.set(c);
         if !self.alarm_set.replace(true) {
-            if let Err(e) = self.state.storage().set_alarm(cfg.heartbeat_ms as i64).await {
+            if let Err(e) = self.state.storage().set_alarm(cfg.counts_report_ms() as i64).await {
                 self.alarm_set.set(false);
                 http::log(
                     &json!({"level": "warn", "msg": "could not set the alarm that reports counts", "error": e.to_string()}).to_string(),
@@ -707,7 +711,7 @@ impl TopicObject {
     /// The storage and delay of a retry alarm.
     fn storage_for_retry(&self) -> Option<(Storage, i64)> {
         let cfg = self.config().ok()?;
-        Some((self.state.storage(), cfg.heartbeat_ms as i64))
+        Some((self.state.storage(), cfg.counts_report_ms() as i64))
     }
 }
 

@@ -161,6 +161,13 @@ impl Config {
         })
     }
 
+    /// How long after it counted something a Cloudflare topic object reports its counts: within
+    /// a heartbeat, and never later than 1 s, so that the report runs before the runtime may
+    /// evict the idle object (10 s) and lose them, and without waking it a second time.
+    pub fn counts_report_ms(&self) -> u64 {
+        self.heartbeat_ms.min(1_000)
+    }
+
     /// How long a registry membership lives without a refresh: three heartbeats.
     pub fn registry_lease_ms(&self) -> u64 {
         self.heartbeat_ms * 3
