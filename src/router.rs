@@ -13,7 +13,7 @@ use sse_core::routes::{self, Route};
 use sse_core::topic::Transport;
 use sse_core::{metrics, registry};
 use sse_core::{Config, GatewayError};
-use worker::{Env, Headers, Method, Request, RequestInit, Response, Stub};
+use worker::{Env, Headers, Method, Request, Response};
 
 use crate::body;
 use crate::holder;
@@ -102,10 +102,7 @@ async fn admin_listing(env: &Env, cfg: &Config, path: &str, raw_query: &str, que
     if let Some(l) = &list {
         registry::check_cursor(path, l.cursor.as_deref())?;
     }
-    let asked: Vec<usize> = match list.as_ref().and_then(|l| l.topic.as_deref()) {
-        Some(topic) => vec![registry::shard_of(topic, shards)],
-        None => (0..shards).collect(),
-    };
+    let asked = registry::shards_to_ask(list.as_ref().and_then(|l| l.topic.as_deref()), shards);
     let calls = asked.iter().map(|&i| async move {
         let mut resp = stubs::registry(env, i, shards)?
             .fetch_with_str(&stubs::registry_url(path, raw_query, i, shards))
@@ -238,16 +235,6 @@ async fn subscribe_ws(req: Request, env: &Env, cfg: &Config, query: &Query) -> R
     holder::websocket(held, frame::encode_ws_open(&id, &sub.topics))
 }
 
-/// Calls a topic object and reads its answer (an error answer comes back as the error).
-async fn object_call(stub: Stub, req: Request, cfg: &Config) -> Result<ObjectAnswer, GatewayError> {
-    let mut resp = stub.fetch_with_request(req).await.map_err(http::internal)?;
-    let text = resp.text().await.map_err(http::internal)?;
-    if resp.status_code() != 200 {
-        return Err(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
-    }
-    ObjectAnswer::decode(&text)
-}
-
 /// Answers a publish from its finished plan: the drop lines logged once, here; the 202 body.
 fn accepted(plan: PublishPlan) -> Response {
     let report = plan.finish();
@@ -263,7 +250,7 @@ async fn publish(req: Request, env: &Env, cfg: &Config) -> Result<Response, Gate
     if let [topic] = p.topics.as_slice() {
         // One topic: hand the request over with its body unread; the object reads it only if
         // the topic takes the event (the drop rule, decided there).
-        let answer = object_call(topic_stub(env, topic)?, req, cfg).await?;
+        let answer = stubs::object_call(&topic_stub(env, topic)?, req, cfg.max_body_bytes).await?;
         plan.settle(0, answer.result());
         return Ok(accepted(plan));
     }
@@ -277,7 +264,7 @@ async fn publish_many(mut req: Request, env: &Env, cfg: &Config, p: &Publish, mu
         let probe = ProbeRequest { topic: topic.clone(), id: plan.id().to_string() };
         async move {
             let req = Request::new(&internal_url(&probe.encode()), Method::Get).map_err(http::internal)?;
-            object_call(topic_stub(env, &probe.topic)?, req, cfg).await
+            stubs::object_call(&topic_stub(env, &probe.topic)?, req, cfg.max_body_bytes).await
         }
     });
     let probed: Vec<Probed> = join_all(probes)
@@ -294,14 +281,8 @@ async fn publish_many(mut req: Request, env: &Env, cfg: &Config, p: &Publish, mu
         let msg = Deliver { topic: topic.to_string(), id: p.id.clone(), event: p.event.clone(), ts, seq: None };
         let data = data.clone();
         async move {
-            let headers = Headers::new();
-            for (k, v) in msg.headers() {
-                let _ = headers.set(k, &v);
-            }
-            let mut init = RequestInit::new();
-            init.with_method(Method::Post).with_headers(headers).with_body(Some(data.into()));
-            let deliver = Request::new_with_init(&internal_url(Deliver::PATH), &init).map_err(http::internal)?;
-            Ok::<_, GatewayError>((i, object_call(topic_stub(env, &msg.topic)?, deliver, cfg).await?.result()))
+            let deliver = stubs::deliver_request(&msg, data, "")?;
+            Ok::<_, GatewayError>((i, stubs::object_call(&topic_stub(env, &msg.topic)?, deliver, cfg.max_body_bytes).await?.result()))
         }
     });
     let delivered: Vec<(usize, TopicResult)> = join_all(deliveries).await.into_iter().collect::<Result<_, _>>()?;

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use futures_util::future::join_all;
-use sse_core::protocol::shards;
+use sse_core::protocol::answer::decode_error;
+use sse_core::protocol::{shards, Deliver, ObjectAnswer};
 use sse_core::registry::{self, RegistryUpdate};
 use sse_core::GatewayError;
-use worker::{Env, Method, Request, RequestInit, Stub};
+use worker::{Env, Headers, Method, Request, RequestInit, Stub};
 
 use crate::http;
 
@@ -65,4 +66,27 @@ pub async fn report(env: &Env, shards: usize, updates: &[RegistryUpdate]) -> Res
         }
     });
     join_all(sends).await.into_iter().collect()
+}
+
+/// The internal request that hands `msg` to an object, its data as the body; `query` names the
+/// receiving shard when it is one (`shard=i`, or empty).
+pub fn deliver_request(msg: &Deliver, data: String, query: &str) -> Result<Request, GatewayError> {
+    let headers = Headers::new();
+    for (k, v) in msg.headers() {
+        headers.set(k, &v).map_err(http::internal)?;
+    }
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post).with_headers(headers).with_body(Some(data.into()));
+    let sep = if query.is_empty() { "" } else { "?" };
+    Request::new_with_init(&internal_url(&format!("{}{sep}{query}", Deliver::PATH)), &init).map_err(http::internal)
+}
+
+/// Calls a topic object and reads its answer (an error answer comes back as the error).
+pub async fn object_call(stub: &Stub, req: Request, max_body_bytes: usize) -> Result<ObjectAnswer, GatewayError> {
+    let mut resp = stub.fetch_with_request(req).await.map_err(http::internal)?;
+    let text = resp.text().await.map_err(http::internal)?;
+    if resp.status_code() != 200 {
+        return Err(decode_error(resp.status_code(), &text, max_body_bytes));
+    }
+    ObjectAnswer::decode(&text)
 }

@@ -28,9 +28,8 @@ use js_sys::{ArrayBuffer, Uint8Array};
 use serde_json::json;
 use sse_core::frame::{self, Event, Format};
 use sse_core::metrics::Counts;
-use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::conn::{Removals, Resumer};
-use sse_core::protocol::shards::{Fill, ShardReport, ShardSet};
+use sse_core::protocol::shards::{self, Fill, ShardReport, ShardSet};
 use sse_core::protocol::{drop_rule, Attach, Close, Deliver, Holder, ObjectAnswer, ProbeRequest, SocketAttachment, TopicResult};
 use sse_core::registry::{ConnSummary, RegistryUpdate};
 use sse_core::replay::{Retained, Window};
@@ -40,8 +39,7 @@ use sse_core::{Config, GatewayError};
 use worker::durable::WebSocketIncomingMessage;
 use worker::worker_sys::WebSocketRequestResponsePair;
 use worker::{
-    durable_object, DurableObject, Env, Method, Request, RequestInit, Response, Result, SqlStorageValue, State, Storage, Stub, WebSocket,
-    WebSocketPair,
+    durable_object, DurableObject, Env, Method, Request, Response, Result, SqlStorageValue, State, Storage, Stub, WebSocket, WebSocketPair,
 };
 
 use crate::body;
@@ -74,7 +72,7 @@ pub struct SocketSink {
 
 impl SocketSink {
     fn new(ws: WebSocket, holder: Holder, format: Format) -> Self {
-        SocketSink { ws, binary: holder == Holder::Worker && format != Format::Ws }
+        SocketSink { ws, binary: holder.sends_binary(format) }
     }
 }
 
@@ -187,27 +185,34 @@ impl DurableObject for TopicObject {
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _was_clean: bool) -> Result<()> {
         // Complete the closing handshake (the peer's close frame is answered).
         let _ = ws.close(Some(1000), Some("closed"));
-        self.socket_gone(&ws, Close::from_code(u16::try_from(code).unwrap_or(1000)));
+        self.socket_gone(&ws, Close::from_code(u16::try_from(code).unwrap_or(1000))).await;
         Ok(())
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        self.socket_gone(&ws, Close::Failed);
+        self.socket_gone(&ws, Close::Failed).await;
         Ok(())
     }
 }
 
-/// Counts a start of the object in its storage; returns how many there have been.
-/// One row written per wake (the wake's time travels in the registry report, not in storage).
-fn count_wake(state: &State) -> Result<u64> {
+/// Adds `n` to the counter `key` of the object's storage (`wakes`, `accepted`): one row written,
+/// none when `n` is 0 (then the counter is only read; 0 when there is none yet).
+fn add_to_counter(state: &State, key: &str, n: u64) -> Result<u64> {
     let sql = state.storage().sql();
-    sql.exec("CREATE TABLE IF NOT EXISTS object_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", None)?;
-    sql.exec("INSERT INTO object_meta (k, v) VALUES ('wakes', 1) ON CONFLICT (k) DO UPDATE SET v = v + 1", None)?;
+    if n > 0 {
+        sql.exec("CREATE TABLE IF NOT EXISTS object_meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)", None)?;
+        sql.exec(
+            "INSERT INTO object_meta (k, v) VALUES (?, ?) ON CONFLICT (k) DO UPDATE SET v = v + excluded.v",
+            vec![key.into(), SqlStorageValue::from(n as i64)],
+        )?;
+    }
     #[derive(serde::Deserialize)]
     struct V {
         v: i64,
     }
-    Ok(sql.exec("SELECT v FROM object_meta WHERE k = 'wakes'", None)?.one::<V>()?.v.max(0) as u64)
+    // Reading before the table exists fails: nothing counted yet.
+    let rows = sql.exec("SELECT v FROM object_meta WHERE k = ?", vec![key.into()]).and_then(|c| c.to_array::<V>()).unwrap_or_default();
+    Ok(rows.first().map_or(0, |r| r.v.max(0) as u64))
 }
 
 /// What the object keeps with a socket.
@@ -284,7 +289,7 @@ impl TopicObject {
     /// Counts this start as a wake, once, when it has connections (kept in storage).
     fn note_wake(&self) {
         if !self.wake_counted.replace(true) {
-            if let Ok(n) = count_wake(&self.state) {
+            if let Ok(n) = add_to_counter(&self.state, "wakes", 1) {
                 self.woke.set(Some((n, self.started)));
             }
         }
@@ -294,34 +299,45 @@ impl TopicObject {
         self.topic.borrow().as_ref().map_or(0, |t| t.subscriber_count())
     }
 
-    /// Runs `f` on the home's shard set, then keeps it in storage.
-    fn with_shards<R>(&self, f: impl FnOnce(&mut ShardSet) -> R) -> Result<R> {
-        let sql = self.state.storage().sql();
+    /// Reads `f` of the home's shard set, loading it from storage on first use (a read only:
+    /// the drop path writes nothing; a home that never had a shard has no table).
+    fn read_shards<R>(&self, f: impl FnOnce(&ShardSet) -> R) -> R {
         let mut slot = self.shards.borrow_mut();
-        if slot.is_none() {
-            sql.exec("CREATE TABLE IF NOT EXISTS shard_set (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)?;
+        let set = slot.get_or_insert_with(|| {
             #[derive(serde::Deserialize)]
             struct Row {
                 v: String,
             }
-            let rows: Vec<Row> = sql.exec("SELECT v FROM shard_set WHERE k = 'set'", None)?.to_array()?;
-            *slot = Some(rows.first().and_then(|r| serde_json::from_str(&r.v).ok()).unwrap_or_default());
-        }
-        let set = slot.as_mut().expect("loaded above");
-        let before = set.clone();
-        let out = f(set);
-        if *set != before {
+            let sql = self.state.storage().sql();
+            let rows = sql.exec("SELECT v FROM shard_set WHERE k = 'set'", None).and_then(|c| c.to_array::<Row>()).unwrap_or_default();
+            rows.first().and_then(|r| serde_json::from_str(&r.v).ok()).unwrap_or_default()
+        });
+        f(set)
+    }
+
+    /// Changes the home's shard set with `f`, and keeps it in storage when it changed.
+    fn with_shards<R>(&self, f: impl FnOnce(&mut ShardSet) -> R) -> Result<R> {
+        let (out, changed) = {
+            let mut before = self.read_shards(ShardSet::clone);
+            let out = f(&mut before);
+            let changed = self.read_shards(|s| *s != before).then_some(before);
+            (out, changed)
+        };
+        if let Some(set) = changed {
+            let sql = self.state.storage().sql();
+            sql.exec("CREATE TABLE IF NOT EXISTS shard_set (k TEXT PRIMARY KEY, v TEXT NOT NULL)", None)?;
             sql.exec(
                 "INSERT OR REPLACE INTO shard_set (k, v) VALUES ('set', ?)",
-                vec![serde_json::to_string(set).unwrap_or_default().into()],
+                vec![serde_json::to_string(&set).unwrap_or_default().into()],
             )?;
+            *self.shards.borrow_mut() = Some(set);
         }
         Ok(out)
     }
 
     /// Whether a publish must reach the home's shards (always false on a shard).
     fn shards_live(&self) -> bool {
-        self.shard.get() == 0 && self.with_shards(|s| s.any_live()).unwrap_or(false)
+        self.shard.get() == 0 && self.read_shards(ShardSet::any_live)
     }
 
     /// Tells the home how full this shard is, when an attach or detach changed it.
@@ -350,28 +366,13 @@ impl TopicObject {
 
     /// Adds `n` to the connections this shard has accepted (kept in storage); returns the total.
     fn count_accepted(&self, n: u64) -> u64 {
-        let sql = self.state.storage().sql();
-        let run = || -> Result<u64> {
-            if n > 0 {
-                sql.exec(
-                    "INSERT INTO object_meta (k, v) VALUES ('accepted', ?) ON CONFLICT (k) DO UPDATE SET v = v + excluded.v",
-                    vec![SqlStorageValue::from(n as i64)],
-                )?;
-            }
-            #[derive(serde::Deserialize)]
-            struct V {
-                v: i64,
-            }
-            Ok(sql.exec("SELECT v FROM object_meta WHERE k = 'accepted'", None)?.to_array::<V>()?.first().map_or(0, |r| r.v.max(0) as u64))
-        };
-        run().unwrap_or(0)
+        add_to_counter(&self.state, "accepted", n).unwrap_or(0)
     }
 
     /// Forwards an event the home took to every shard that may hold subscribers, in parallel
     /// (each through the same stub as the previous events: in order); their deliveries added.
     async fn forward_to_shards(&self, ev: &Event, cfg: &Config) -> std::result::Result<usize, GatewayError> {
-        let live: Vec<u32> =
-            if self.shard.get() == 0 { self.with_shards(|s| s.live().collect()).map_err(http::internal)? } else { Vec::new() };
+        let live: Vec<u32> = if self.shard.get() == 0 { self.read_shards(|s| s.live().collect()) } else { Vec::new() };
         let msg = Deliver::of(ev, None);
         let mut targets = Vec::with_capacity(live.len());
         for i in live {
@@ -389,20 +390,8 @@ impl TopicObject {
         let calls = targets.into_iter().map(|(i, stub)| {
             let (msg, data) = (&msg, ev.data.clone());
             async move {
-                let headers = worker::Headers::new();
-                for (k, v) in msg.headers() {
-                    let _ = headers.set(k, &v);
-                }
-                let mut init = RequestInit::new();
-                init.with_method(Method::Post).with_headers(headers).with_body(Some(data.into()));
-                let req =
-                    Request::new_with_init(&stubs::internal_url(&format!("{}?shard={i}", Deliver::PATH)), &init).map_err(http::internal)?;
-                let mut resp = stub.fetch_with_request(req).await.map_err(http::internal)?;
-                let text = resp.text().await.map_err(http::internal)?;
-                if resp.status_code() != 200 {
-                    return Err(decode_error(resp.status_code(), &text, cfg.max_body_bytes));
-                }
-                Ok(ObjectAnswer::decode(&text)?.result().delivered())
+                let req = stubs::deliver_request(msg, data, &format!("shard={i}"))?;
+                Ok(stubs::object_call(&stub, req, cfg.max_body_bytes).await?.result().delivered())
             }
         });
         let mut total = 0;
@@ -430,8 +419,7 @@ impl TopicObject {
     /// Accepts the connection's socket: the opening block (when this object sends it) and the
     /// replay go on it first, in this same event, before any publish can.
     fn attach(&self, a: &Attach, cfg: &Config) -> std::result::Result<Response, GatewayError> {
-        let resuming = a.last_event_id.is_some() && cfg.retention.window(&a.topic).is_some();
-        if a.shard == 0 && a.format != Format::Tail && !resuming {
+        if shards::may_place(a, cfg.retention.window(&a.topic).is_some()) {
             // The home full: the subscriber goes to a shard (resumes and tails stay here).
             let home = self.subscribers();
             let (placed, grew) = self
@@ -496,7 +484,7 @@ impl TopicObject {
     }
 
     /// A socket closed (or failed): its connection leaves the topic.
-    fn socket_gone(&self, ws: &WebSocket, close: Close) {
+    async fn socket_gone(&self, ws: &WebSocket, close: Close) {
         let Ok(cfg) = self.config() else { return };
         self.rebuild(&cfg);
         let Some(a) = attachment(ws) else { return };
@@ -505,6 +493,8 @@ impl TopicObject {
             let reason = if close == Close::SlowConsumer { SendResult::Full } else { SendResult::Closed };
             self.removed(&a.topic, &[Removed { id: a.conn.id, reason }]);
             self.forget_if_empty();
+            // An eviction counted here is reported like any count.
+            self.report_counts_soon(&cfg).await;
         }
     }
 
@@ -571,9 +561,12 @@ impl TopicObject {
             }
         }
         let result = TopicResult::of_delivery(count, retained);
-        // Counted once, by the home (a shard's deliveries are in the home's answer).
+        // Counted once, by the home (a shard's deliveries are in the home's answer; a shard
+        // reports only its evictions).
         if self.shard.get() == 0 {
             self.count(cfg, |c| c.published(result)).await;
+        } else {
+            self.report_counts_soon(cfg).await;
         }
         answer(ObjectAnswer::Done(result))
     }
@@ -683,6 +676,13 @@ impl TopicObject {
                     &json!({"level": "warn", "msg": "could not set the alarm that reports counts", "error": e.to_string()}).to_string(),
                 );
             }
+        }
+    }
+
+    /// Makes sure the one-shot alarm will report what was counted without a publish (evictions).
+    async fn report_counts_soon(&self, cfg: &Config) {
+        if !self.counts.get().is_zero() {
+            self.count(cfg, |_| {}).await;
         }
     }
 

@@ -138,6 +138,14 @@ pub fn shard_of(topic: &str, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// The registry shards a listing asks: the topic's own for `?topic=`, else every one.
+pub fn shards_to_ask(topic: Option<&str>, shards: usize) -> Vec<usize> {
+    match topic {
+        Some(t) => vec![shard_of(t, shards)],
+        None => (0..shards.max(1)).collect(),
+    }
+}
+
 /// The name of registry shard `index` of `shards` (one registry keeps its original name).
 pub fn shard_name(index: usize, shards: usize) -> String {
     if shards <= 1 {
@@ -853,6 +861,8 @@ mod tests {
         let used: BTreeSet<usize> = (0..64).map(|i| shard_of(&format!("t{i}"), 4)).collect();
         assert_eq!(used.len(), 4);
         assert_eq!(shard_name(0, 1), "registry");
+        assert_eq!(shards_to_ask(None, 3), vec![0, 1, 2]);
+        assert_eq!(shards_to_ask(Some("user:42"), 4), vec![shard_of("user:42", 4)]);
         assert_ne!(shard_name(1, 4), shard_name(1, 8));
     }
 

@@ -16,7 +16,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GatewayError, Result};
+use crate::frame::Format;
+use crate::protocol::Attach;
 use crate::request::Query;
+
+/// Whether an attach may be sent to a shard: a subscriber's first attach at the topic's own
+/// object. Admin tails and subscribers resuming on a retained topic (`retained`) stay at the
+/// topic's own object, which keeps the retained events.
+pub fn may_place(a: &Attach, retained: bool) -> bool {
+    a.shard == 0 && a.format != Format::Tail && !(retained && a.last_event_id.is_some())
+}
 
 /// The name of shard `index` (≥ 1) of `topic`'s object.
 pub fn object_name(topic: &str, index: u32) -> String {
@@ -193,6 +202,26 @@ mod tests {
         assert_eq!(s.place(2, 2), Some(1));
         assert_eq!(s.len(), 3);
         assert_eq!(s.live().collect::<Vec<_>>(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn tails_resumes_and_shard_attaches_are_never_placed() {
+        let a = Attach {
+            topic: "t".into(),
+            conn_id: "c".into(),
+            topics: vec!["t".into()],
+            transport: crate::topic::Transport::Sse,
+            format: Format::Sse,
+            node: "n".into(),
+            hello: false,
+            last_event_id: Some("e1".into()),
+            shard: 0,
+        };
+        assert!(may_place(&a, false), "an id on a topic that retains nothing is no resume");
+        assert!(!may_place(&a, true));
+        assert!(may_place(&Attach { last_event_id: None, ..a.clone() }, true));
+        assert!(!may_place(&Attach { format: Format::Tail, last_event_id: None, ..a.clone() }, false));
+        assert!(!may_place(&Attach { shard: 2, last_event_id: None, ..a }, false));
     }
 
     #[test]

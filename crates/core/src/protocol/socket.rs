@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GatewayError, Result};
+use crate::frame::Format;
 use crate::protocol::Attach;
 use crate::topic::{ConnInfo, Transport};
 
@@ -35,6 +36,13 @@ impl Holder {
         } else {
             Holder::Worker
         }
+    }
+
+    /// Whether the object sends this socket's frames as binary messages: an internal socket
+    /// whose holder writes them to an SSE stream as they are. A subscriber's own WebSocket, and
+    /// the internal socket of a multi-topic WebSocket (its holder relays text), get text.
+    pub fn sends_binary(self, format: Format) -> bool {
+        self == Holder::Worker && format != Format::Ws
     }
 
     /// The tag the object accepts the socket with (`get_websockets_with_tag`).
@@ -129,7 +137,6 @@ impl Close {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::Format;
 
     fn attach(transport: Transport, topics: &[&str]) -> Attach {
         Attach {
@@ -151,6 +158,8 @@ mod tests {
         assert_eq!(Holder::of(&attach(Transport::Ws, &["a", "b"])), Holder::Worker);
         assert_eq!(Holder::of(&attach(Transport::Sse, &["a"])), Holder::Worker);
         assert_ne!(Holder::Client.tag(), Holder::Worker.tag());
+        assert!(Holder::Worker.sends_binary(Format::Sse) && Holder::Worker.sends_binary(Format::Tail));
+        assert!(!Holder::Worker.sends_binary(Format::Ws) && !Holder::Client.sends_binary(Format::Ws));
     }
 
     #[test]
