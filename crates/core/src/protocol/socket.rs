@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GatewayError, Result};
 use crate::frame::Format;
 use crate::protocol::Attach;
-use crate::topic::{ConnInfo, Transport};
+use crate::topic::{ConnInfo, SendResult, Transport};
 
 /// Who holds the client's stream at the other end of a socket a topic object accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +123,16 @@ impl Close {
         }
     }
 
+    /// How a holder ends a connection after handing its client a frame: `None` while it is
+    /// sent; a full stream is a slow consumer, a closed one a client that left.
+    pub fn after_send(result: SendResult) -> Option<Close> {
+        match result {
+            SendResult::Sent => None,
+            SendResult::Full => Some(Close::SlowConsumer),
+            SendResult::Closed => Some(Close::Normal),
+        }
+    }
+
     /// The close of a socket that ended with `code` (anything unknown is a normal end: the
     /// client went away).
     pub fn from_code(code: u16) -> Close {
@@ -182,6 +192,13 @@ mod tests {
         let back = SocketAttachment::decode(&text).unwrap();
         assert_eq!(back.conn.topics, vec![topics[0].clone()]);
         assert_eq!(back.conn.id, "c1");
+    }
+
+    #[test]
+    fn a_holder_ends_a_full_stream_as_a_slow_consumer() {
+        assert_eq!(Close::after_send(SendResult::Sent), None);
+        assert_eq!(Close::after_send(SendResult::Full), Some(Close::SlowConsumer));
+        assert_eq!(Close::after_send(SendResult::Closed), Some(Close::Normal));
     }
 
     #[test]
