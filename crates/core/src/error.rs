@@ -28,6 +28,15 @@ pub enum GatewayError {
     InvalidRequest(String),
     #[error("a valid API key is required (authorization: Bearer <key> or x-api-key)")]
     Unauthorized,
+    /// A private topic was requested without a subscriber token.
+    #[error("a subscriber token is required for private topics (authorization: Bearer <token>, ?token= or the cookie)")]
+    TokenRequired,
+    /// The subscriber token is refused; the text is a [`crate::token::TokenError`].
+    #[error("invalid subscriber token: {0}")]
+    InvalidToken(String),
+    /// A valid subscriber token that does not grant a requested private topic.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("no such endpoint")]
     NotFound,
     #[error("method not allowed; allowed: {allow}")]
@@ -67,7 +76,8 @@ impl GatewayError {
             | InvalidLimit { .. }
             | InvalidCursor
             | InvalidRequest(_) => 400,
-            Unauthorized => 401,
+            Unauthorized | TokenRequired | InvalidToken(_) => 401,
+            Forbidden(_) => 403,
             BodyTimeout { .. } => 408,
             NotFound => 404,
             MethodNotAllowed { .. } => 405,
@@ -96,6 +106,9 @@ impl GatewayError {
             InvalidCursor => "invalid_cursor",
             InvalidRequest(_) => "invalid_request",
             Unauthorized => "unauthorized",
+            TokenRequired => "token_required",
+            InvalidToken(_) => "invalid_token",
+            Forbidden(_) => "forbidden",
             NotFound => "not_found",
             MethodNotAllowed { .. } => "method_not_allowed",
             PayloadTooLarge { .. } => "payload_too_large",
@@ -119,6 +132,12 @@ impl GatewayError {
                 vec![("retry-after", crate::limits::retry_after_secs(*retry_after_ms).to_string())]
             }
             GatewayError::Unavailable { retry_after_s, .. } => vec![("retry-after", (*retry_after_s).max(1).to_string())],
+            // RFC 6750 §3: no error code when no token was sent; the reason when one was refused.
+            GatewayError::TokenRequired => vec![("www-authenticate", "Bearer".to_string())],
+            GatewayError::InvalidToken(why) => {
+                vec![("www-authenticate", format!("Bearer error=\"invalid_token\", error_description=\"{}\"", description(why)))]
+            }
+            GatewayError::Forbidden(_) => vec![("www-authenticate", "Bearer error=\"insufficient_scope\"".to_string())],
             _ => Vec::new(),
         }
     }
@@ -127,6 +146,12 @@ impl GatewayError {
     pub fn body(&self) -> String {
         serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}}).to_string()
     }
+}
+
+/// `text` as an RFC 6750 `error_description`: printable ASCII without `"` and `\` (others
+/// become `?`).
+fn description(text: &str) -> String {
+    text.chars().map(|c| if c == ' ' || (c.is_ascii_graphic() && c != '"' && c != '\\') { c } else { '?' }).collect()
 }
 
 pub type Result<T, E = GatewayError> = std::result::Result<T, E>;
@@ -162,5 +187,23 @@ mod tests {
         );
         let u = GatewayError::Unavailable { what: "redis".into(), retry_after_s: 2 };
         assert_eq!((u.status(), u.code(), u.headers()), (503, "unavailable", vec![("retry-after", "2".to_string())]));
+    }
+
+    #[test]
+    fn subscriber_token_errors_carry_www_authenticate() {
+        let r = GatewayError::TokenRequired;
+        assert_eq!((r.status(), r.code(), r.headers()), (401, "token_required", vec![("www-authenticate", "Bearer".to_string())]));
+        let i = GatewayError::InvalidToken("the token has expired".into());
+        assert_eq!((i.status(), i.code()), (401, "invalid_token"));
+        assert_eq!(i.to_string(), "invalid subscriber token: the token has expired");
+        assert_eq!(
+            i.headers(),
+            vec![("www-authenticate", "Bearer error=\"invalid_token\", error_description=\"the token has expired\"".to_string())]
+        );
+        let odd = GatewayError::InvalidToken("a \"quoted\" \\ é\r\n".into());
+        assert_eq!(odd.headers()[0].1, "Bearer error=\"invalid_token\", error_description=\"a ?quoted? ? ???\"");
+        let f = GatewayError::Forbidden("the token does not grant topic \"x\"".into());
+        assert_eq!((f.status(), f.code()), (403, "forbidden"));
+        assert_eq!(f.headers(), vec![("www-authenticate", "Bearer error=\"insufficient_scope\"".to_string())]);
     }
 }

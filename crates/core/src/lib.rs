@@ -12,6 +12,8 @@
 //! - [`protocol`]: the topic-object protocol: the drop rule, the publish plan, the internal
 //!   messages (attach, probe, deliver, the owner's answer), connection summaries and resume.
 //! - [`replay`]: retention (`RETENTION`), the replay ring, and the resume algorithm.
+//! - [`token`]: private topics (`PRIVATE_TOPICS`) and the verification of subscriber tokens
+//!   (JWT: HS256, ES256, EdDSA) into what they grant.
 //! - [`auth`], [`config`], [`error`], [`time`].
 
 pub mod auth;
@@ -27,6 +29,7 @@ pub mod replay;
 pub mod request;
 pub mod routes;
 pub mod time;
+pub mod token;
 pub mod topic;
 
 pub use config::Config;

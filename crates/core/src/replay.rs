@@ -62,12 +62,7 @@ impl Retention {
             }
             let (pattern, spec) = item.split_once('=').ok_or_else(|| format!("{item:?}: expected pattern=count[/age]"))?;
             let pattern = pattern.trim();
-            if pattern.is_empty() || pattern.len() > 128 {
-                return Err(format!("{item:?}: the pattern must be 1-128 bytes"));
-            }
-            if let Some(c) = pattern.chars().find(|&c| c != '*' && !(c.is_ascii_alphanumeric() || "_-.:".contains(c))) {
-                return Err(format!("{item:?}: the pattern holds {c:?} (allowed: A-Z a-z 0-9 _ - . : and *)"));
-            }
+            check_pattern(pattern).map_err(|m| format!("{item:?}: {m}"))?;
             let (count, age) = match spec.split_once('/') {
                 Some((c, a)) => (c.trim(), Some(a.trim())),
                 None => (spec.trim(), None),
@@ -115,6 +110,19 @@ fn parse_age(a: &str) -> Option<u64> {
         _ => return None,
     };
     (1..=MAX_AGE_MS).contains(&ms).then_some(ms)
+}
+
+/// Checks a topic pattern: 1-128 bytes of the topic alphabet plus `*`. The same syntax serves
+/// `RETENTION`, `PRIVATE_TOPICS` and the `topics` claim of subscriber tokens
+/// ([`crate::token`]); the error text is safe to echo.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if pattern.is_empty() || pattern.len() > crate::names::MAX_NAME_LEN {
+        return Err("the pattern must be 1-128 bytes".into());
+    }
+    if let Some(c) = pattern.chars().find(|&c| c != '*' && !(c.is_ascii_alphanumeric() || "_-.:".contains(c))) {
+        return Err(format!("the pattern holds {c:?} (allowed: A-Z a-z 0-9 _ - . : and *)"));
+    }
+    Ok(())
 }
 
 /// `*` matches any run of bytes (possibly empty); everything else matches itself.
