@@ -235,6 +235,10 @@ step_e2e() {
   # The registry spread over four objects (REGISTRY_SHARDS): the Worker merges their pages.
   timeout --kill-after=15 600 node tests/e2e/run.mjs --files admin,pagination,lifecycle --label wrangler-dev-shards \
     --var REGISTRY_SHARDS:4 || rc=1
+  # Private topics and subscriber tokens (tests/e2e/private_topics).
+  timeout --kill-after=15 600 node tests/e2e/run.mjs --files private_topics --label wrangler-dev-private \
+    --var 'PRIVATE_TOPICS:e2e-priv-*' \
+    --var 'SUBSCRIBER_TOKEN_SECRETS:e2e-subscriber-secret-old-0123456789abcdef,e2e-subscriber-secret-new-0123456789abcdef' || rc=1
   # A hot topic over shard objects (TOPIC_SHARD_SIZE=50, 500 subscribers).
   timeout --kill-after=15 600 node tests/e2e/run.mjs --files sharding --label wrangler-dev-topic-shards \
     --var TOPIC_SHARD_SIZE:50 || rc=1

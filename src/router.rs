@@ -8,7 +8,7 @@ use futures_util::future::join_all;
 use sse_core::frame::{self, Format};
 use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::{Attach, Deliver, Holder, ObjectAnswer, ProbeRequest, Probed, PublishPlan, Step, TopicResult};
-use sse_core::request::{self, ListQuery, Publish, PublishHeaders, Query, Subscribe};
+use sse_core::request::{self, Credentials, ListQuery, Publish, PublishHeaders, Query, Subscribe};
 use sse_core::routes::{self, Route};
 use sse_core::topic::Transport;
 use sse_core::{metrics, registry};
@@ -189,7 +189,13 @@ fn attach(topic: &str, id: &str, sub: &Subscribe, format: Format, node: &str, he
 fn subscription(req: &Request, transport: Transport, query: &Query, cfg: &Config) -> Result<Subscribe, GatewayError> {
     let h = req.headers();
     let (topics, last_id) = (header(h, "x-sse-topic"), header(h, "last-event-id"));
-    Subscribe::parse(transport, topics.as_deref().map(str::as_bytes), last_id.as_deref().map(str::as_bytes), query, cfg)
+    let mut sub = Subscribe::parse(transport, topics.as_deref().map(str::as_bytes), last_id.as_deref().map(str::as_bytes), query, cfg)?;
+    // Private topics: checked here, before any Durable Object is asked (a refused subscriber
+    // costs no object request).
+    let (authorization, cookie) = (header(h, "authorization"), header(h, "cookie"));
+    let creds = Credentials { authorization: authorization.as_deref().map(str::as_bytes), cookie: cookie.as_deref().map(str::as_bytes) };
+    sub.authorize(cfg, creds, query, http::now_ms() / 1000)?;
+    Ok(sub)
 }
 
 /// The validated publish headers of a request (the body is not touched).

@@ -31,6 +31,11 @@ const KEY = 'dev-key-change-me';
 // Retention for tests/e2e/replay.test.mjs (only topics e2e-rp-* / e2e-rpb-*, which no other test
 // uses): on the cluster (Redis Streams) and on a node of its own (in-memory rings).
 const RETENTION = 'e2e-rp-*=5/600s,e2e-rpb-*=2000/600s';
+// The settings tests/e2e/private_topics.test.mjs needs (its two test secrets, for rotation).
+const PRIVATE = {
+  PRIVATE_TOPICS: 'e2e-priv-*',
+  SUBSCRIBER_TOKEN_SECRETS: 'e2e-subscriber-secret-old-0123456789abcdef,e2e-subscriber-secret-new-0123456789abcdef',
+};
 const SINGLE_PORT = 8080;
 const LIMITS = { MAX_CONNECTIONS_PER_NODE: '20', MAX_CONNECTIONS_PER_TOPIC: '5', PUBLISH_RATE_PER_KEY: '5', PUBLISH_BURST_PER_KEY: '5' };
 
@@ -180,6 +185,11 @@ async function partE2e() {
     ok = (await singleNode(runs, { id: 'slow', logName: 'native-slow-node.log', env: { QUEUE_CAPACITY: '16' }, label: 'native-slow', extra: ['--files', 'slow_consumer', '--var', 'QUEUE_CAPACITY:16'] })) && ok;
     // Retention and resume (tests/e2e/replay.test.mjs) on a node started with RETENTION.
     ok = (await singleNode(runs, { id: 'replay', logName: 'native-replay-node.log', env: { RETENTION }, label: 'native-replay', extra: ['--files', 'replay', '--var', `RETENTION:${RETENTION}`] })) && ok;
+    // Private topics and subscriber tokens (tests/e2e/private_topics.test.mjs).
+    ok = (await singleNode(runs, {
+      id: 'private', logName: 'native-private-node.log', env: PRIVATE, label: 'native-private',
+      extra: ['--files', 'private_topics', ...Object.entries(PRIVATE).flatMap(([k, v]) => ['--var', `${k}:${v}`])],
+    })) && ok;
   }
 
   const summary = runs.map((label) => {

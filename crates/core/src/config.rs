@@ -1,56 +1,10 @@
 //! Settings shared by both runtimes, read from environment-style key/value pairs (process
 //! environment natively, `[vars]` and secrets on Cloudflare), with defaults and validation.
 
-use thiserror::Error;
-
 use crate::auth::ApiKeys;
 use crate::replay::Retention;
+pub use crate::setting::{ConfigError, Setting, SUBSCRIBER_TOKEN_LEEWAY_S};
 use crate::token::{PrivateTopics, TokenSettings};
-
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum ConfigError {
-    #[error("{key}={value:?} is not a whole number")]
-    NotANumber { key: &'static str, value: String },
-    #[error("{key}={value} is out of range {min}..={max}")]
-    OutOfRange { key: &'static str, value: u64, min: u64, max: u64 },
-    #[error("RETENTION: {0}")]
-    Retention(String),
-    #[error("PRIVATE_TOPICS: {0}")]
-    PrivateTopics(String),
-    #[error("SUBSCRIBER_TOKEN_SECRETS: {0}")]
-    TokenSecrets(String),
-    #[error("SUBSCRIBER_TOKEN_PUBLIC_KEYS: {0}")]
-    TokenPublicKeys(String),
-    #[error("SUBSCRIBER_TOKEN_COOKIE={0:?} is not a cookie name (visible ASCII without separators)")]
-    TokenCookie(String),
-    #[error("PRIVATE_TOPICS is set but no token can verify: set SUBSCRIBER_TOKEN_SECRETS or SUBSCRIBER_TOKEN_PUBLIC_KEYS")]
-    PrivateTopicsWithoutKeys,
-}
-
-/// One numeric setting: its key, default and allowed range. Documented in docs/configuration.
-pub struct Setting {
-    pub key: &'static str,
-    pub default: u64,
-    pub min: u64,
-    pub max: u64,
-    pub help: &'static str,
-}
-
-impl Setting {
-    /// Reads the setting: absent or blank → the default; otherwise a whole number in range.
-    pub fn read(&self, lookup: impl Fn(&str) -> Option<String>) -> Result<u64, ConfigError> {
-        let value = match lookup(self.key) {
-            None => return Ok(self.default),
-            Some(v) if v.trim().is_empty() => return Ok(self.default),
-            Some(v) => v,
-        };
-        let n: u64 = value.trim().parse().map_err(|_| ConfigError::NotANumber { key: self.key, value: value.clone() })?;
-        if n < self.min || n > self.max {
-            return Err(ConfigError::OutOfRange { key: self.key, value: n, min: self.min, max: self.max });
-        }
-        Ok(n)
-    }
-}
 
 pub const HEARTBEAT_INTERVAL_MS: Setting = Setting {
     key: "HEARTBEAT_INTERVAL_MS",
@@ -111,17 +65,7 @@ pub const TOPIC_SHARD_SIZE: Setting = Setting {
     help: "subscribers one topic object holds before new ones go to the topic's shard objects (Cloudflare)",
 };
 
-/// Not in [`SETTINGS`] until docs/configuration.md has its row (the native server's test checks
-/// that every setting listed there is documented).
-pub const SUBSCRIBER_TOKEN_LEEWAY_S: Setting = Setting {
-    key: "SUBSCRIBER_TOKEN_LEEWAY_S",
-    default: 30,
-    min: 0,
-    max: 3_600,
-    help: "seconds of clock difference tolerated on a subscriber token's exp, nbf and iat",
-};
-
-pub const SETTINGS: [&Setting; 10] = [
+pub const SETTINGS: [&Setting; 11] = [
     &HEARTBEAT_INTERVAL_MS,
     &RETRY_MS,
     &MAX_BODY_BYTES,
@@ -132,6 +76,7 @@ pub const SETTINGS: [&Setting; 10] = [
     &PUBLISH_BURST_PER_KEY,
     &REGISTRY_SHARDS,
     &TOPIC_SHARD_SIZE,
+    &SUBSCRIBER_TOKEN_LEEWAY_S,
 ];
 
 /// The validated configuration.

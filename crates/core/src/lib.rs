@@ -14,7 +14,7 @@
 //! - [`replay`]: retention (`RETENTION`), the replay ring, and the resume algorithm.
 //! - [`token`]: private topics (`PRIVATE_TOPICS`) and the verification of subscriber tokens
 //!   (JWT: HS256, ES256, EdDSA) into what they grant.
-//! - [`auth`], [`config`], [`error`], [`time`].
+//! - [`auth`], [`config`] (with [`setting`]), [`error`], [`time`].
 
 pub mod auth;
 pub mod config;
@@ -28,6 +28,7 @@ pub mod registry;
 pub mod replay;
 pub mod request;
 pub mod routes;
+pub mod setting;
 pub mod time;
 pub mod token;
 pub mod topic;

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::error::{GatewayError, Result};
 use crate::frame::Format;
 use crate::names;
+use crate::token::{self, Grant};
 use crate::topic::Transport;
 
 /// Decoded query-string pairs, in order (`+` is a space, `%XX` is a byte, result must be UTF-8).
@@ -74,9 +75,37 @@ pub struct Subscribe {
     pub format: Format,
     /// From `Last-Event-ID` or `?last_event_id=` (kept for replay).
     pub last_event_id: Option<String>,
+    /// What the subscriber token allows, when a requested topic is private ([`Self::authorize`]).
+    pub grant: Option<Grant>,
+}
+
+/// A header value as text; one that is not UTF-8 counts as absent.
+fn utf8(v: Option<&[u8]>) -> Option<&str> {
+    v.and_then(|b| std::str::from_utf8(b).ok())
+}
+
+/// The headers that may carry a subscriber token, as bytes (they may not be UTF-8).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    pub authorization: Option<&'a [u8]>,
+    pub cookie: Option<&'a [u8]>,
 }
 
 impl Subscribe {
+    /// The check of private topics (`PRIVATE_TOPICS`), before anything is attached: nothing to
+    /// do when no requested topic is private; otherwise the token (`authorization: Bearer`,
+    /// then `?token=`, then the cookie `SUBSCRIBER_TOKEN_COOKIE`) must be valid and grant every
+    /// private topic requested (401 `token_required` / `invalid_token`, 403 `forbidden`).
+    /// `now_s`: the time in seconds since the epoch.
+    pub fn authorize(&mut self, cfg: &Config, creds: Credentials<'_>, query: &Query, now_s: u64) -> Result<()> {
+        if cfg.private_topics.is_empty() {
+            return Ok(());
+        }
+        let presented = token::token_from(utf8(creds.authorization), query.get("token"), utf8(creds.cookie), cfg.tokens.cookie());
+        self.grant = token::check_subscribe(&cfg.private_topics, &cfg.tokens, &self.topics, presented, now_s)?;
+        Ok(())
+    }
+
     pub fn parse(
         transport: Transport,
         topic_header: Option<&[u8]>,
@@ -99,7 +128,7 @@ impl Subscribe {
         if let Some(id) = &last_event_id {
             names::check_name(id).map_err(|m| GatewayError::InvalidRequest(format!("last-event-id {m}")))?;
         }
-        Ok(Self { topics, transport, format, last_event_id })
+        Ok(Self { topics, transport, format, last_event_id, grant: None })
     }
 }
 
@@ -217,6 +246,59 @@ mod tests {
 
     fn cfg() -> Config {
         Config::default()
+    }
+
+    const SECRET: &str = "a-subscriber-token-secret-of-32-bytes";
+
+    /// An HS256 token for `claims`, signed with [`SECRET`].
+    fn token(claims: &str) -> String {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use base64::Engine;
+        use hmac::{Mac, SimpleHmac};
+        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#), URL_SAFE_NO_PAD.encode(claims));
+        let mut mac = SimpleHmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+        mac.update(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
+    #[test]
+    fn private_topics_need_a_token_that_grants_them() {
+        let cfg = Config::from_lookup(|k| match k {
+            "PRIVATE_TOPICS" => Some("user:*".into()),
+            "SUBSCRIBER_TOKEN_SECRETS" => Some(SECRET.into()),
+            _ => None,
+        })
+        .unwrap();
+        let now = 1_000;
+        let good = token(r#"{"exp":2000,"sub":"u42","topics":["user:42","news"]}"#);
+        let check = |topics: &str, creds: Credentials<'_>, query: &str| {
+            let q = Query::parse(&format!("topic={topics}&{query}")).unwrap();
+            let mut s = Subscribe::parse(Transport::Sse, None, None, &q, &cfg).unwrap();
+            s.authorize(&cfg, creds, &q, now).map(|()| s.grant.map(|g| g.sub))
+        };
+        let none = Credentials::default();
+        // Public topics: nothing asked, nothing granted.
+        assert_eq!(check("news", none, ""), Ok(None));
+        assert_eq!(check("user:42", none, "").unwrap_err().code(), "token_required");
+        let bearer = format!("Bearer {good}");
+        let header = Credentials { authorization: Some(bearer.as_bytes()), cookie: None };
+        assert_eq!(check("user:42", header, ""), Ok(Some(Some("u42".into()))));
+        assert_eq!(check("user:42", none, &format!("token={good}")), Ok(Some(Some("u42".into()))));
+        let cookie = format!("theme=dark; sse_token={good}");
+        assert_eq!(
+            check("user:42", Credentials { authorization: None, cookie: Some(cookie.as_bytes()) }, ""),
+            Ok(Some(Some("u42".into())))
+        );
+        // All or nothing: one topic not granted refuses the whole subscription.
+        assert_eq!(check("user:42,user:43", header, "").unwrap_err().code(), "forbidden");
+        assert_eq!(check("user:42", none, "token=not.a.token").unwrap_err().code(), "invalid_token");
+        let expired = token(r#"{"exp":900,"topics":["user:42"]}"#);
+        assert_eq!(check("user:42", none, &format!("token={expired}")).unwrap_err().code(), "invalid_token");
+        // A header that is not UTF-8 counts as absent.
+        assert_eq!(
+            check("user:42", Credentials { authorization: Some(b"Bearer \xff"), cookie: None }, "").unwrap_err().code(),
+            "token_required"
+        );
     }
 
     #[test]

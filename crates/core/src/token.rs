@@ -27,9 +27,9 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use thiserror::Error;
 
-use crate::config::{ConfigError, SUBSCRIBER_TOKEN_LEEWAY_S};
 use crate::error::GatewayError;
 use crate::replay::{check_pattern, glob};
+use crate::setting::{ConfigError, SUBSCRIBER_TOKEN_LEEWAY_S};
 
 /// Longest token accepted, in bytes: anything longer is refused before it is decoded.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

@@ -307,6 +307,15 @@ mod tests {
             assert!(r.contains(&format!("| `{}` |", s.default)), "{}: default {} not in: {r}", s.key, s.default);
             assert!(r.contains(&format!("| {} – {}", s.min, s.max)), "{}: range {}–{} not in: {r}", s.key, s.min, s.max);
         }
+        for key in [
+            "PRIVATE_TOPICS",
+            "SUBSCRIBER_TOKEN_SECRETS",
+            "SUBSCRIBER_TOKEN_PUBLIC_KEYS",
+            "SUBSCRIBER_TOKEN_AUDIENCE",
+            "SUBSCRIBER_TOKEN_COOKIE",
+        ] {
+            assert!(row(key).is_some(), "{key} is not in docs/configuration.md");
+        }
         for key in ["API_KEYS", "LISTEN_ADDR", "NODE_ID", "ADVERTISE_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "CLUSTER_SECRET", "RUST_LOG"] {
             assert!(row(key).is_some(), "{key} is not in docs/configuration.md");
         }

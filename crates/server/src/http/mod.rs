@@ -16,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use sse_core::request::Query;
+use sse_core::request::{Credentials, Query, Subscribe};
 use sse_core::routes::{self, Route};
 use sse_core::GatewayError;
 
@@ -104,6 +104,15 @@ pub(crate) async fn open_sse(
 }
 
 /// A header's raw bytes (the core validates the content).
+/// The subscribe check of private topics (`PRIVATE_TOPICS`, [`Subscribe::authorize`]) on a
+/// request's headers and query; several `cookie` headers count as one.
+pub(crate) fn authorize(gw: &GatewayState, sub: &mut Subscribe, h: &HeaderMap, q: &Query) -> Result<(), GatewayError> {
+    let cookies: Vec<&[u8]> = h.get_all("cookie").iter().map(|v| v.as_bytes()).collect();
+    let cookie = cookies.join(&b"; "[..]);
+    let creds = Credentials { authorization: header(h, "authorization"), cookie: (!cookies.is_empty()).then_some(cookie.as_slice()) };
+    sub.authorize(&gw.cfg.core, creds, q, crate::clock::now_ms() / 1000)
+}
+
 pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     h.get(name).map(|v| v.as_bytes())
 }

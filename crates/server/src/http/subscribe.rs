@@ -27,7 +27,8 @@ pub async fn sse(gw: &Arc<GatewayState>, h: &HeaderMap, q: &Query) -> Result<Res
 /// Opens a subscriber connection: its opening block (with the replay of a resuming subscriber)
 /// and the connection whose queue follows it.
 pub async fn open(gw: &Arc<GatewayState>, h: &HeaderMap, q: &Query) -> Result<(Bytes, Connection), GatewayError> {
-    let sub = Subscribe::parse(Transport::Sse, header(h, "x-sse-topic"), header(h, "last-event-id"), q, &gw.cfg.core)?;
+    let mut sub = Subscribe::parse(Transport::Sse, header(h, "x-sse-topic"), header(h, "last-event-id"), q, &gw.cfg.core)?;
+    super::authorize(gw, &mut sub, h, q)?;
     let mut conn = gw.open(&sub.topics, sub.format, sub.last_event_id.as_deref()).await?;
     let mut open = frame::encode_open(gw.cfg.core.retry_ms, &conn.id, &sub.topics).into_bytes();
     // The replay goes out with the opening block, before anything queued.

@@ -30,7 +30,8 @@ pub async fn subscribe(gw: &Arc<GatewayState>, parts: &mut Parts, q: &Query) -> 
     if !upgrade {
         return Err(GatewayError::UpgradeRequired);
     }
-    let sub = Subscribe::parse(Transport::Ws, header(h, "x-sse-topic"), header(h, "last-event-id"), q, &gw.cfg.core)?;
+    let mut sub = Subscribe::parse(Transport::Ws, header(h, "x-sse-topic"), header(h, "last-event-id"), q, &gw.cfg.core)?;
+    super::authorize(gw, &mut sub, h, q)?;
     let ws = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| GatewayError::InvalidRequest(format!("websocket upgrade: {e}")))?;
