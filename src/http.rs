@@ -1,5 +1,7 @@
 //! Response helpers and the pieces of request handling the Worker and its objects share.
 
+use std::cell::RefCell;
+
 use sse_core::{routes, Config, GatewayError};
 use worker::{Date, Env, Headers, Response};
 
@@ -56,10 +58,21 @@ pub fn internal(e: worker::Error) -> GatewayError {
     GatewayError::Internal(e.to_string())
 }
 
-/// The configuration from `[vars]` and secrets.
+thread_local! {
+    /// The configuration, read once per isolate: `[vars]` and secrets do not change while an
+    /// isolate lives (a deploy starts new ones), and reading it parses the subscriber-token keys.
+    static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
+}
+
+/// The configuration from `[vars]` and secrets (read on the isolate's first request).
 pub fn config(env: &Env) -> Result<Config, GatewayError> {
-    Config::from_lookup(|key| env.var(key).map(|v| v.to_string()).or_else(|_| env.secret(key).map(|v| v.to_string())).ok())
-        .map_err(|e| GatewayError::Internal(format!("configuration: {e}")))
+    if let Some(c) = CONFIG.with(|slot| slot.borrow().clone()) {
+        return Ok(c);
+    }
+    let c = Config::from_lookup(|key| env.var(key).map(|v| v.to_string()).or_else(|_| env.secret(key).map(|v| v.to_string())).ok())
+        .map_err(|e| GatewayError::Internal(format!("configuration: {e}")))?;
+    CONFIG.with(|slot| *slot.borrow_mut() = Some(c.clone()));
+    Ok(c)
 }
 
 /// A header as bytes (the core validates its content).
