@@ -185,23 +185,17 @@ pub fn upgrade_request(a: &Attach) -> Result<Request, GatewayError> {
     Request::new_with_init(&stubs::internal_url(&a.encode()), &init).map_err(http::internal)
 }
 
-/// What ended a relay (the outcome names of `src/relay.js`).
+/// The outcome names of `src/relay.js`, and the close each stands for.
+const OUTCOMES: [(&str, Close); 3] = [("full", Close::SlowConsumer), ("closed", Close::Normal), ("upstream", Close::Failed)];
+
+/// What ended a relay (anything unknown: it failed).
 fn ending(outcome: &str) -> Close {
-    match outcome {
-        "full" => Close::after_send(SendResult::Full),
-        "closed" => Close::after_send(SendResult::Closed),
-        _ => None,
-    }
-    .unwrap_or(Close::Failed)
+    OUTCOMES.iter().find(|(name, _)| *name == outcome).map_or(Close::Failed, |&(_, close)| close)
 }
 
 /// The name `src/relay.js` gives `close` (what the Worker ends a relay with).
 fn outcome_of(close: Close) -> &'static str {
-    match close {
-        Close::SlowConsumer => "full",
-        Close::Normal => "closed",
-        Close::Failed => "upstream",
-    }
+    OUTCOMES.iter().find(|(_, c)| *c == close).map_or("upstream", |&(name, _)| name)
 }
 
 /// A relay of a held connection's internal sockets (`src/relay.js`).

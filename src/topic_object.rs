@@ -98,7 +98,6 @@ impl Sink for SocketSink {
 pub struct TopicObject {
     state: State,
     env: Env,
-    cfg: RefCell<Option<Config>>,
     /// The connections: rebuilt from the accepted sockets the first time this start needs them.
     topic: RefCell<Option<TopicState<SocketSink>>>,
     rebuilt: Cell<bool>,
@@ -137,7 +136,6 @@ impl DurableObject for TopicObject {
             wake_counted: Cell::new(false),
             state,
             env,
-            cfg: RefCell::new(None),
             topic: RefCell::new(None),
             rebuilt: Cell::new(false),
             tables: Cell::new(false),
@@ -221,13 +219,9 @@ fn attachment(ws: &WebSocket) -> Option<SocketAttachment> {
 }
 
 impl TopicObject {
+    /// The isolate's configuration (read once, `http::config`).
     fn config(&self) -> std::result::Result<Config, GatewayError> {
-        if let Some(c) = self.cfg.borrow().as_ref() {
-            return Ok(c.clone());
-        }
-        let c = http::config(&self.env)?;
-        *self.cfg.borrow_mut() = Some(c.clone());
-        Ok(c)
+        http::config(&self.env)
     }
 
     async fn route(&self, req: Request, cfg: &Config) -> std::result::Result<Response, GatewayError> {
