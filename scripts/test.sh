@@ -8,8 +8,9 @@
 #   build   scripts/build-worker.sh (release wasm)
 #   bundle  wrangler deploy --dry-run --outdir dist (+ wasm size, raw and gzip -9)
 #   e2e     node tests/e2e/run.mjs (starts wrangler dev itself), then its limits file on a
-#           wrangler dev started with the limits configured, and its replay file on one
-#           started with RETENTION
+#           wrangler dev started with the limits configured, its replay file on one
+#           started with RETENTION, and its private_* files on one started with private
+#           topics, subscriber-token secrets and scoped API keys
 #   examples tests/examples/run.mjs: every example subscriber x publisher, on
 #           wrangler dev and on the native cluster (scripts/cluster.sh)
 #   browser tests/browser/run.mjs: the admin UI in Chromium, on wrangler dev and
@@ -235,10 +236,14 @@ step_e2e() {
   # The registry spread over four objects (REGISTRY_SHARDS): the Worker merges their pages.
   timeout --kill-after=15 600 node tests/e2e/run.mjs --files admin,pagination,lifecycle --label wrangler-dev-shards \
     --var REGISTRY_SHARDS:4 || rc=1
-  # Private topics and subscriber tokens (tests/e2e/private_topics).
-  timeout --kill-after=15 600 node tests/e2e/run.mjs --files private_topics --label wrangler-dev-private \
+  # Private topics, subscriber tokens and scoped API keys (tests/e2e/private_*; the settings are
+  # those of tests/e2e/lib/token_cases.mjs). wrangler keeps what follows the first `:` of a
+  # --var whole, so the scoped keys' own `:` and `|` need only the shell's quotes.
+  timeout --kill-after=15 600 node tests/e2e/run.mjs --files private_topics,private_listing,private_cors --label wrangler-dev-private \
     --var 'PRIVATE_TOPICS:e2e-priv-*' \
-    --var 'SUBSCRIBER_TOKEN_SECRETS:e2e-subscriber-secret-old-0123456789abcdef,e2e-subscriber-secret-new-0123456789abcdef' || rc=1
+    --var 'SUBSCRIBER_TOKEN_SECRETS:e2e-subscriber-secret-old-0123456789abcdef,e2e-subscriber-secret-new-0123456789abcdef' \
+    --var 'SCOPED_API_KEYS:e2e-scoped-publish-0123456789:publish:e2e-priv-*|e2e-scope-*,e2e-scoped-admin-0123456789:admin:e2e-scope-*' \
+    --var 'CREDENTIALED_ORIGINS:http://app.e2e.test' || rc=1
   # A hot topic over shard objects (TOPIC_SHARD_SIZE=50, 500 subscribers).
   timeout --kill-after=15 600 node tests/e2e/run.mjs --files sharding --label wrangler-dev-topic-shards \
     --var TOPIC_SHARD_SIZE:50 || rc=1

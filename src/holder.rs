@@ -239,6 +239,17 @@ pub struct Held {
     /// The topics it joined, one internal socket each.
     pub topics: Vec<String>,
     pub sockets: Vec<WebSocket>,
+    /// When its subscriber token expires and the Worker closes it (milliseconds since the
+    /// epoch; [`sse_core::request::Subscribe::closes_at_ms`]).
+    pub closes_at_ms: Option<u64>,
+}
+
+/// Resolves at `at_ms` (milliseconds since the epoch); never for `None`.
+async fn deadline(at_ms: Option<u64>) {
+    match at_ms {
+        Some(at) => Delay::from(Duration::from_millis(at.saturating_sub(http::now_ms()))).await,
+        None => futures_util::future::pending().await,
+    }
 }
 
 impl Held {
@@ -270,14 +281,25 @@ pub fn sse(held: Held, first: String, cfg: &Config) -> Result<Response, GatewayE
     let relay = Relay::start(&held.sockets, |list, on_end| relay_to_stream(list, &sink.0, on_end));
     wasm_bindgen_futures::spawn_local(async move {
         let keepalive = Uint8Array::from(frame::KEEPALIVE.as_bytes());
-        // What the Worker watches itself: the client leaving (its stream cancelled) and the
-        // keepalives (a write that fails, or finds the stream full).
+        // What the Worker watches itself: the client leaving (its stream cancelled), the
+        // keepalives (a write that fails, or finds the stream full) and the token's expiry.
+        let expires = held.closes_at_ms;
         let watch = async {
             let mut gone = cancelled;
+            let mut expired = Box::pin(deadline(expires));
             loop {
-                match select(gone, Box::pin(Delay::from(heartbeat))).await {
+                match select(gone, select(expired, Box::pin(Delay::from(heartbeat)))).await {
                     Either::Left(_) => break Close::Normal,
-                    Either::Right((_, still)) => gone = still,
+                    Either::Right((Either::Left(_), _)) => {
+                        // The last frame: come back with a fresh token.
+                        let last = frame::encode_reconnect(sse_core::token::EXPIRED_REASON);
+                        let _ = sink.send_chunk(&Uint8Array::from(last.as_bytes()));
+                        break Close::Normal;
+                    }
+                    Either::Right((Either::Right((_, still_expiring)), still)) => {
+                        gone = still;
+                        expired = still_expiring;
+                    }
                 }
                 if let Some(close) = Close::after_send(sink.send_chunk(&keepalive)) {
                     break close;
@@ -305,24 +327,34 @@ pub fn websocket(held: Held, first: String) -> Result<Response, GatewayError> {
             held.finish(end);
             return;
         };
+        let expired = std::cell::Cell::new(false);
         let watch = async {
             let mut events = client_events;
-            while let Some(e) = events.next().await {
-                match e {
+            let mut expires = Box::pin(deadline(held.closes_at_ms));
+            loop {
+                match select(events.next(), expires).await {
                     // A subscriber only listens; `ping` gets `pong`, as the objects answer it.
-                    Ok(WebsocketEvent::Message(m)) => {
+                    Either::Left((Some(Ok(WebsocketEvent::Message(m))), still)) => {
                         if m.text().as_deref() == Some("ping") {
                             let _ = server.send_with_str("pong");
                         }
+                        expires = still;
                     }
-                    _ => break,
+                    Either::Left(_) => break,
+                    Either::Right(_) => {
+                        // The last message: come back with a fresh token.
+                        let _ = server.send_with_str(frame::encode_ws_reconnect(sse_core::token::EXPIRED_REASON));
+                        expired.set(true);
+                        break;
+                    }
                 }
             }
             Close::Normal
         };
         let end = relay.run(watch).await;
         held.finish(end);
-        let _ = server.close(Some(end.code()), Some(end.reason()));
+        let (code, reason) = if expired.get() { sse_core::token::EXPIRED_CLOSE } else { (end.code(), end.reason()) };
+        let _ = server.close(Some(code), Some(reason));
     });
     Response::from_websocket(client).map_err(http::internal)
 }

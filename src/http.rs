@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 
+use sse_core::cors::ALLOW_ORIGIN;
 use sse_core::{routes, Config, GatewayError};
 use worker::{Date, Env, Headers, Response};
 
@@ -51,6 +52,27 @@ pub fn preflight() -> Response {
 /// Sets the SSE headers on a streaming response.
 pub fn sse(resp: Response) -> Response {
     resp.with_headers(headers(&routes::SSE_HEADERS))
+}
+
+/// The CORS headers of an answer to a request with `origin` (its `Origin` header): the
+/// builders here give `access-control-allow-origin: *`; for an origin listed in
+/// `CREDENTIALED_ORIGINS` that becomes the origin with credentials (the core's rule). An answer
+/// without CORS headers (a WebSocket upgrade) is left as it is.
+pub fn cors(resp: Response, origin: Option<&str>, env: &Env) -> Response {
+    if !resp.headers().has(ALLOW_ORIGIN).unwrap_or(false) {
+        return resp;
+    }
+    if CONFIG.with(|slot| slot.borrow().is_none()) && config(env).is_err() {
+        return resp;
+    }
+    CONFIG.with(|slot| {
+        let slot = slot.borrow();
+        let Some(origins) = slot.as_ref().map(|c| &c.credentialed_origins).filter(|o| !o.is_empty()) else { return };
+        for (k, v) in origins.headers(origin.map(str::as_bytes)) {
+            let _ = resp.headers().set(k, v);
+        }
+    });
+    resp
 }
 
 /// Turns a worker error into a 500.

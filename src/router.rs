@@ -5,6 +5,7 @@
 //! each topic object with the body unread.
 
 use futures_util::future::join_all;
+use sse_core::auth::KeyGrant;
 use sse_core::frame::{self, Format};
 use sse_core::protocol::answer::decode_error;
 use sse_core::protocol::{Attach, Deliver, Holder, ObjectAnswer, ProbeRequest, Probed, PublishPlan, Step, TopicResult};
@@ -22,14 +23,16 @@ use crate::stubs::{self, internal_url, topic_stub};
 
 pub async fn handle(req: Request, env: Env) -> Response {
     let (method, path) = (req.method().to_string(), req.path());
-    match dispatch(req, env).await {
+    let origin = header(req.headers(), "origin");
+    let resp = match dispatch(req, env.clone()).await {
         Ok(resp) => resp,
         Err(e) => {
             // Every error answer is logged once, here, by the core's rule.
             http::log(&request::rejected_log_line(&method, &path, &e));
             http::error(&e)
         }
-    }
+    };
+    http::cors(resp, origin.as_deref(), &env)
 }
 
 async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
@@ -47,22 +50,23 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
         _ => {}
     }
     let cfg = http::config(&env)?;
-    if route.needs_key() {
+    let key = if route.needs_key() {
         let h = req.headers();
-        let auth = header(h, "authorization");
-        let key = header(h, "x-api-key");
-        let Some(key_index) = cfg.api_keys.key_index(auth.as_deref().map(str::as_bytes), key.as_deref().map(str::as_bytes)) else {
-            return Err(GatewayError::Unauthorized);
-        };
+        let (auth, key) = (header(h, "authorization"), header(h, "x-api-key"));
+        let grant = cfg.api_keys.grant(auth.as_deref().map(str::as_bytes), key.as_deref().map(str::as_bytes))?;
+        grant.check_route(&route)?;
         if route == Route::Publish && cfg.publish_rate_per_key > 0 {
-            take_publish_token(&env, &cfg, key_index).await?;
+            take_publish_token(&env, &cfg, grant.index).await?;
         }
-    }
+        Some(grant)
+    } else {
+        None
+    };
     let query = Query::parse(url.query().unwrap_or(""))?;
     match route {
         Route::Sse => subscribe_sse(req, &env, &cfg, &query).await,
         Route::Ws => subscribe_ws(req, &env, &cfg, &query).await,
-        Route::Publish => publish(req, &env, &cfg).await,
+        Route::Publish => publish(req, &env, &cfg, key).await,
         Route::AdminTopics | Route::AdminConnections | Route::AdminStats => {
             let path = match route {
                 Route::AdminTopics => "topics",
@@ -83,11 +87,18 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
                 hello: false,
                 last_event_id: None,
                 shard: 0,
+                sub: None,
             };
             let sockets = holder::join(&env, &cfg, std::slice::from_ref(&attach)).await?;
             // A tail is not in the registry: nothing to tell it (`topics` empty).
-            let held =
-                holder::Held { env: env.clone(), registry_shards: cfg.registry_shards, conn_id: id.clone(), topics: Vec::new(), sockets };
+            let held = holder::Held {
+                env: env.clone(),
+                registry_shards: cfg.registry_shards,
+                conn_id: id.clone(),
+                topics: Vec::new(),
+                sockets,
+                closes_at_ms: None,
+            };
             holder::sse(held, frame::encode_open(cfg.retry_ms, &id, &attach.topics), &cfg)
         }
         Route::Preflight | Route::Healthz | Route::AdminUi | Route::Metrics => unreachable!("answered above"),
@@ -182,6 +193,7 @@ fn attach(topic: &str, id: &str, sub: &Subscribe, format: Format, node: &str, he
         hello,
         last_event_id: sub.last_event_id.clone(),
         shard: 0,
+        sub: sub.grant.as_ref().and_then(|g| g.sub.clone()),
     }
 }
 
@@ -191,9 +203,17 @@ fn subscription(req: &Request, transport: Transport, query: &Query, cfg: &Config
     let (topics, last_id) = (header(h, "x-sse-topic"), header(h, "last-event-id"));
     let mut sub = Subscribe::parse(transport, topics.as_deref().map(str::as_bytes), last_id.as_deref().map(str::as_bytes), query, cfg)?;
     // Private topics: checked here, before any Durable Object is asked (a refused subscriber
-    // costs no object request).
-    let (authorization, cookie) = (header(h, "authorization"), header(h, "cookie"));
-    let creds = Credentials { authorization: authorization.as_deref().map(str::as_bytes), cookie: cookie.as_deref().map(str::as_bytes) };
+    // costs no object request). The cookie is used only as `Origin` and the host allow.
+    let (authorization, cookie, origin) = (header(h, "authorization"), header(h, "cookie"), header(h, "origin"));
+    let url = req.url().map_err(|_| GatewayError::InvalidRequest("bad url".into()))?;
+    let host = url.host_str().map(|host| match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    });
+    fn bytes(v: &Option<String>) -> Option<&[u8]> {
+        v.as_deref().map(str::as_bytes)
+    }
+    let creds = Credentials { authorization: bytes(&authorization), cookie: bytes(&cookie), origin: bytes(&origin), host: bytes(&host) };
     sub.authorize(cfg, creds, query, http::now_ms() / 1000)?;
     Ok(sub)
 }
@@ -208,14 +228,25 @@ pub fn publish_headers(h: &Headers, cfg: &Config, with_length: bool) -> Result<P
     Publish::parse(PublishHeaders { topic: bytes(&topic), id: bytes(&id), event: bytes(&event), content_length: bytes(&length) }, cfg)
 }
 
+/// A subscriber connection the Worker holds, joined over `sockets`.
+fn held(env: &Env, cfg: &Config, id: &str, sub: &Subscribe, sockets: Vec<worker::WebSocket>) -> holder::Held {
+    holder::Held {
+        env: env.clone(),
+        registry_shards: cfg.registry_shards,
+        conn_id: id.to_string(),
+        topics: sub.topics.clone(),
+        sockets,
+        closes_at_ms: sub.closes_at_ms(cfg),
+    }
+}
+
 async fn subscribe_sse(req: Request, env: &Env, cfg: &Config, query: &Query) -> Result<Response, GatewayError> {
     let sub = subscription(&req, Transport::Sse, query, cfg)?;
     let id = routes::connection_id(http::now_ms(), http::random_u32());
     let node = node(&req);
     let attaches: Vec<Attach> = sub.topics.iter().map(|t| attach(t, &id, &sub, sub.format, &node, false)).collect();
     let sockets = holder::join(env, cfg, &attaches).await?;
-    let held =
-        holder::Held { env: env.clone(), registry_shards: cfg.registry_shards, conn_id: id.clone(), topics: sub.topics.clone(), sockets };
+    let held = held(env, cfg, &id, &sub, sockets);
     holder::sse(held, frame::encode_open(cfg.retry_ms, &id, &sub.topics), cfg)
 }
 
@@ -228,16 +259,13 @@ async fn subscribe_ws(req: Request, env: &Env, cfg: &Config, query: &Query) -> R
     let id = routes::connection_id(http::now_ms(), http::random_u32());
     let node = node(&req);
     let attaches: Vec<Attach> = sub.topics.iter().map(|t| attach(t, &id, &sub, Format::Ws, &node, true)).collect();
-    if let [one] = attaches.as_slice() {
-        if Holder::of(one) == Holder::Client {
-            // One topic: the object accepts the client's socket itself and sends the opening.
-            return holder::attach_call(env, cfg, one).await;
-        }
+    if let ([one], true) = (attaches.as_slice(), Holder::hands_over(&sub, cfg)) {
+        // One topic: the object accepts the client's socket itself and sends the opening.
+        return holder::attach_call(env, cfg, one).await;
     }
     let attaches: Vec<Attach> = attaches.into_iter().map(|a| Attach { hello: false, ..a }).collect();
     let sockets = holder::join(env, cfg, &attaches).await?;
-    let held =
-        holder::Held { env: env.clone(), registry_shards: cfg.registry_shards, conn_id: id.clone(), topics: sub.topics.clone(), sockets };
+    let held = held(env, cfg, &id, &sub, sockets);
     holder::websocket(held, frame::encode_ws_open(&id, &sub.topics))
 }
 
@@ -250,8 +278,12 @@ fn accepted(plan: PublishPlan) -> Response {
     http::json(202, report.body)
 }
 
-async fn publish(req: Request, env: &Env, cfg: &Config) -> Result<Response, GatewayError> {
+async fn publish(req: Request, env: &Env, cfg: &Config, key: Option<KeyGrant<'_>>) -> Result<Response, GatewayError> {
     let p = publish_headers(req.headers(), cfg, true)?;
+    // A scoped key's topics, before the body is touched.
+    if let Some(key) = key {
+        key.check_publish(&p.topics)?;
+    }
     let mut plan = PublishPlan::new(p.id.clone(), p.topics.clone());
     if let [topic] = p.topics.as_slice() {
         // One topic: hand the request over with its body unread; the object reads it only if

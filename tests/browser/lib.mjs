@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
@@ -20,6 +20,13 @@ export const config = Object.freeze({
   screenshots: process.env.BROWSER_SCREENSHOTS || path.join(REPO, 'test-results', 'screenshots'),
   // native screenshots get a suffix so the two targets do not overwrite each other
   shotSuffix: process.env.BROWSER_TARGET && process.env.BROWSER_TARGET !== 'wrangler-dev' ? `-${process.env.BROWSER_TARGET}` : '',
+  // private topics (private.test.mjs): topics starting with privatePrefix must be private on the
+  // target, and subscriberSecret one of its SUBSCRIBER_TOKEN_SECRETS (see run.mjs, PRIVATE)
+  privatePrefix: process.env.BROWSER_PRIVATE_PREFIX || 'browser-priv-',
+  subscriberSecret: process.env.BROWSER_SUBSCRIBER_SECRET || 'browser-subscriber-secret-0123456789abcdef',
+  // set by run.mjs when it started the gateway itself with those settings: then a gateway that
+  // does not honour them is a failure, not a reason to skip
+  privateConfigured: process.env.BROWSER_PRIVATE_CONFIGURED === '1',
 });
 
 if (!config.baseUrl) throw new Error('BROWSER_BASE_URL is not set: run `node tests/browser/run.mjs`');
@@ -157,4 +164,32 @@ export async function adminGet(pathAndQuery) {
   const r = await fetch(`${config.baseUrl}/admin/api/${pathAndQuery}`, { headers: { authorization: `Bearer ${config.apiKey}` } });
   if (r.status !== 200) throw new Error(`GET /admin/api/${pathAndQuery} answered ${r.status}: ${await r.text()}`);
   return r.json();
+}
+
+// --- subscriber tokens and a page of our own -------------------------------------------------
+
+const b64url = (v) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+/** An HS256 JWT of `claims` (exp an hour from now unless given), signed with `secret`. */
+export function jwt(claims, secret = config.subscriberSecret) {
+  const input = `${b64url({ alg: 'HS256', typ: 'JWT' })}.${b64url({ exp: Math.floor(Date.now() / 1000) + 3600, ...claims })}`;
+  return `${input}.${createHmac('sha256', secret).update(input).digest('base64url')}`;
+}
+
+/**
+ * Serves `html` at http://127.0.0.1:<free port>/ (any path), so a page has an origin of its own,
+ * another one than the gateway's, as an application's page would. Resolves { url, close }.
+ */
+export function servePage(html) {
+  const server = http.createServer((req, res) => {
+    res.writeHead(req.url === '/' ? 200 : 404, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    res.end(req.url === '/' ? html : 'not found');
+  });
+  return new Promise((resolve, reject) => {
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      resolve({ url: `http://127.0.0.1:${port}/`, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) });
+    });
+  });
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Browser tests of the admin UI (/admin): Debian's Chromium driven by playwright-core.
+// Browser tests of the admin UI (/admin) and of private topics from a page (EventSource and
+// WebSocket with ?token=): Debian's Chromium driven by playwright-core.
 //
 //   node tests/browser/run.mjs                          start `wrangler dev` on 127.0.0.1:8798, test it, stop it
 //   node tests/browser/run.mjs --target native          start the native server (target/{release,debug}/sse-gateway)
@@ -14,7 +15,14 @@
 //   --api-key KEY       [BROWSER_API_KEY] (default dev-key-change-me)
 //   --native-bin PATH   the native binary [NATIVE_BIN] (default: the newer of target/release and target/debug)
 //   --build-native      run `cargo build --release -p sse-gateway-server --bin sse-gateway` first
-//   --files a,b         only these test files (served, ui)
+//   --files a,b         only these test files (served, ui, private)
+//   --private-prefix P  topics starting with P are private [BROWSER_PRIVATE_PREFIX] (default browser-priv-)
+//   --subscriber-secret S  an HS256 secret of SUBSCRIBER_TOKEN_SECRETS [BROWSER_SUBSCRIBER_SECRET]
+//                       (default: the test secret below)
+//
+// A gateway this runner starts gets PRIVATE_TOPICS=<P>* and SUBSCRIBER_TOKEN_SECRETS=<S> (the
+// admin UI tests use other, public, topics). A gateway given with --base-url is asked first:
+// without those settings the private topic tests are skipped with the reason.
 //
 // Writes test-results/browser-<target>.json and .md (names and status only, so reruns diff
 // cleanly) and test-results/screenshots/admin-*.png. The last line printed is
@@ -35,14 +43,21 @@ import { cell, totalsOf, writeResult } from '../lib/results.mjs';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
 const RESULTS = path.join(REPO, 'test-results');
-const FILE_ORDER = ['served', 'ui'];
+const FILE_ORDER = ['served', 'ui', 'private'];
+// The settings of tests/browser/private.test.mjs (a test secret of 42 bytes; at least 32 needed).
+const PRIVATE_DEFAULTS = { prefix: 'browser-priv-', secret: 'browser-subscriber-secret-0123456789abcdef' };
 const HINT = 'stop it, pick another --port, or pass --base-url to test it';
 
-function startWrangler({ port, apiKey }) {
+/** The settings that make `<prefix>*` private with `secret` as the HS256 subscriber token secret. */
+function privateSettings({ prefix, secret }) {
+  return { PRIVATE_TOPICS: `${prefix}*`, SUBSCRIBER_TOKEN_SECRETS: secret };
+}
+
+function startWrangler({ port, apiKey, priv }) {
   // wrangler's [build] command builds the admin UI and the Worker (the Worker only when the
   // caller's environment does not say WORKER_BUILD_SKIP=1, as scripts/test.sh does after its build)
   return gateways.startWrangler({
-    port, apiKey, vars: { HEARTBEAT_INTERVAL_MS: 1000 }, build: 'wrangler', limitMs: 300_000,
+    port, apiKey, vars: { HEARTBEAT_INTERVAL_MS: 1000, ...privateSettings(priv) }, build: 'wrangler', limitMs: 300_000,
     logFile: path.join(LOGS, 'wrangler-dev-browser.log'), hint: HINT,
   });
 }
@@ -72,10 +87,10 @@ function buildNative() {
   return path.join(REPO, 'target', 'release', 'sse-gateway');
 }
 
-function startNative({ port, apiKey, bin }) {
+function startNative({ port, apiKey, bin, priv }) {
   return gateways.startNative({
     port, bin, name: 'native server', logFile: path.join(LOGS, 'native-browser.log'), limitMs: 30_000, hint: HINT,
-    env: { API_KEYS: apiKey, HEARTBEAT_INTERVAL_MS: '1000', RUST_LOG: process.env.RUST_LOG ?? 'warn' },
+    env: { API_KEYS: apiKey, HEARTBEAT_INTERVAL_MS: '1000', ...privateSettings(priv), RUST_LOG: process.env.RUST_LOG ?? 'warn' },
   });
 }
 
@@ -125,7 +140,7 @@ function writeResults({ target, baseUrl, results, setupError, screenshots }) {
   const json = { suite: 'browser', target, base_url: baseUrl, browser: 'Debian chromium + playwright-core', totals, ...(setupError ? { setup_error: setupError } : {}), screenshots, tests };
   const esc = cell;
   const md = [
-    `# Browser tests of the admin UI — ${target}`,
+    `# Browser tests of the admin UI and private topics — ${target}`,
     '',
     `Target \`${baseUrl || '(not started)'}\`, Chromium (Debian) driven by playwright-core. **${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ''}**.`,
     '',
@@ -141,7 +156,7 @@ function writeResults({ target, baseUrl, results, setupError, screenshots }) {
 async function main() {
   const args = parseArgs(process.argv.slice(2), {
     runner: 'tests/browser/run.mjs',
-    values: ['target', 'base-url', 'port', 'api-key', 'native-bin', 'files'],
+    values: ['target', 'base-url', 'port', 'api-key', 'native-bin', 'files', 'private-prefix', 'subscriber-secret'],
     flags: ['build-native'],
   });
   const target = args.target ?? process.env.BROWSER_TARGET ?? 'wrangler-dev';
@@ -150,6 +165,12 @@ async function main() {
   const apiKey = args['api-key'] ?? process.env.BROWSER_API_KEY ?? 'dev-key-change-me';
   if (!baseUrl && !['wrangler-dev', 'native'].includes(target)) throw new Error(`--target ${target} needs --base-url`);
   const port = Number(args.port ?? (target === 'native' ? 8797 : 8798));
+  const priv = {
+    prefix: args['private-prefix'] ?? process.env.BROWSER_PRIVATE_PREFIX ?? PRIVATE_DEFAULTS.prefix,
+    secret: args['subscriber-secret'] ?? process.env.BROWSER_SUBSCRIBER_SECRET ?? PRIVATE_DEFAULTS.secret,
+  };
+  if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(priv.prefix)) throw new Error(`bad --private-prefix ${priv.prefix} (topic characters A-Z a-z 0-9 _ - . : only)`);
+  if (Buffer.byteLength(priv.secret) < 32 || /[,\s]/.test(priv.secret)) throw new Error('--subscriber-secret must be at least 32 bytes, without commas or whitespace');
   let files = FILE_ORDER;
   if (args.files) {
     const wanted = args.files.split(',').map((s) => s.trim().replace(/\.test\.mjs$/, ''));
@@ -178,9 +199,9 @@ async function main() {
       try {
         if (target === 'native') {
           const bin = args['build-native'] ? buildNative() : findNativeBin(args['native-bin'] ?? process.env.NATIVE_BIN);
-          gateway = await startNative({ port, apiKey, bin });
+          gateway = await startNative({ port, apiKey, bin, priv });
         } else {
-          gateway = await startWrangler({ port, apiKey });
+          gateway = await startWrangler({ port, apiKey, priv });
         }
       } catch (e) {
         gateway = e.handle ?? null;
@@ -190,14 +211,20 @@ async function main() {
     } else if (!(await healthy(baseUrl))) {
       throw new Error(`${baseUrl}/healthz does not answer 200`);
     }
-    await checkAdminServed(baseUrl, target);
-    Object.assign(process.env, { BROWSER_BASE_URL: baseUrl, BROWSER_TARGET: target, BROWSER_API_KEY: apiKey });
+    // the private topic tests need no admin UI
+    if (files.some((f) => f !== 'private')) await checkAdminServed(baseUrl, target);
+    Object.assign(process.env, {
+      BROWSER_BASE_URL: baseUrl, BROWSER_TARGET: target, BROWSER_API_KEY: apiKey,
+      BROWSER_PRIVATE_PREFIX: priv.prefix, BROWSER_SUBSCRIBER_SECRET: priv.secret,
+      // a gateway started here has the settings: private.test.mjs fails (never skips) without them
+      BROWSER_PRIVATE_CONFIGURED: gateway ? '1' : '0',
+    });
     console.log(`browser: target=${target} base=${baseUrl} files=${files.join(',')}`);
     ({ results } = await runTestFiles(files.map((f) => path.join(HERE, `${f}.test.mjs`)), { timeoutMs: 180_000, reason: failureReason }));
   } catch (e) {
     setupError = e.message;
     console.error(`\nBROWSER TESTS NOT RUN (${target}): ${e.message}\n`);
-    results.push({ name: '(setup) gateway started and serving the current admin UI at /admin', file: 'tests/browser/run.mjs', status: 'failed', reason: firstLine(e.message) });
+    results.push({ name: `(setup) gateway started${files.some((f) => f !== 'private') ? ' and serving the current admin UI at /admin' : ''}`, file: 'tests/browser/run.mjs', status: 'failed', reason: firstLine(e.message) });
   } finally {
     if (await stopGroup(gateway)) console.log(`${gateway.name} stopped`);
   }

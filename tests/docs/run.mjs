@@ -42,6 +42,8 @@ import { cell, totalsOf, writeResult } from '../lib/results.mjs';
 const DOC_WORKER = '127.0.0.1:8787';
 const DOC_NATIVE = '127.0.0.1:8080';
 const DOC_KEY = 'dev-key-change-me';
+// The scoped publisher key docs/publishing.md uses, configured on both gateways as it says.
+const DOC_SCOPED_KEYS = 'pk-orders-0123456789:publish:orders.*';
 
 const RUN_LANGS = new Set(['sh', 'bash', 'shell']);
 const DEFAULT_TIMEOUT_S = 60;
@@ -146,7 +148,7 @@ async function startWorker({ port, apiKey }) {
   build('scripts/build-worker.sh', 'docs-build-worker.log');
   // built above: wrangler's [build] command must not build again
   return startWrangler({
-    port, apiKey, vars: { HEARTBEAT_INTERVAL_MS: HEARTBEAT_MS }, build: 'skip', env: { PATH: toolEnv().PATH },
+    port, apiKey, vars: { HEARTBEAT_INTERVAL_MS: HEARTBEAT_MS, SCOPED_API_KEYS: DOC_SCOPED_KEYS }, build: 'skip', env: { PATH: toolEnv().PATH },
     logFile: path.join(LOGS, 'docs-wrangler-dev.log'), limitMs: 180_000, hint,
   });
 }
@@ -156,7 +158,7 @@ async function startNative({ port, apiKey }) {
   if (await listening(`http://127.0.0.1:${port}`)) throw new Error(`something already answers on http://127.0.0.1:${port}; ${hint}`);
   if (process.env.DOCS_NATIVE_BUILD_SKIP !== '1') build('scripts/build-server.sh', 'docs-build-server.log');
   return startNativeGateway({
-    port, env: { API_KEYS: apiKey, NODE_ID: 'docs', REDIS_URL: '', HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) },
+    port, env: { API_KEYS: apiKey, SCOPED_API_KEYS: DOC_SCOPED_KEYS, NODE_ID: 'docs', REDIS_URL: '', HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_MS) },
     logFile: path.join(LOGS, 'docs-native.log'), limitMs: 30_000, hint,
   });
 }

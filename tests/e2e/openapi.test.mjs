@@ -119,7 +119,7 @@ test('openapi: drift is caught — headers', () => {
   bad({ method: 'POST', target: '/publish', status: 429, headers: JSON_H, body: err('rate_limited') }, /retry-after is required/);
   bad({ method: 'POST', target: '/publish', status: 429, headers: { ...JSON_H, 'retry-after': 'soon' }, body: err('rate_limited') }, /retry-after/);
   bad({ method: 'GET', target: '/publish', status: 405, headers: JSON_H, body: err('method_not_allowed') }, /allow is required/);
-  bad({ ...PUBLISH_202, headers: { ...JSON_H, 'access-control-allow-origin': 'https://x.example' } }, /access-control-allow-origin/);
+  bad({ ...PUBLISH_202, headers: { ...JSON_H, 'access-control-allow-origin': 'https://x.example/app' } }, /access-control-allow-origin/);
   bad({ method: 'GET', target: '/sse', status: 200, headers: { 'content-type': 'text/event-stream', 'access-control-allow-origin': '*', 'x-accel-buffering': 'no' }, bodyComplete: false }, /cache-control is required/);
 });
 

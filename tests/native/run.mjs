@@ -12,8 +12,9 @@
 //                                       test-results/faults.{json,md} from its FAULT-FIGURE lines
 //   node tests/native/run.mjs e2e       tests/e2e against each node of a three-node cluster
 //                                       (tests/lib/gateways.mjs startCluster: Redis on 6390, nodes
-//                                       on 8081-8083, started with RETENTION; replay.test.mjs on
-//                                       8081), then against one node on 127.0.0.1:8080 (plain, with
+//                                       on 8081-8083, started with RETENTION and the private-topic
+//                                       settings; replay.test.mjs on 8081, private_*.test.mjs on
+//                                       8082), then against one node on 127.0.0.1:8080 (plain, with
 //                                       the connection and rate limits, with RETENTION)
 //
 // Each part writes test-results/native-<part>.json and .md and ends with "N passed, N failed";
@@ -31,11 +32,15 @@ const KEY = 'dev-key-change-me';
 // Retention for tests/e2e/replay.test.mjs (only topics e2e-rp-* / e2e-rpb-*, which no other test
 // uses): on the cluster (Redis Streams) and on a node of its own (in-memory rings).
 const RETENTION = 'e2e-rp-*=5/600s,e2e-rpb-*=2000/600s';
-// The settings tests/e2e/private_topics.test.mjs needs (its two test secrets, for rotation).
+// The settings tests/e2e/private_*.test.mjs need (tests/e2e/lib/token_cases.mjs: the two test
+// secrets, for rotation, and the scoped API keys).
 const PRIVATE = {
   PRIVATE_TOPICS: 'e2e-priv-*',
   SUBSCRIBER_TOKEN_SECRETS: 'e2e-subscriber-secret-old-0123456789abcdef,e2e-subscriber-secret-new-0123456789abcdef',
+  SCOPED_API_KEYS: 'e2e-scoped-publish-0123456789:publish:e2e-priv-*|e2e-scope-*,e2e-scoped-admin-0123456789:admin:e2e-scope-*',
+  CREDENTIALED_ORIGINS: 'http://app.e2e.test',
 };
+const PRIVATE_FILES = 'private_topics,private_listing,private_cors';
 const SINGLE_PORT = 8080;
 const LIMITS = { MAX_CONNECTIONS_PER_NODE: '20', MAX_CONNECTIONS_PER_TOPIC: '5', PUBLISH_RATE_PER_KEY: '5', PUBLISH_BURST_PER_KEY: '5' };
 
@@ -157,7 +162,9 @@ async function partE2e() {
   // The cluster first, then one node (results: e2e-<label>.*, badinput-<label>.*).
   let cluster = null;
   try {
-    cluster = await startCluster({ env: { API_KEYS: KEY, HEARTBEAT_INTERVAL_MS: '1000', RETENTION }, logDir: path.join(LOGS, 'native-cluster') });
+    // With the private settings too: they touch only e2e-priv-* topics, the scoped keys and
+    // listed origins, which only the private run uses.
+    cluster = await startCluster({ env: { API_KEYS: KEY, HEARTBEAT_INTERVAL_MS: '1000', RETENTION, ...PRIVATE }, logDir: path.join(LOGS, 'native-cluster') });
   } catch (e) {
     console.error(`the cluster did not start: ${e.message}`);
     ok = false;
@@ -166,6 +173,11 @@ async function partE2e() {
     try {
       for (const [i, node] of cluster.nodes.entries()) ok = (await runE2e(runs, `native-cluster-node-${i + 1}`, node.base)) && ok;
       ok = (await runE2e(runs, 'native-cluster-replay', cluster.nodes[0].base, ['--files', 'replay', '--var', `RETENTION:${RETENTION}`])) && ok;
+      // Private topics, subscriber tokens, scoped API keys, the token's sub in the listing (from
+      // the cluster's Redis records) and cookie mode (tests/e2e/private_*.test.mjs).
+      ok = (await runE2e(runs, 'native-cluster-private', cluster.nodes[1].base, [
+        '--files', PRIVATE_FILES, ...Object.entries(PRIVATE).flatMap(([k, v]) => ['--var', `${k}:${v}`]),
+      ])) && ok;
     } finally {
       await stopCluster(cluster);
     }
@@ -185,11 +197,6 @@ async function partE2e() {
     ok = (await singleNode(runs, { id: 'slow', logName: 'native-slow-node.log', env: { QUEUE_CAPACITY: '16' }, label: 'native-slow', extra: ['--files', 'slow_consumer', '--var', 'QUEUE_CAPACITY:16'] })) && ok;
     // Retention and resume (tests/e2e/replay.test.mjs) on a node started with RETENTION.
     ok = (await singleNode(runs, { id: 'replay', logName: 'native-replay-node.log', env: { RETENTION }, label: 'native-replay', extra: ['--files', 'replay', '--var', `RETENTION:${RETENTION}`] })) && ok;
-    // Private topics and subscriber tokens (tests/e2e/private_topics.test.mjs).
-    ok = (await singleNode(runs, {
-      id: 'private', logName: 'native-private-node.log', env: PRIVATE, label: 'native-private',
-      extra: ['--files', 'private_topics', ...Object.entries(PRIVATE).flatMap(([k, v]) => ['--var', `${k}:${v}`])],
-    })) && ok;
   }
 
   const summary = runs.map((label) => {

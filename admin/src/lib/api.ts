@@ -44,6 +44,8 @@ export interface Connection {
   connected_at: string;
   node: string;
   events_sent: number;
+  /** The `sub` of the subscriber token the connection opened with (absent without one). */
+  sub?: string | null;
 }
 
 export interface ConnectionsPage {

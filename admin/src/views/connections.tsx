@@ -238,6 +238,7 @@ function ConnectionTable({ connections, now, onTopic }: { connections: Connectio
         <TableRow className="hover:bg-transparent">
           <TableHead className="pl-6">Connection id</TableHead>
           <TableHead>Topics</TableHead>
+          <TableHead>Subscriber</TableHead>
           <TableHead>Transport</TableHead>
           <TableHead>Connected since</TableHead>
           <TableHead>Node / colo</TableHead>
@@ -265,6 +266,9 @@ function ConnectionTable({ connections, now, onTopic }: { connections: Connectio
                     </Badge>
                   )}
                 </div>
+              </TableCell>
+              <TableCell className="max-w-48 truncate font-mono text-xs" title={c.sub || undefined}>
+                {c.sub || <span className="text-muted-foreground">—</span>}
               </TableCell>
               <TableCell>
                 <Badge variant={c.transport === 'ws' ? 'warning' : 'info'} className="uppercase">

@@ -50,6 +50,7 @@ fn conn(i: usize, format: Format) -> ConnInfo {
         format,
         connected_at: 1_763_784_000_000,
         node: "node-1".into(),
+        sub: None,
     }
 }
 
@@ -154,6 +155,7 @@ fn registry_with(conns: usize, topics: usize) -> Registry {
             node: "node-1".into(),
             events_sent: i as u64,
             topics: Vec::new(),
+            sub: None,
         };
         r.apply(RegistryUpdate::Attach { topic, conn: c }, 1_763_784_000_000);
     }

@@ -2,6 +2,7 @@
 //! environment natively, `[vars]` and secrets on Cloudflare), with defaults and validation.
 
 use crate::auth::ApiKeys;
+use crate::cors::CredentialedOrigins;
 use crate::replay::Retention;
 pub use crate::setting::{ConfigError, Setting, SUBSCRIBER_TOKEN_LEEWAY_S};
 use crate::token::{PrivateTopics, TokenSettings};
@@ -103,6 +104,9 @@ pub struct Config {
     pub private_topics: PrivateTopics,
     /// How subscriber tokens are verified (`SUBSCRIBER_TOKEN_*`).
     pub tokens: TokenSettings,
+    /// Origins answered with credentials, whose pages may use the token cookie
+    /// (`CREDENTIALED_ORIGINS`); empty = `access-control-allow-origin: *` for every answer.
+    pub credentialed_origins: CredentialedOrigins,
 }
 
 impl Default for Config {
@@ -122,7 +126,9 @@ impl Config {
             return Err(ConfigError::PrivateTopicsWithoutKeys);
         }
         Ok(Self {
-            api_keys: ApiKeys::parse(&lookup("API_KEYS").unwrap_or_default()),
+            api_keys: ApiKeys::parse(&lookup("API_KEYS").unwrap_or_default())
+                .with_scoped(&lookup("SCOPED_API_KEYS").unwrap_or_default())
+                .map_err(ConfigError::ScopedApiKeys)?,
             heartbeat_ms: num(&HEARTBEAT_INTERVAL_MS)?,
             retry_ms: num(&RETRY_MS)?,
             max_body_bytes: num(&MAX_BODY_BYTES)? as usize,
@@ -136,6 +142,8 @@ impl Config {
             topic_shard_size: num(&TOPIC_SHARD_SIZE)? as usize,
             private_topics,
             tokens,
+            credentialed_origins: CredentialedOrigins::parse(&lookup("CREDENTIALED_ORIGINS").unwrap_or_default())
+                .map_err(ConfigError::CredentialedOrigins)?,
         })
     }
 
@@ -234,5 +242,15 @@ mod tests {
         assert!(err(&[("SUBSCRIBER_TOKEN_SECRETS", "short")]).starts_with("SUBSCRIBER_TOKEN_SECRETS: "));
         assert!(!err(&[("SUBSCRIBER_TOKEN_SECRETS", "short")]).contains("short"), "a secret is never printed");
         assert!(err(&[("SUBSCRIBER_TOKEN_PUBLIC_KEYS", "k:ES256:AAAA")]).starts_with("SUBSCRIBER_TOKEN_PUBLIC_KEYS: entry 1 (k)"));
+    }
+
+    #[test]
+    fn credentialed_origins() {
+        assert!(Config::default().credentialed_origins.is_empty());
+        let c = cfg(&[("CREDENTIALED_ORIGINS", "https://app.example.com, http://localhost:3000")]).unwrap();
+        assert_eq!(c.credentialed_origins.origins(), vec!["https://app.example.com", "http://localhost:3000"]);
+        let e = cfg(&[("CREDENTIALED_ORIGINS", "https://app.example.com/")]).unwrap_err();
+        assert!(matches!(e, ConfigError::CredentialedOrigins(_)));
+        assert!(e.to_string().starts_with("CREDENTIALED_ORIGINS: \"https://app.example.com/\" has a path"), "{e}");
     }
 }

@@ -142,6 +142,12 @@ pub fn encode_open(retry_ms: u64, connection_id: &str, topics: &[String]) -> Str
     format!("retry: {retry_ms}\nevent: connected\ndata: {data}\n\n")
 }
 
+/// The last message of a WebSocket the gateway closes for the client to come back (the
+/// WebSocket form of [`encode_reconnect`]).
+pub fn encode_ws_reconnect(reason: &str) -> String {
+    serde_json::json!({"type": "reconnect", "reason": reason}).to_string()
+}
+
 /// The first WebSocket message.
 pub fn encode_ws_open(connection_id: &str, topics: &[String]) -> String {
     serde_json::json!({"type": "connected", "connection_id": connection_id, "topics": topics}).to_string()
@@ -311,6 +317,7 @@ mod tests {
     fn reconnect_frame_has_no_id() {
         let s = encode_reconnect("shutdown");
         assert_eq!(s, "event: reconnect\ndata: {\"reason\":\"shutdown\"}\n\n");
+        assert_eq!(encode_ws_reconnect("token_expired"), r#"{"reason":"token_expired","type":"reconnect"}"#);
         assert!(matches!(&parse_all(&s)[0], SseItem::Event(e) if e.id.is_none()));
     }
 

@@ -14,10 +14,12 @@
 //! - [`replay`]: retention (`RETENTION`), the replay ring, and the resume algorithm.
 //! - [`token`]: private topics (`PRIVATE_TOPICS`) and the verification of subscriber tokens
 //!   (JWT: HS256, ES256, EdDSA) into what they grant.
+//! - [`cors`]: cross-origin answers and cookie mode (`CREDENTIALED_ORIGINS`).
 //! - [`auth`], [`config`] (with [`setting`]), [`error`], [`time`].
 
 pub mod auth;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod frame;
 pub mod limits;

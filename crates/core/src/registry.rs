@@ -38,6 +38,10 @@ pub struct ConnSummary {
     /// does): the registry shard of the first one lists the connection ([`Registry::for_shard`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<String>,
+    /// The subscriber token's `sub`, when the connection opened with a token that names one
+    /// (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 /// A change reported by the owner of `topic`.
@@ -125,6 +129,7 @@ struct Entry {
     home: bool,
     /// Every topic of the connection, sorted, when its owner said (shards hold only some).
     all_topics: Vec<String>,
+    sub: Option<String>,
 }
 
 /// The registry shard (of `shards`) that holds `topic`: FNV-1a of the name, so every Worker and
@@ -164,12 +169,24 @@ pub struct ConnectionView {
     pub connected_at: String,
     pub node: String,
     pub events_sent: u64,
+    /// The subscriber token's `sub`, when the connection opened with a token that names one
+    /// (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 impl ConnectionView {
     /// The view of a connection; `connected_at_ms` is milliseconds since the Unix epoch.
-    pub fn new(id: String, topics: Vec<String>, transport: Transport, connected_at_ms: u64, node: String, events_sent: u64) -> Self {
-        Self { id, topics, transport, connected_at: rfc3339(connected_at_ms), node, events_sent }
+    pub fn new(
+        id: String,
+        topics: Vec<String>,
+        transport: Transport,
+        connected_at_ms: u64,
+        node: String,
+        events_sent: u64,
+        sub: Option<String>,
+    ) -> Self {
+        Self { id, topics, transport, connected_at: rfc3339(connected_at_ms), node, events_sent, sub }
     }
 }
 
@@ -184,11 +201,23 @@ pub struct ConnRecord {
     pub node: String,
     /// Events delivered to the connection, summed over its topics.
     pub events_sent: u64,
+    /// The subscriber token's `sub`, when the connection opened with a token that names one
+    /// (absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 impl ConnRecord {
     pub fn view(&self) -> ConnectionView {
-        ConnectionView::new(self.id.clone(), self.topics.clone(), self.transport, self.connected_at, self.node.clone(), self.events_sent)
+        ConnectionView::new(
+            self.id.clone(),
+            self.topics.clone(),
+            self.transport,
+            self.connected_at,
+            self.node.clone(),
+            self.events_sent,
+            self.sub.clone(),
+        )
     }
 }
 
@@ -367,6 +396,7 @@ impl Registry {
                 all.dedup();
                 all
             },
+            sub: conn.sub.clone(),
         });
         entry.topics.insert(topic.to_string(), Membership { events_sent: conn.events_sent, seen: now, base });
         self.topics.entry(topic.to_string()).or_default().insert(conn.id);
@@ -440,6 +470,7 @@ impl Registry {
             e.connected_at,
             e.node.clone(),
             e.topics.iter().map(|(t, m)| events(t, m)).sum(),
+            e.sub.clone(),
         )
     }
 
@@ -616,7 +647,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn conn(id: &str) -> ConnSummary {
-        ConnSummary { id: id.into(), transport: Transport::Sse, connected_at: 0, node: "n".into(), events_sent: 1, topics: vec![] }
+        ConnSummary {
+            id: id.into(),
+            transport: Transport::Sse,
+            connected_at: 0,
+            node: "n".into(),
+            events_sent: 1,
+            topics: vec![],
+            sub: None,
+        }
     }
 
     fn attach(r: &mut Registry, topic: &str, id: &str) {
@@ -769,6 +808,7 @@ mod tests {
             connected_at: 0,
             node: "n1".into(),
             events_sent: 4,
+            sub: None,
         };
         let v = rec.view();
         assert_eq!((v.connected_at.as_str(), v.events_sent), ("1970-01-01T00:00:00.000Z", 4));
@@ -782,6 +822,55 @@ mod tests {
         assert_eq!((body["total"].as_u64(), body["next_cursor"].as_str()), (Some(2), Some(expected.as_str())));
         let empty: Page<TopicView> = paginate(std::iter::empty(), 10, 0, |v: &TopicView| v.topic.clone());
         assert_eq!(empty.body("topics"), r#"{"next_cursor":null,"topics":[],"total":0}"#);
+    }
+
+    #[test]
+    fn a_connections_sub_is_listed_when_it_has_one() {
+        let named = |id: &str, sub: &str| ConnSummary { sub: Some(sub.into()), ..conn(id) };
+        // Every form that carries a connection keeps the sub: the owner's report (JSON, as a
+        // Cloudflare registry object stores it), the registry, a restored registry, merged pages.
+        let report = serde_json::to_string(&named("c1", "alice")).unwrap();
+        assert!(report.contains(r#""sub":"alice""#), "{report}");
+        assert!(!serde_json::to_string(&conn("c2")).unwrap().contains("sub"));
+        let mut r = Registry::new();
+        r.apply(RegistryUpdate::Attach { topic: "t".into(), conn: serde_json::from_str(&report).unwrap() }, 0);
+        r.apply(RegistryUpdate::Attach { topic: "u".into(), conn: named("c1", "alice") }, 0);
+        attach(&mut r, "t", "c2");
+        let page = r.connections(10, None, Some("t")).unwrap();
+        assert_eq!(page.items.iter().map(|v| v.sub.as_deref()).collect::<Vec<_>>(), vec![Some("alice"), None]);
+        let body: serde_json::Value = serde_json::from_str(&page.body("connections")).unwrap();
+        assert_eq!(body["connections"][0]["sub"], "alice");
+        assert!(body["connections"][1].get("sub").is_none(), "absent, not null: {body}");
+        let mut b = Registry::new();
+        b.restore("t", TopicMeta::default(), vec![(named("c1", "alice"), 0), (conn("c2"), 0)], 0);
+        assert_eq!(b.connections(10, None, None).unwrap().items[0].sub.as_deref(), Some("alice"));
+        let mut s = Sharded::new(3);
+        for u in multi("c3", &["a", "b", "c"]) {
+            s.apply(match u {
+                RegistryUpdate::Attach { topic, conn } => {
+                    RegistryUpdate::Attach { topic, conn: ConnSummary { sub: Some("bob".into()), ..conn } }
+                }
+                other => other,
+            });
+        }
+        s.apply(RegistryUpdate::Attach { topic: "a".into(), conn: conn("c4") });
+        let merged = s.page("connections", 10, None);
+        assert_eq!((merged["connections"][0]["sub"].as_str(), merged["connections"][1].get("sub")), (Some("bob"), None));
+    }
+
+    #[test]
+    fn connection_records_without_a_sub_still_read() {
+        // A record written before connections carried a sub (a node of an older version).
+        let old = r#"{"id":"c1","topics":["a"],"transport":"sse","connected_at":0,"node":"n1","events_sent":2}"#;
+        let rec: ConnRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.sub, None);
+        assert_eq!(serde_json::to_string(&rec).unwrap(), old, "written back the same");
+        assert!(!serde_json::to_string(&rec.view()).unwrap().contains("sub"));
+        let old_summary = r#"{"id":"c1","transport":"ws","connected_at":0,"node":"n","events_sent":1}"#;
+        assert_eq!(serde_json::from_str::<ConnSummary>(old_summary).unwrap().sub, None);
+        let rec = ConnRecord { sub: Some("alice".into()), ..rec };
+        let back: ConnRecord = serde_json::from_str(&serde_json::to_string(&rec).unwrap()).unwrap();
+        assert_eq!(back.view().sub.as_deref(), Some("alice"));
     }
 
     #[test]

@@ -84,11 +84,16 @@ fn utf8(v: Option<&[u8]>) -> Option<&str> {
     v.and_then(|b| std::str::from_utf8(b).ok())
 }
 
-/// The headers that may carry a subscriber token, as bytes (they may not be UTF-8).
+/// The headers that may carry a subscriber token, as bytes (they may not be UTF-8), and those
+/// that decide whether the cookie may be used (`CREDENTIALED_ORIGINS`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Credentials<'a> {
     pub authorization: Option<&'a [u8]>,
     pub cookie: Option<&'a [u8]>,
+    /// The `Origin` header.
+    pub origin: Option<&'a [u8]>,
+    /// The host the request was sent to (`Host`, or the URL's host and port).
+    pub host: Option<&'a [u8]>,
 }
 
 impl Subscribe {
@@ -96,12 +101,15 @@ impl Subscribe {
     /// do when no requested topic is private; otherwise the token (`authorization: Bearer`,
     /// then `?token=`, then the cookie `SUBSCRIBER_TOKEN_COOKIE`) must be valid and grant every
     /// private topic requested (401 `token_required` / `invalid_token`, 403 `forbidden`).
+    /// The cookie counts as absent when the request comes from a page of another site that is
+    /// not listed in `CREDENTIALED_ORIGINS` ([`crate::cors::CredentialedOrigins::cookie_allowed`]).
     /// `now_s`: the time in seconds since the epoch.
     pub fn authorize(&mut self, cfg: &Config, creds: Credentials<'_>, query: &Query, now_s: u64) -> Result<()> {
         if cfg.private_topics.is_empty() {
             return Ok(());
         }
-        let presented = token::token_from(utf8(creds.authorization), query.get("token"), utf8(creds.cookie), cfg.tokens.cookie());
+        let cookie = creds.cookie.filter(|_| cfg.credentialed_origins.cookie_allowed(creds.origin, creds.host));
+        let presented = token::token_from(utf8(creds.authorization), query.get("token"), utf8(cookie), cfg.tokens.cookie());
         self.grant = token::check_subscribe(&cfg.private_topics, &cfg.tokens, &self.topics, presented, now_s)?;
         Ok(())
     }
@@ -129,6 +137,13 @@ impl Subscribe {
             names::check_name(id).map_err(|m| GatewayError::InvalidRequest(format!("last-event-id {m}")))?;
         }
         Ok(Self { topics, transport, format, last_event_id, grant: None })
+    }
+
+    /// When the gateway closes this connection because its token expired (milliseconds since the
+    /// epoch): only a connection that opened with a token, and only with
+    /// `SUBSCRIBER_TOKEN_EXPIRY=close` (the default).
+    pub fn closes_at_ms(&self, cfg: &Config) -> Option<u64> {
+        self.grant.as_ref().and_then(|g| cfg.tokens.closes_at_s(g)).map(|s| s.saturating_mul(1_000))
     }
 }
 
@@ -261,14 +276,17 @@ mod tests {
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
     }
 
-    #[test]
-    fn private_topics_need_a_token_that_grants_them() {
-        let cfg = Config::from_lookup(|k| match k {
+    fn cfg_value(k: &str) -> Option<String> {
+        match k {
             "PRIVATE_TOPICS" => Some("user:*".into()),
             "SUBSCRIBER_TOKEN_SECRETS" => Some(SECRET.into()),
             _ => None,
-        })
-        .unwrap();
+        }
+    }
+
+    #[test]
+    fn private_topics_need_a_token_that_grants_them() {
+        let cfg = Config::from_lookup(cfg_value).unwrap();
         let now = 1_000;
         let good = token(r#"{"exp":2000,"sub":"u42","topics":["user:42","news"]}"#);
         let check = |topics: &str, creds: Credentials<'_>, query: &str| {
@@ -281,24 +299,64 @@ mod tests {
         assert_eq!(check("news", none, ""), Ok(None));
         assert_eq!(check("user:42", none, "").unwrap_err().code(), "token_required");
         let bearer = format!("Bearer {good}");
-        let header = Credentials { authorization: Some(bearer.as_bytes()), cookie: None };
+        let header = Credentials { authorization: Some(bearer.as_bytes()), ..none };
         assert_eq!(check("user:42", header, ""), Ok(Some(Some("u42".into()))));
         assert_eq!(check("user:42", none, &format!("token={good}")), Ok(Some(Some("u42".into()))));
         let cookie = format!("theme=dark; sse_token={good}");
-        assert_eq!(
-            check("user:42", Credentials { authorization: None, cookie: Some(cookie.as_bytes()) }, ""),
-            Ok(Some(Some("u42".into())))
-        );
+        assert_eq!(check("user:42", Credentials { cookie: Some(cookie.as_bytes()), ..none }, ""), Ok(Some(Some("u42".into()))));
+        // Closed when the token is no longer accepted (exp + the 30 s leeway); public: never.
+        let q = Query::parse(&format!("topic=user:42&token={good}")).unwrap();
+        let mut s = Subscribe::parse(Transport::Sse, None, None, &q, &cfg).unwrap();
+        assert_eq!(s.closes_at_ms(&cfg), None, "not authorized yet");
+        s.authorize(&cfg, none, &q, now).unwrap();
+        assert_eq!(s.closes_at_ms(&cfg), Some(2_030_000));
+        let keep = Config::from_lookup(|k| match k {
+            "SUBSCRIBER_TOKEN_EXPIRY" => Some("keep".into()),
+            _ => cfg_value(k),
+        })
+        .unwrap();
+        assert_eq!(s.closes_at_ms(&keep), None);
+        let bad = Config::from_lookup(|k| if k == "SUBSCRIBER_TOKEN_EXPIRY" { Some("later".into()) } else { cfg_value(k) });
+        assert_eq!(bad.unwrap_err().to_string(), "SUBSCRIBER_TOKEN_EXPIRY=\"later\" is neither close nor keep");
         // All or nothing: one topic not granted refuses the whole subscription.
         assert_eq!(check("user:42,user:43", header, "").unwrap_err().code(), "forbidden");
         assert_eq!(check("user:42", none, "token=not.a.token").unwrap_err().code(), "invalid_token");
         let expired = token(r#"{"exp":900,"topics":["user:42"]}"#);
         assert_eq!(check("user:42", none, &format!("token={expired}")).unwrap_err().code(), "invalid_token");
         // A header that is not UTF-8 counts as absent.
-        assert_eq!(
-            check("user:42", Credentials { authorization: Some(b"Bearer \xff"), cookie: None }, "").unwrap_err().code(),
-            "token_required"
-        );
+        assert_eq!(check("user:42", Credentials { authorization: Some(b"Bearer \xff"), ..none }, "").unwrap_err().code(), "token_required");
+    }
+
+    #[test]
+    fn the_cookie_is_used_only_from_allowed_origins() {
+        let cfg = Config::from_lookup(|k| match k {
+            "CREDENTIALED_ORIGINS" => Some("https://app.example.com".into()),
+            _ => cfg_value(k),
+        })
+        .unwrap();
+        let good = token(r#"{"exp":2000,"topics":["user:42"]}"#);
+        let cookie = format!("sse_token={good}");
+        let check = |origin: Option<&str>, host: Option<&str>, query: &str| {
+            let q = Query::parse(&format!("topic=user:42&{query}")).unwrap();
+            let mut s = Subscribe::parse(Transport::Ws, None, None, &q, &cfg).unwrap();
+            let creds = Credentials {
+                authorization: None,
+                cookie: Some(cookie.as_bytes()),
+                origin: origin.map(str::as_bytes),
+                host: host.map(str::as_bytes),
+            };
+            s.authorize(&cfg, creds, &q, 1_000).map_err(|e| e.code())
+        };
+        let host = Some("gw.example.com");
+        assert_eq!(check(None, host, ""), Ok(()), "no Origin");
+        assert_eq!(check(Some("https://app.example.com"), host, ""), Ok(()), "listed");
+        assert_eq!(check(Some("https://APP.example.com"), host, ""), Ok(()), "listed, other case");
+        assert_eq!(check(Some("https://gw.example.com"), host, ""), Ok(()), "same host");
+        // Another site's page: the cookie counts as absent.
+        assert_eq!(check(Some("https://evil.example.com"), host, ""), Err("token_required"));
+        assert_eq!(check(Some("null"), host, ""), Err("token_required"));
+        // A token it sends itself is still checked as usual.
+        assert_eq!(check(Some("https://evil.example.com"), host, &format!("token={good}")), Ok(()));
     }
 
     #[test]

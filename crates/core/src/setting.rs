@@ -12,6 +12,10 @@ pub enum ConfigError {
     OutOfRange { key: &'static str, value: u64, min: u64, max: u64 },
     #[error("RETENTION: {0}")]
     Retention(String),
+    #[error("SUBSCRIBER_TOKEN_EXPIRY={0:?} is neither close nor keep")]
+    TokenExpiry(String),
+    #[error("SCOPED_API_KEYS: {0}")]
+    ScopedApiKeys(String),
     #[error("PRIVATE_TOPICS: {0}")]
     PrivateTopics(String),
     #[error("SUBSCRIBER_TOKEN_SECRETS: {0}")]
@@ -20,6 +24,8 @@ pub enum ConfigError {
     TokenPublicKeys(String),
     #[error("SUBSCRIBER_TOKEN_COOKIE={0:?} is not a cookie name (visible ASCII without separators)")]
     TokenCookie(String),
+    #[error("CREDENTIALED_ORIGINS: {0}")]
+    CredentialedOrigins(String),
     #[error("PRIVATE_TOPICS is set but no token can verify: set SUBSCRIBER_TOKEN_SECRETS or SUBSCRIBER_TOKEN_PUBLIC_KEYS")]
     PrivateTopicsWithoutKeys,
 }

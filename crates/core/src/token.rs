@@ -239,7 +239,36 @@ pub struct TokenSettings {
     leeway_s: u64,
     audience: Option<String>,
     cookie: String,
+    on_expiry: OnExpiry,
 }
+
+/// What an open connection does when the token it opened with expires
+/// (`SUBSCRIBER_TOKEN_EXPIRY`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnExpiry {
+    /// Closed once the token is no longer accepted, with a last frame telling the client to come
+    /// back with a fresh token (the default: a grant lasts only as long as its token).
+    #[default]
+    Close,
+    /// Kept open: the token is checked only when the connection opens.
+    Keep,
+}
+
+impl OnExpiry {
+    fn parse(value: Option<String>) -> Result<Self, ConfigError> {
+        match value.as_deref() {
+            None | Some("close") => Ok(OnExpiry::Close),
+            Some("keep") => Ok(OnExpiry::Keep),
+            Some(other) => Err(ConfigError::TokenExpiry(other.to_string())),
+        }
+    }
+}
+
+/// The `reason` of the `reconnect` frame that closes a connection whose token expired.
+pub const EXPIRED_REASON: &str = "token_expired";
+
+/// The WebSocket close (code, reason) that follows that frame on a WebSocket.
+pub const EXPIRED_CLOSE: (u16, &str) = (4401, "token expired");
 
 impl fmt::Debug for TokenSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -249,6 +278,7 @@ impl fmt::Debug for TokenSettings {
             .field("leeway_s", &self.leeway_s)
             .field("audience", &self.audience)
             .field("cookie", &self.cookie)
+            .field("on_expiry", &self.on_expiry)
             .finish()
     }
 }
@@ -262,6 +292,7 @@ impl Default for TokenSettings {
             leeway_s: SUBSCRIBER_TOKEN_LEEWAY_S.default,
             audience: None,
             cookie: DEFAULT_COOKIE.to_string(),
+            on_expiry: OnExpiry::Close,
         }
     }
 }
@@ -283,6 +314,7 @@ impl TokenSettings {
             leeway_s: SUBSCRIBER_TOKEN_LEEWAY_S.read(&lookup)?,
             audience: text("SUBSCRIBER_TOKEN_AUDIENCE"),
             cookie,
+            on_expiry: OnExpiry::parse(text("SUBSCRIBER_TOKEN_EXPIRY"))?,
         })
     }
 
@@ -303,6 +335,17 @@ impl TokenSettings {
     /// Seconds of clock difference tolerated on `exp`, `nbf` and `iat`.
     pub fn leeway_s(&self) -> u64 {
         self.leeway_s
+    }
+
+    /// What an open connection does when its token expires.
+    pub fn on_expiry(&self) -> OnExpiry {
+        self.on_expiry
+    }
+
+    /// When a connection opened with `grant` is closed (Unix seconds): once its token would no
+    /// longer be accepted (`exp` plus the leeway), or never with [`OnExpiry::Keep`].
+    pub fn closes_at_s(&self, grant: &Grant) -> Option<u64> {
+        (self.on_expiry == OnExpiry::Close).then(|| grant.exp.saturating_add(self.leeway_s))
     }
 
     /// The audience a token's `aud` must contain, when set.

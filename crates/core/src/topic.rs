@@ -43,6 +43,9 @@ pub struct ConnInfo {
     pub connected_at: u64,
     /// Cloudflare colo, or the native node id.
     pub node: String,
+    /// The subscriber token's `sub`, when the connection opened with a token that names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
 }
 
 /// Result of handing one frame to a sink.
@@ -331,7 +334,20 @@ mod tests {
             format,
             connected_at: 1,
             node: "local".into(),
+            sub: None,
         }
+    }
+
+    #[test]
+    fn conn_info_keeps_its_sub_and_reads_records_without_one() {
+        let plain = info("c", Format::Sse);
+        let json = serde_json::to_string(&plain).unwrap();
+        assert!(!json.contains("\"sub\""), "absent, not null: {json}");
+        assert_eq!(serde_json::from_str::<ConnInfo>(&json).unwrap(), plain);
+        let named = ConnInfo { sub: Some("user 42/é".into()), ..plain };
+        let json = serde_json::to_string(&named).unwrap();
+        assert!(json.contains(r#""sub":"user 42/é""#), "{json}");
+        assert_eq!(serde_json::from_str::<ConnInfo>(&json).unwrap(), named);
     }
 
     fn sink(capacity: usize) -> TestSink {

@@ -313,6 +313,9 @@ mod tests {
             "SUBSCRIBER_TOKEN_PUBLIC_KEYS",
             "SUBSCRIBER_TOKEN_AUDIENCE",
             "SUBSCRIBER_TOKEN_COOKIE",
+            "SUBSCRIBER_TOKEN_EXPIRY",
+            "SCOPED_API_KEYS",
+            "CREDENTIALED_ORIGINS",
         ] {
             assert!(row(key).is_some(), "{key} is not in docs/configuration.md");
         }

@@ -458,7 +458,7 @@ fn resumer<'a>(topic: &'a str, last_id: &'a str, info: &ConnInfo) -> Resumer<'a>
 /// Builds a [`ConnInfo`] for tests and for the gateway.
 pub fn conn_info(id: &str, topics: &[String], format: Format, node: &str, now: u64) -> ConnInfo {
     let transport = if format == Format::Ws { sse_core::topic::Transport::Ws } else { sse_core::topic::Transport::Sse };
-    ConnInfo { id: id.to_string(), topics: topics.to_vec(), transport, format, connected_at: now, node: node.to_string() }
+    ConnInfo { id: id.to_string(), topics: topics.to_vec(), transport, format, connected_at: now, node: node.to_string(), sub: None }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! the head — goes to hyper with the bytes already read put back in front of the socket, so it
 //! is answered exactly as before.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io::{self, Write};
 use std::pin::Pin;
@@ -27,6 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
+use sse_core::cors::CredentialedOrigins;
 use sse_core::routes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -184,18 +186,21 @@ fn sniff(buf: &[u8]) -> Sniff {
 /// as chunks until the client goes, the queue overflows, or the gateway closes it.
 async fn sse(inner: &Arc<GatewayState>, stream: TcpStream, req: SseRequest) {
     let opened = http::open_sse(inner, &req.headers, &req.query).await;
+    let origins = &inner.cfg.core.credentialed_origins;
+    let origin = req.headers.get("origin").cloned();
     drop(req);
     let (open, conn) = match opened {
         Ok(ok) => ok,
         Err(e) => {
             // Counted, logged and answered as the hyper path does.
-            let answer = full_response(http::rejected(inner, "GET", "/sse", &e)).await;
+            let answer = full_response(respond::cors(http::rejected(inner, "GET", "/sse", &e), origins, origin.as_ref())).await;
             let _ = write_all(&stream, None, &answer).await;
             return;
         }
     };
-    let mut head = Vec::with_capacity(sse_head().len() + open.len() + 12);
-    head.extend_from_slice(sse_head());
+    let top = sse_head_for(origins, origin.as_ref());
+    let mut head = Vec::with_capacity(top.len() + open.len() + 12);
+    head.extend_from_slice(&top);
     push_chunk(&mut head, &open);
     if write_all(&stream, Some(&conn), &head).await.is_err() {
         return;
@@ -314,6 +319,15 @@ fn sse_head() -> &'static [u8] {
     HEAD.get_or_init(|| response_head(&respond::sse(Body::empty()), "transfer-encoding: chunked"))
 }
 
+/// The SSE head for a request with `origin`: the one rendered once, unless
+/// `CREDENTIALED_ORIGINS` is set (its CORS headers then depend on the `Origin`).
+fn sse_head_for(origins: &CredentialedOrigins, origin: Option<&HeaderValue>) -> Cow<'static, [u8]> {
+    if origins.is_empty() {
+        return Cow::Borrowed(sse_head());
+    }
+    Cow::Owned(response_head(&respond::cors(respond::sse(Body::empty()), origins, origin), "transfer-encoding: chunked"))
+}
+
 /// A whole response (an error: small, in memory), after which the connection is closed.
 async fn full_response(resp: Response) -> Vec<u8> {
     let (parts, body) = resp.into_parts();
@@ -408,6 +422,23 @@ mod tests {
         push_chunk(&mut out, &[b'x'; 300]);
         let want = [&b"9\r\ndata: a\n\n\r\n12c\r\n"[..], &[b'x'; 300], b"\r\n"].concat();
         assert_eq!(out, want, "an empty frame writes no chunk: it would end the body");
+    }
+
+    #[test]
+    fn the_sse_head_follows_credentialed_origins() {
+        let head = |origins: &str, origin: Option<&str>| {
+            let origins = CredentialedOrigins::parse(origins).unwrap();
+            String::from_utf8(sse_head_for(&origins, origin.map(HeaderValue::from_str).map(Result::unwrap).as_ref()).into_owned()).unwrap()
+        };
+        let plain = head("", Some("https://app.example.com"));
+        assert!(plain.contains("access-control-allow-origin: *\r\n") && !plain.contains("credentials"), "{plain}");
+        let listed = head("https://app.example.com", Some("https://app.example.com"));
+        assert!(listed.starts_with("HTTP/1.1 200 OK\r\n") && listed.ends_with("transfer-encoding: chunked\r\n\r\n"), "{listed}");
+        assert!(listed.contains("access-control-allow-origin: https://app.example.com\r\n"), "{listed}");
+        assert!(listed.contains("access-control-allow-credentials: true\r\n") && listed.contains("vary: origin\r\n"), "{listed}");
+        let other = head("https://app.example.com", Some("https://evil.example.com"));
+        assert!(other.contains("access-control-allow-origin: *\r\n") && !other.contains("credentials"), "{other}");
+        assert!(head("https://app.example.com", None).contains("access-control-allow-origin: *\r\n"));
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@ fn main() -> ExitCode {
         }
     };
     if cfg.core.api_keys.is_empty() {
-        eprintln!("sse-gateway: invalid configuration: API_KEYS is empty; set at least one key (comma-separated) for publishers and the admin API");
+        eprintln!("sse-gateway: invalid configuration: API_KEYS and SCOPED_API_KEYS are empty; set at least one key (comma-separated) for publishers and the admin API");
         return ExitCode::from(2);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -19,6 +19,9 @@ pub enum CloseReason {
     /// The node lost Redis for so long that the cluster no longer routes events to it: the
     /// client should reconnect elsewhere (cluster only).
     Isolated,
+    /// The subscriber token it opened with expired (`SUBSCRIBER_TOKEN_EXPIRY=close`): the client
+    /// should reconnect with a fresh token.
+    TokenExpired,
 }
 
 impl CloseReason {
@@ -29,6 +32,7 @@ impl CloseReason {
             CloseReason::Evicted => None,
             CloseReason::Shutdown => Some("shutdown"),
             CloseReason::Isolated => Some("cluster_unreachable"),
+            CloseReason::TokenExpired => Some(sse_core::token::EXPIRED_REASON),
         }
     }
 }
@@ -49,6 +53,7 @@ impl Closer {
             CloseReason::Evicted => 1,
             CloseReason::Shutdown => 2,
             CloseReason::Isolated => 3,
+            CloseReason::TokenExpired => 4,
         };
         let _ = self.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
         self.notify.notify_one();
@@ -61,6 +66,7 @@ impl Closer {
                 1 => return CloseReason::Evicted,
                 2 => return CloseReason::Shutdown,
                 3 => return CloseReason::Isolated,
+                4 => return CloseReason::TokenExpired,
                 _ => self.notify.notified().await,
             }
         }

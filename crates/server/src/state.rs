@@ -12,6 +12,8 @@ use futures_util::future::join_all;
 use sse_core::frame::{Event, Format};
 use sse_core::limits::KeyLimiter;
 use sse_core::protocol::{PublishPlan, PublishReport, Step};
+use sse_core::token::Grant;
+use sse_core::topic::ConnInfo;
 use sse_core::{routes, GatewayError};
 
 use crate::config::ServerConfig;
@@ -78,16 +80,29 @@ impl GatewayState {
     }
 
     /// Attaches a new connection to `topics` (a tail when `format` is `Tail`), resuming after
-    /// `last_id` (a subscriber's `Last-Event-ID`) if given.
-    pub async fn open(self: &Arc<Self>, topics: &[String], format: Format, last_id: Option<&str>) -> Result<Connection, GatewayError> {
+    /// `last_id` (a subscriber's `Last-Event-ID`) if given. `grant` is what the subscriber's
+    /// token allowed, when it needed one: its `sub` is listed with the connection (admin API).
+    pub async fn open(
+        self: &Arc<Self>,
+        topics: &[String],
+        format: Format,
+        last_id: Option<&str>,
+        grant: Option<&Grant>,
+    ) -> Result<Connection, GatewayError> {
         self.live.open(self.cfg.max_connections_per_node)?;
         let now = clock::now_ms();
         let id = routes::connection_id(now, fastrand::u32(..));
         let (sink, rx, closer) = QueueSink::channel(self.cfg.core.queue_capacity);
-        let info = hub::conn_info(&id, topics, format, &self.cfg.node_id, now);
+        let info = ConnInfo { sub: grant.and_then(|g| g.sub.clone()), ..hub::conn_info(&id, topics, format, &self.cfg.node_id, now) };
         self.hub.metrics.conn_opened(format);
-        let mut guard =
-            Guard { ns: self.ns.clone(), live: self.live.clone(), id: id.clone(), topics: Vec::with_capacity(topics.len()), format };
+        let mut guard = Guard {
+            ns: self.ns.clone(),
+            live: self.live.clone(),
+            id: id.clone(),
+            topics: Vec::with_capacity(topics.len()),
+            format,
+            expiry: None,
+        };
         let mut recorded = Vec::with_capacity(topics.len());
         let mut replay = Vec::new();
         for t in topics {

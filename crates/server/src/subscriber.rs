@@ -5,14 +5,16 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use sse_core::frame::{self, Format};
 use sse_core::GatewayError;
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 
 use crate::objects::Namespace;
-use crate::sink::{Closer, Receiver};
+use crate::sink::{CloseReason, Closer, Receiver};
 
 /// Most frames taken from the queue for one write of an SSE stream.
 pub const SSE_BATCH: usize = 512;
@@ -36,10 +38,15 @@ pub struct Guard {
     pub(crate) id: String,
     pub(crate) topics: Vec<String>,
     pub(crate) format: Format,
+    /// The timer that closes the connection when its token expires ([`Connection::close_at`]).
+    pub(crate) expiry: Option<AbortHandle>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        if let Some(timer) = self.expiry.take() {
+            timer.abort();
+        }
         for t in &self.topics {
             self.ns.get(t).detach(&self.id);
         }
@@ -61,6 +68,19 @@ pub enum SseWrite {
 }
 
 impl Connection {
+    /// Closes the connection with [`CloseReason::TokenExpired`] at `at_ms` (milliseconds since
+    /// the epoch; at once if that is past), unless it ends first. `None`: never.
+    pub fn close_at(&mut self, at_ms: Option<u64>) {
+        let Some(at_ms) = at_ms else { return };
+        let wait = Duration::from_millis(at_ms.saturating_sub(crate::clock::now_ms()));
+        let closer = self.closer.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            closer.close(CloseReason::TokenExpired);
+        });
+        self.guard.expiry = Some(timer.abort_handle());
+    }
+
     /// Records a write for the latency histogram (the age of the oldest frame it carried).
     pub fn written(&self) {
         self.guard.ns.hub().metrics.written(self.closer.pending.take());

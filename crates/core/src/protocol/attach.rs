@@ -27,6 +27,10 @@ pub struct Attach {
     /// Which of the topic's objects: 0 = the topic's own, `i` = its shard `i`
     /// ([`crate::protocol::shards`]).
     pub shard: u32,
+    /// The subscriber token's `sub`, when the connection opened with a token that names one
+    /// (listed by the admin API). Absent from the query otherwise, as in attaches sent before
+    /// it existed.
+    pub sub: Option<String>,
 }
 
 impl Attach {
@@ -52,6 +56,10 @@ impl Attach {
         if self.shard > 0 {
             out.push_str(&format!("&shard={}", self.shard));
         }
+        if let Some(sub) = &self.sub {
+            out.push_str("&sub=");
+            out.push_str(&escape(sub));
+        }
         out
     }
 
@@ -68,6 +76,11 @@ impl Attach {
         if let Some(l) = &last_event_id {
             names::check_id(l)?;
         }
+        // Any text a verified token held: never longer than the token itself.
+        let sub = q.get("sub").map(str::to_string);
+        if sub.as_ref().is_some_and(|s| s.len() > crate::token::MAX_TOKEN_BYTES) {
+            return Err(invalid("sub"));
+        }
         Ok(Attach {
             topic: topic.to_string(),
             conn_id: conn_id.to_string(),
@@ -81,6 +94,7 @@ impl Attach {
                 None => 0,
                 Some(v) => v.parse::<u32>().map_err(|_| invalid("shard"))?,
             },
+            sub,
         })
     }
 
@@ -93,6 +107,7 @@ impl Attach {
             format: self.format,
             connected_at: now,
             node: self.node.clone(),
+            sub: self.sub.clone(),
         }
     }
 }
@@ -133,6 +148,7 @@ mod tests {
             hello: false,
             last_event_id: Some("e:9".into()),
             shard: 0,
+            sub: None,
         }
     }
 
@@ -154,6 +170,22 @@ mod tests {
         }
         let sharded = Attach { shard: 3, ..attach() };
         assert_eq!(round_trip(&sharded).unwrap(), sharded);
+    }
+
+    #[test]
+    fn the_tokens_sub_travels_with_the_attach() {
+        for sub in ["alice", "", "user 42/é&x=1%2B+?\n\"quoted\"", "auth0|5f7c8ec7c33c6c004bbafe82"] {
+            let a = Attach { sub: Some(sub.into()), ..attach() };
+            assert!(!a.encode().contains('|') && !a.encode().contains(' '), "{}", a.encode());
+            assert_eq!(round_trip(&a).unwrap(), a, "{sub:?}");
+            assert_eq!(a.conn_info(1).sub.as_deref(), Some(sub));
+        }
+        // Without a sub nothing is added: an attach encoded before the field existed reads the same.
+        assert!(!attach().encode().contains("sub="));
+        let old = "topic=a&id=c&topics=a&transport=sse&format=sse&node=n&hello=0";
+        assert_eq!(Attach::decode(&Query::parse(old).unwrap(), 64).unwrap().sub, None);
+        let long = format!("{old}&sub={}", "a".repeat(crate::token::MAX_TOKEN_BYTES + 1));
+        assert_eq!(Attach::decode(&Query::parse(&long).unwrap(), 64).unwrap_err().status(), 400);
     }
 
     #[test]

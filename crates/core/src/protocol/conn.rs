@@ -18,6 +18,7 @@ impl ConnInfo {
             node: self.node.clone(),
             events_sent,
             topics: Vec::new(),
+            sub: self.sub.clone(),
         }
     }
 }
@@ -183,20 +184,22 @@ mod tests {
             format,
             connected_at: 3,
             node: "n".into(),
+            sub: None,
         };
         t.attach(info("s", Format::Sse), Null).unwrap();
+        t.attach(ConnInfo { sub: Some("alice".into()), ..info("s2", Format::Ws) }, Null).unwrap();
         t.attach(info("tail", Format::Tail), Null).unwrap();
         let s = summaries(&t);
-        assert_eq!(
-            s,
-            vec![ConnSummary {
-                id: "s".into(),
-                transport: Transport::Sse,
-                connected_at: 3,
-                node: "n".into(),
-                events_sent: 0,
-                topics: vec![]
-            }]
-        );
+        let plain = ConnSummary {
+            id: "s".into(),
+            transport: Transport::Sse,
+            connected_at: 3,
+            node: "n".into(),
+            events_sent: 0,
+            topics: vec![],
+            sub: None,
+        };
+        // The token's sub travels with the summary.
+        assert_eq!(s, vec![plain.clone(), ConnSummary { id: "s2".into(), sub: Some("alice".into()), ..plain }]);
     }
 }

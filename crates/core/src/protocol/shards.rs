@@ -216,6 +216,7 @@ mod tests {
             hello: false,
             last_event_id: Some("e1".into()),
             shard: 0,
+            sub: None,
         };
         assert!(may_place(&a, false), "an id on a topic that retains nothing is no resume");
         assert!(!may_place(&a, true));

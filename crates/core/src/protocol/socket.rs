@@ -7,14 +7,17 @@
 //! - the subscriber's own WebSocket, for a WebSocket client of one topic: the Worker forwards
 //!   the upgrade and the object writes envelopes straight to the client;
 //! - an internal WebSocket from the Worker, which holds the client's stream (every SSE client,
-//!   an admin tail, a WebSocket client of several topics): the object sends each frame already
+//!   an admin tail, a WebSocket client of several topics, a WebSocket client whose token the
+//!   gateway closes it for at expiry): the object sends each frame already
 //!   encoded in the connection's format and the Worker writes it to the client as it is.
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Config;
 use crate::error::{GatewayError, Result};
 use crate::frame::Format;
 use crate::protocol::Attach;
+use crate::request::Subscribe;
 use crate::topic::{ConnInfo, SendResult, Transport};
 
 /// Who holds the client's stream at the other end of a socket a topic object accepted.
@@ -28,14 +31,23 @@ pub enum Holder {
 }
 
 impl Holder {
-    /// Who holds the stream of a connection attaching as `a`: a WebSocket client of one topic
-    /// is handed to the object whole; every other connection is held by the Worker.
+    /// Who holds the stream of a connection attaching as `a`: the object holds a WebSocket
+    /// client of one topic that was handed to it whole (it sends that client's opening itself,
+    /// `hello`: [`Holder::hands_over`]); every other connection is held by the Worker.
     pub fn of(a: &Attach) -> Holder {
-        if a.transport == Transport::Ws && a.topics.len() == 1 {
+        if a.transport == Transport::Ws && a.topics.len() == 1 && a.hello {
             Holder::Client
         } else {
             Holder::Worker
         }
+    }
+
+    /// Whether the Worker hands a subscriber's own socket to the topic object: a WebSocket
+    /// client of one topic, unless its token expires while it is open and the gateway must
+    /// close it then (`SUBSCRIBER_TOKEN_EXPIRY=close`): a hibernating object keeps no timer, the
+    /// Worker does.
+    pub fn hands_over(sub: &Subscribe, cfg: &Config) -> bool {
+        sub.transport == Transport::Ws && sub.topics.len() == 1 && sub.closes_at_ms(cfg).is_none()
     }
 
     /// Whether the object sends this socket's frames as binary messages: an internal socket
@@ -78,7 +90,8 @@ impl SocketAttachment {
 
     /// The attachment as stored with the socket. The connection's topic list is what makes it
     /// long: a list that would not fit keeps only this object's topic (the registry and the
-    /// admin listing still get the whole list from the attach report).
+    /// admin listing still get the whole list from the attach report). A token's `sub` too long
+    /// to fit even then is left out the same way (the registry has it from the attach report).
     pub fn encode(&self) -> String {
         let full = serde_json::to_string(self).expect("an attachment serialises");
         if full.len() <= MAX_ATTACHMENT_BYTES {
@@ -86,6 +99,11 @@ impl SocketAttachment {
         }
         let mut short = self.clone();
         short.conn.topics = vec![self.topic.clone()];
+        let text = serde_json::to_string(&short).expect("an attachment serialises");
+        if text.len() <= MAX_ATTACHMENT_BYTES || short.conn.sub.is_none() {
+            return text;
+        }
+        short.conn.sub = None;
         serde_json::to_string(&short).expect("an attachment serialises")
     }
 
@@ -159,17 +177,46 @@ mod tests {
             hello: false,
             last_event_id: None,
             shard: 0,
+            sub: None,
         }
     }
 
     #[test]
     fn only_a_websocket_of_one_topic_is_handed_to_the_object() {
-        assert_eq!(Holder::of(&attach(Transport::Ws, &["a"])), Holder::Client);
+        assert_eq!(Holder::of(&Attach { hello: true, ..attach(Transport::Ws, &["a"]) }), Holder::Client);
+        assert_eq!(Holder::of(&attach(Transport::Ws, &["a"])), Holder::Worker, "joined by the Worker");
         assert_eq!(Holder::of(&attach(Transport::Ws, &["a", "b"])), Holder::Worker);
         assert_eq!(Holder::of(&attach(Transport::Sse, &["a"])), Holder::Worker);
         assert_ne!(Holder::Client.tag(), Holder::Worker.tag());
         assert!(Holder::Worker.sends_binary(Format::Sse) && Holder::Worker.sends_binary(Format::Tail));
         assert!(!Holder::Worker.sends_binary(Format::Ws) && !Holder::Client.sends_binary(Format::Ws));
+    }
+
+    #[test]
+    fn a_websocket_closed_at_its_token_expiry_is_held_by_the_worker() {
+        let cfg = |expiry: &str| {
+            let expiry = expiry.to_string();
+            Config::from_lookup(move |k| match k {
+                "PRIVATE_TOPICS" => Some("p-*".into()),
+                "SUBSCRIBER_TOKEN_SECRETS" => Some("0123456789abcdef0123456789abcdef".into()),
+                "SUBSCRIBER_TOKEN_EXPIRY" => Some(expiry.clone()),
+                _ => None,
+            })
+            .unwrap()
+        };
+        let (close, keep) = (cfg("close"), cfg("keep"));
+        let sub = |transport: Transport, topics: &[&str], granted: bool| Subscribe {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            transport,
+            format: if transport == Transport::Ws { Format::Ws } else { Format::Sse },
+            last_event_id: None,
+            grant: granted.then(|| crate::token::Grant { sub: None, topics: vec!["p-*".into()], exp: 2_000_000_000 }),
+        };
+        assert!(Holder::hands_over(&sub(Transport::Ws, &["a"], false), &close), "public: handed over");
+        assert!(!Holder::hands_over(&sub(Transport::Ws, &["p-1"], true), &close), "closed at expiry: the Worker's timer");
+        assert!(Holder::hands_over(&sub(Transport::Ws, &["p-1"], true), &keep), "kept: nothing to time");
+        assert!(!Holder::hands_over(&sub(Transport::Ws, &["a", "b"], false), &close));
+        assert!(!Holder::hands_over(&sub(Transport::Sse, &["a"], false), &close));
     }
 
     #[test]
@@ -192,6 +239,21 @@ mod tests {
         let back = SocketAttachment::decode(&text).unwrap();
         assert_eq!(back.conn.topics, vec![topics[0].clone()]);
         assert_eq!(back.conn.id, "c1");
+    }
+
+    #[test]
+    fn the_attachment_keeps_the_tokens_sub() {
+        let a = SocketAttachment::of(&Attach { sub: Some("alice".into()), ..attach(Transport::Ws, &["a"]) }, 1);
+        assert_eq!(SocketAttachment::decode(&a.encode()).unwrap().conn.sub.as_deref(), Some("alice"));
+        // An attachment stored before connections carried a sub reads as none.
+        let plain = SocketAttachment::of(&attach(Transport::Ws, &["a"]), 1);
+        assert!(!plain.encode().contains("sub"));
+        assert_eq!(SocketAttachment::decode(&plain.encode()).unwrap(), plain);
+        // A sub that cannot fit is left out rather than failing the connection.
+        let huge = SocketAttachment::of(&Attach { sub: Some("x".repeat(3000)), ..attach(Transport::Ws, &["a"]) }, 1);
+        let text = huge.encode();
+        assert!(text.len() <= MAX_ATTACHMENT_BYTES, "{}", text.len());
+        assert_eq!(SocketAttachment::decode(&text).unwrap().conn.sub, None);
     }
 
     #[test]

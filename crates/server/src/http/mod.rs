@@ -29,6 +29,7 @@ pub(crate) async fn dispatch(State(gw): State<Arc<GatewayState>>, req: Request) 
     let (parts, body) = req.into_parts();
     let sends_body = body::declared(&parts.headers);
     let (method, uri) = (parts.method.clone(), parts.uri.clone());
+    let origin = parts.headers.get("origin").cloned();
     let mut body = Some(body);
     let resp = match handle(&gw, parts, &mut body).await {
         Ok(resp) => resp,
@@ -39,7 +40,7 @@ pub(crate) async fn dispatch(State(gw): State<Arc<GatewayState>>, req: Request) 
         // sending it so the connection can be reused, without buffering anything.
         body::discard_in_background(unread, gw.cfg.core.max_body_bytes);
     }
-    resp
+    respond::cors(resp, &gw.cfg.core.credentialed_origins, origin.as_ref())
 }
 
 async fn handle(gw: &Arc<GatewayState>, mut parts: Parts, body: &mut Option<Body>) -> Result<Response, GatewayError> {
@@ -57,23 +58,22 @@ async fn handle(gw: &Arc<GatewayState>, mut parts: Parts, body: &mut Option<Body
     }
     let h = &parts.headers;
     let needs_key = route.needs_key() || (route == Route::Metrics && gw.cfg.metrics_require_key);
-    let key_index = if needs_key {
-        match gw.cfg.core.api_keys.key_index(header(h, "authorization"), header(h, "x-api-key")) {
-            Some(i) => Some(i),
-            None => return Err(GatewayError::Unauthorized),
-        }
+    let key = if needs_key {
+        let grant = gw.cfg.core.api_keys.grant(header(h, "authorization"), header(h, "x-api-key"))?;
+        grant.check_route(&route)?;
+        Some(grant)
     } else {
         None
     };
     if route == Route::Publish {
         // Before anything else is looked at: a limited publisher costs one bucket check.
-        gw.take_publish_token(key_index)?;
+        gw.take_publish_token(key.map(|k| k.index))?;
     }
     let query = Query::parse(parts.uri.query().unwrap_or(""))?;
     match route {
         Route::Sse => subscribe::sse(gw, &parts.headers, &query).await,
         Route::Ws => ws::subscribe(gw, &mut parts, &query).await,
-        Route::Publish => publish::handle(gw, &parts.headers, body).await,
+        Route::Publish => publish::handle(gw, &parts.headers, key, body).await,
         Route::AdminTopics => admin::topics(gw, &query).await,
         Route::AdminConnections => admin::connections(gw, &query).await,
         Route::AdminStats => Ok(respond::json(200, gw.stats().json().to_string())),
@@ -105,11 +105,17 @@ pub(crate) async fn open_sse(
 
 /// A header's raw bytes (the core validates the content).
 /// The subscribe check of private topics (`PRIVATE_TOPICS`, [`Subscribe::authorize`]) on a
-/// request's headers and query; several `cookie` headers count as one.
+/// request's headers and query; several `cookie` headers count as one. The cookie is used only
+/// as `Origin` and `Host` allow (`CREDENTIALED_ORIGINS`).
 pub(crate) fn authorize(gw: &GatewayState, sub: &mut Subscribe, h: &HeaderMap, q: &Query) -> Result<(), GatewayError> {
     let cookies: Vec<&[u8]> = h.get_all("cookie").iter().map(|v| v.as_bytes()).collect();
     let cookie = cookies.join(&b"; "[..]);
-    let creds = Credentials { authorization: header(h, "authorization"), cookie: (!cookies.is_empty()).then_some(cookie.as_slice()) };
+    let creds = Credentials {
+        authorization: header(h, "authorization"),
+        cookie: (!cookies.is_empty()).then_some(cookie.as_slice()),
+        origin: header(h, "origin"),
+        host: header(h, "host"),
+    };
     sub.authorize(&gw.cfg.core, creds, q, crate::clock::now_ms() / 1000)
 }
 

@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use sse_core::cors::{CredentialedOrigins, ALLOW_ORIGIN};
 use sse_core::routes;
 use sse_core::GatewayError;
 
@@ -42,6 +43,17 @@ pub fn preflight() -> Response {
 
 pub fn sse(body: Body) -> Response {
     with_headers(Response::new(body), routes::SSE_HEADERS)
+}
+
+/// The CORS headers of an answer to a request with `origin` (its `Origin` header): the
+/// builders here give `access-control-allow-origin: *`; for an origin listed in
+/// `CREDENTIALED_ORIGINS` that becomes the origin with credentials (the core's rule). An answer
+/// without CORS headers (a WebSocket upgrade) is left as it is.
+pub fn cors(resp: Response, origins: &CredentialedOrigins, origin: Option<&HeaderValue>) -> Response {
+    if origins.is_empty() || !resp.headers().contains_key(ALLOW_ORIGIN) {
+        return resp;
+    }
+    with_headers(resp, origins.headers(origin.map(HeaderValue::as_bytes)))
 }
 
 /// The Prometheus text exposition (`GET /metrics`).

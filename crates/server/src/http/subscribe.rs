@@ -29,7 +29,8 @@ pub async fn sse(gw: &Arc<GatewayState>, h: &HeaderMap, q: &Query) -> Result<Res
 pub async fn open(gw: &Arc<GatewayState>, h: &HeaderMap, q: &Query) -> Result<(Bytes, Connection), GatewayError> {
     let mut sub = Subscribe::parse(Transport::Sse, header(h, "x-sse-topic"), header(h, "last-event-id"), q, &gw.cfg.core)?;
     super::authorize(gw, &mut sub, h, q)?;
-    let mut conn = gw.open(&sub.topics, sub.format, sub.last_event_id.as_deref()).await?;
+    let mut conn = gw.open(&sub.topics, sub.format, sub.last_event_id.as_deref(), sub.grant.as_ref()).await?;
+    conn.close_at(sub.closes_at_ms(&gw.cfg.core));
     let mut open = frame::encode_open(gw.cfg.core.retry_ms, &conn.id, &sub.topics).into_bytes();
     // The replay goes out with the opening block, before anything queued.
     for f in conn.replay.drain(..) {
@@ -42,7 +43,7 @@ pub async fn open(gw: &Arc<GatewayState>, h: &HeaderMap, q: &Query) -> Result<(B
 /// `GET /admin/api/topics/{topic}/tail`: an SSE stream of what happens on the topic.
 pub async fn tail(gw: &Arc<GatewayState>, topic: String) -> Result<Response, GatewayError> {
     let topics = [topic];
-    let conn = gw.open(&topics, Format::Tail, None).await?;
+    let conn = gw.open(&topics, Format::Tail, None, None).await?;
     let open = frame::encode_open(gw.cfg.core.retry_ms, &conn.id, &topics);
     Ok(respond::sse(body(open, conn)))
 }

@@ -35,7 +35,8 @@ pub async fn subscribe(gw: &Arc<GatewayState>, parts: &mut Parts, q: &Query) -> 
     let ws = WebSocketUpgrade::from_request_parts(parts, &())
         .await
         .map_err(|e| GatewayError::InvalidRequest(format!("websocket upgrade: {e}")))?;
-    let conn = gw.open(&sub.topics, Format::Ws, sub.last_event_id.as_deref()).await?;
+    let mut conn = gw.open(&sub.topics, Format::Ws, sub.last_event_id.as_deref(), sub.grant.as_ref()).await?;
+    conn.close_at(sub.closes_at_ms(&gw.cfg.core));
     let hello = frame::encode_ws_open(&conn.id, &sub.topics);
     let heartbeat = std::time::Duration::from_millis(gw.cfg.core.heartbeat_ms);
     let max = gw.cfg.ws_max_message_bytes;
@@ -73,6 +74,16 @@ async fn session(socket: WebSocket, mut conn: Connection, hello: String, heartbe
                 CloseReason::Shutdown => close(close_code::RESTART, "server restarting: reconnect"),
                 CloseReason::Isolated => close(close_code::AGAIN, "node cut off from the cluster: reconnect"),
                 CloseReason::Evicted => close(close_code::POLICY, "too slow: queue full"),
+                CloseReason::TokenExpired => {
+                    // The message first, so that a client reading messages (not close codes)
+                    // knows to come back with a fresh token.
+                    let reconnect = frame::encode_ws_reconnect(sse_core::token::EXPIRED_REASON);
+                    if tx.send(Message::Text(reconnect.into())).await.is_err() {
+                        break None;
+                    }
+                    let (code, reason) = sse_core::token::EXPIRED_CLOSE;
+                    close(code, reason)
+                }
             }),
             n = conn.rx.recv_many(&mut batch, WS_BATCH) => {
                 if n == 0 {

@@ -122,6 +122,7 @@ impl Writer {
                             connected_at: info.connected_at,
                             node: info.node.clone(),
                             events_sent: 0,
+                            sub: info.sub.clone(),
                         },
                         attached: 0,
                     });

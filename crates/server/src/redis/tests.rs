@@ -102,6 +102,25 @@ async fn placement_follows_first_and_last_connection() {
 }
 
 #[tokio::test]
+async fn a_connections_token_sub_is_in_its_record() {
+    let r = redis();
+    let (a, b) = (node(&r, "node-a", 10_000).await, node(&r, "node-b", 10_000).await);
+    let topics = vec!["t1".to_string(), "t2".to_string()];
+    let (sink, _rx, _closer) = QueueSink::channel(16);
+    let info = sse_core::topic::ConnInfo { sub: Some("alice".into()), ..conn_info("c1", &topics, Format::Ws, a.node_id(), 1) };
+    for t in &topics {
+        a.hub().attach(t, info.clone(), sink.clone()).expect("attach").await.expect("recorded");
+    }
+    let _c2 = attach(&a, "c2", &["t1"], Format::Sse).await;
+    // Listed by any node, with the sub of the token it opened with (none for c2).
+    let page = b.connections(q(10, None, Some("t1"))).await.unwrap();
+    assert_eq!(page.items.iter().map(|c| (c.id.as_str(), c.sub.as_deref())).collect::<Vec<_>>(), vec![("c1", Some("alice")), ("c2", None)]);
+    let body: serde_json::Value = serde_json::from_str(&page.body("connections")).unwrap();
+    assert_eq!(body["connections"][0]["sub"], "alice");
+    assert!(body["connections"][1].get("sub").is_none(), "{body}");
+}
+
+#[tokio::test]
 async fn tails_are_placed_but_never_make_a_topic_live() {
     let r = redis();
     let (a, b) = (node(&r, "node-a", 10_000).await, node(&r, "node-b", 10_000).await);
