@@ -12,8 +12,8 @@ import {
   uniqueTopic, uniqueId, assertJsonError, heldBackHint, closeStreamsAfterFile,
 } from './lib/index.mjs';
 import {
-  jwt, nowS, leewayS, tokenCatalogue, placeToken, wsUpgrade, privateEnabled, scopedEnabled, PRIVATE_SKIP, SCOPED_SKIP,
-  SCOPED_PUBLISH_KEY, SCOPED_ADMIN_KEY,
+  jwt, nowS, leewayS, tokenCatalogue, placeToken, tokenPlacement, writeTokenRecord, wsUpgrade, privateEnabled, scopedEnabled,
+  PRIVATE_SKIP, SCOPED_SKIP, SCOPED_PUBLISH_KEY, SCOPED_ADMIN_KEY,
 } from './lib/token_cases.mjs';
 
 export { OLD_SECRET, NEW_SECRET } from './lib/token_cases.mjs';
@@ -76,51 +76,126 @@ test('private topics: a granted subscriber receives events, by each token source
   }
 });
 
-// The catalogue of tests/e2e/lib/token_cases.mjs: every refused token answers its status, JSON
-// error and www-authenticate, echoes nothing of the token and attaches nothing; the good ones
-// beside are accepted. Every case runs; the failures are listed together.
+// The catalogue of tests/e2e/lib/token_cases.mjs, a part of the bad-input suite: every refused
+// token answers its status, JSON error and www-authenticate, echoes nothing of the token and
+// attaches nothing; the good ones beside are accepted. Two unrelated subscribers opened before
+// the cases (a public topic, a private one with a valid token) must still be connected after
+// them and receive a publish. Every case runs; the failures are listed together. Every case and
+// what was observed goes to test-results/badinput-tokens-<label>.json and .md.
 test(`private topics: the token catalogue (${tokenCatalogue().length} cases, SSE and WebSocket upgrade)`, T, async () => {
   const user = uniqueId('u');
+  // topics as the record names them (what a case asked for, without the random part)
+  const names = new Map();
+  const named = (t, name) => { names.set(t, name); return t; };
   const ctx = {
-    topic: `e2e-priv-${user}`,
-    other: `e2e-priv-${user}-other`,
-    fresh: (label) => `e2e-priv-${user}-ok-${label}`,
-    pub: (label) => uniqueTopic(`pub-${label}`),
+    topic: named(`e2e-priv-${user}`, 'topic'),
+    other: named(`e2e-priv-${user}-other`, 'other'),
+    fresh: (label) => named(`e2e-priv-${user}-ok-${label}`, `fresh(${label})`),
+    pub: (label) => named(uniqueTopic(`pub-${label}`), `pub(${label})`),
   };
+  const nameOf = (t) => names.get(t)
+    ?? [...names].filter(([real]) => t.startsWith(real)).sort((a, b) => b[0].length - a[0].length).map(([real, name]) => `${name}${t.slice(real.length)}`)[0]
+    ?? t;
   const failures = [];
   const rows = tokenCatalogue();
-  assert.ok(rows.filter((r) => r.status !== 200).length >= 20, 'at least 20 refused cases');
-  for (const row of rows) {
-    const made = row.make(ctx);
-    const { token, via, topics = [ctx.topic] } = made === undefined || typeof made === 'string' ? { token: made } : made;
-    const { query, headers } = placeToken(token, via);
-    query.topic = topics.join(',');
-    const how = `${row.ws ? 'ws' : 'sse'} ${JSON.stringify({ query: Object.keys(query), headers: Object.keys(headers) })}`;
-    try {
-      if (row.status === 200) {
-        const c = row.ws ? await openWs({ query }) : await subscribe({ query, headers });
-        assert.deepEqual([...(c.connected?.topics ?? [])].sort(), [...topics].sort(), 'the connected frame names the topics');
-        c.close();
-        continue;
-      }
-      const r = row.ws ? await wsUpgrade({ query, headers }) : await openSse({ query, headers });
-      if (!r.isError && r.status === 200) r.close?.();
-      assertRefused(r, row.status, row.code, row.www);
-      if (row.message) assert.equal(r.json.error.message, row.message, 'the JSON error message');
-      const text = String(r.text ?? r.body ?? '');
-      if (token && token.length >= 12) assert.ok(!text.includes(token.slice(-10)) && !String(r.headers['www-authenticate']).includes(token.slice(-10)), 'the answer echoes the token');
-    } catch (e) {
-      failures.push(`${row.name} (${how}): ${String(e.message).split('\n')[0]}`);
-    }
-  }
-  // Refused cases asked for `topic` (and `other`): nothing got attached to either.
+  const cases = [];
+  const sentinels = [
+    { name: 'a public topic, no token', topic: uniqueTopic('sentinel'), headers: {} },
+    { name: 'a private topic, a valid token', topic: `e2e-priv-${user}-sentinel` },
+  ];
+  sentinels[1].headers = { authorization: `Bearer ${jwt({ sub: 'sentinel', topics: [sentinels[1].topic] })}` };
   try {
-    await assertNobodyOn([ctx.topic, ctx.other], 'after the refused cases');
-  } catch (e) {
-    failures.push(String(e.message).split('\n')[0]);
+    assert.ok(rows.filter((r) => r.status !== 200).length >= 20, 'at least 20 refused cases');
+    for (const s of sentinels) s.client = await subscribe({ query: { topic: s.topic }, headers: s.headers });
+    for (const row of rows) {
+      const made = row.make(ctx);
+      const { token, via, topics = [ctx.topic] } = made === undefined || typeof made === 'string' ? { token: made } : made;
+      const { query, headers } = placeToken(token, via);
+      query.topic = topics.join(',');
+      const transport = row.ws ? 'ws' : 'sse';
+      const kase = {
+        name: row.name,
+        transport,
+        token_in: tokenPlacement({ query, headers }),
+        topics: topics.map(nameOf),
+        expected: { status: row.status === 200 && row.ws ? 101 : row.status, code: row.code ?? null, www: row.www?.source ?? null },
+        observed: { status: null, code: null, www_authenticate: null },
+        result: 'passed',
+      };
+      cases.push(kase);
+      try {
+        if (row.status === 200) {
+          const observe = (r) => Object.assign(kase.observed, { status: r.status ?? null, code: r.json?.error?.code ?? null, www_authenticate: r.headers?.['www-authenticate'] ?? null });
+          let c;
+          if (row.ws) {
+            // the WebSocket API hides a refusal: ask again by a raw upgrade to record it
+            c = await openWs({ query }).catch(async (e) => { observe(await wsUpgrade({ query }).catch(() => ({}))); throw e; });
+            observe({ status: 101 });
+          } else {
+            c = await openSse({ query, headers });
+            observe(c);
+            if (c.isError) assert.fail(`expected 200, got ${c.status}: ${c.body.slice(0, 200)}`);
+          }
+          c.close();
+          assert.deepEqual([...(c.connected?.topics ?? [])].sort(), [...topics].sort(), 'the connected frame names the topics');
+          continue;
+        }
+        const r = row.ws ? await wsUpgrade({ query, headers }) : await openSse({ query, headers });
+        if (!r.isError && r.status === 200) r.close?.();
+        Object.assign(kase.observed, { status: r.status ?? null, code: r.json?.error?.code ?? null, www_authenticate: r.headers?.['www-authenticate'] ?? null });
+        assertRefused(r, row.status, row.code, row.www);
+        if (row.message) assert.equal(r.json.error.message, row.message, 'the JSON error message');
+        const text = String(r.text ?? r.body ?? '');
+        if (token && token.length >= 12) assert.ok(!text.includes(token.slice(-10)) && !String(r.headers['www-authenticate']).includes(token.slice(-10)), 'the answer echoes the token');
+      } catch (e) {
+        kase.result = 'failed';
+        kase.failure = String(e.message).split('\n')[0];
+        failures.push(`${row.name} (${transport}, token in ${kase.token_in}): ${kase.failure}`);
+      }
+    }
+    // Refused cases asked for `topic` (and `other`): nothing got attached to either.
+    try {
+      await assertNobodyOn([ctx.topic, ctx.other], 'after the refused cases');
+    } catch (e) {
+      failures.push(String(e.message).split('\n')[0]);
+    }
+    try {
+      await assert.rejects(openWs({ query: { topic: ctx.topic } }), /WebSocket .* error/);
+    } catch (e) {
+      failures.push(`the WebSocket API without a token: ${String(e.message).split('\n')[0]}`);
+    }
+    // The sentinels, after every case: still connected, and a publish made now reaches each.
+    for (const s of sentinels) {
+      s.connected = !s.client.ended;
+      s.received = false;
+      try {
+        assert.ok(s.connected, 'disconnected during the cases');
+        const id = uniqueId('alive');
+        const res = await publishOk({ topics: s.topic, id, body: 'alive' });
+        assert.equal(res.topics?.[s.topic]?.delivered ?? res.delivered, 1, `no longer attached: ${JSON.stringify(res)}`);
+        await s.client.waitForEvent((e) => e.id === id, 5000, 'the publish made after the cases');
+        s.received = true;
+      } catch (e) {
+        s.failure = String(e.message).split('\n')[0];
+        failures.push(`the sentinel on ${s.name}: ${s.failure}`);
+      }
+    }
+  } finally {
+    for (const s of sentinels) s.client?.close();
+    writeTokenRecord({
+      cases,
+      sentinels: sentinels.map((s) => ({
+        name: s.name,
+        transport: 'sse',
+        token_in: tokenPlacement({ headers: s.headers }),
+        connected: s.connected ?? false,
+        received: s.received ?? false,
+        result: s.received ? 'passed' : 'failed',
+        ...(s.failure ? { failure: s.failure } : {}),
+      })),
+    });
   }
-  await assert.rejects(openWs({ query: { topic: ctx.topic } }), /WebSocket .* error/);
-  if (failures.length) assert.fail(`${failures.length} of ${rows.length} cases failed: ${failures.join('; ')}`);
+  if (failures.length) assert.fail(`${failures.length} failures (${rows.length} cases, 2 sentinels): ${failures.join('; ')}`);
 });
 
 // --- expiry on open connections (SUBSCRIBER_TOKEN_EXPIRY=close, the default) ---------------------

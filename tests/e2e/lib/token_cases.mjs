@@ -1,11 +1,13 @@
 // Subscriber tokens for the private-topic tests: the settings the private runs start the target
 // with, an HS256 JWT minter (node:crypto only), the catalogue of tokens the gateway must refuse
-// or accept (crates/core/src/token.rs is the rule), and a raw WebSocket upgrade that reads a
-// refusal's status, headers and JSON (which the WebSocket API hides).
+// or accept (crates/core/src/token.rs is the rule), a raw WebSocket upgrade that reads a
+// refusal's status, headers and JSON (which the WebSocket API hides), and the writer of the
+// catalogue's bad-input record (test-results/badinput-tokens-<label>.json and .md).
 
 import crypto from 'node:crypto';
 import { config } from './config.mjs';
 import { rawSend } from './raw.mjs';
+import { cell, writeResult } from '../../lib/results.mjs';
 
 /** Two HS256 secrets, as during a rotation: a token signed with either is accepted. */
 export const OLD_SECRET = 'e2e-subscriber-secret-old-0123456789abcdef';
@@ -218,4 +220,44 @@ export function wsUpgrade({ query = {}, headers = {}, timeoutMs = 5000 } = {}) {
     ['sec-websocket-key', crypto.randomBytes(16).toString('base64')],
     ...Object.entries(headers),
   ], undefined, { timeoutMs });
+}
+
+/** Where placeToken put a token: 'header', 'query', 'cookie', several joined by '+', or 'none'. */
+export function tokenPlacement({ query = {}, headers = {} }) {
+  const at = [];
+  if (headers.authorization !== undefined) at.push('header');
+  if (query.token !== undefined) at.push('query');
+  if (headers.cookie !== undefined) at.push('cookie');
+  return at.length ? at.join('+') : 'none';
+}
+
+/** Random parts of topic names and ids (uniqueTopic's 16 hex, uniqueId's 12) made stable. */
+export const stableText = (s) => String(s ?? '').replace(/-[0-9a-f]{16}\b/g, '-<rand>').replace(/-[0-9a-f]{12}\b/g, '-<rand>');
+
+/**
+ * The record of a token-catalogue run, as the bad-input suite keeps its own
+ * (tests/e2e/badinput.test.mjs): test-results/badinput-tokens-<label>.json and .md, the label
+ * being E2E_LABEL (run.mjs --label) or the target. `cases` are
+ * { name, transport, token_in, topics, expected: { status, code, www }, observed: { status,
+ * code, www_authenticate }, result, failure? }; `sentinels` are { name, transport, token_in,
+ * connected, received, result, failure? }. Nothing random goes into the Markdown.
+ */
+export function writeTokenRecord({ cases, sentinels }) {
+  const label = process.env.E2E_LABEL || config.target;
+  const failed = cases.filter((c) => c.result !== 'passed').length;
+  const alive = sentinels.filter((s) => s.result === 'passed').length;
+  const pair = (status, code) => [status ?? '—', code ?? ''].join(' ').trim();
+  const md = [
+    `# Bad-input catalogue: subscriber tokens — ${label}`, '',
+    'Each token of tests/e2e/lib/token_cases.mjs was sent to a live gateway (GET /sse, or a WebSocket upgrade of GET /ws); a refusal must answer its status, JSON error code and www-authenticate, echo nothing of the token and attach nothing. Two unrelated subscribers opened before the cases (a public topic without a token, a private topic with a valid token) must still be connected after them and receive a publish.', '',
+    `**${cases.length} cases: ${cases.length - failed} passed, ${failed} failed; sentinels: ${alive} of ${sentinels.length} still connected and receiving**`, '',
+    '| case | transport | token in | expected | observed | www-authenticate | result |', '|---|---|---|---|---|---|---|',
+    ...cases.map((c) => `| ${cell(c.name)} | ${c.transport} | ${c.token_in} | ${pair(c.expected.status, c.expected.code)} | ${pair(c.observed.status, c.observed.code)} | ${cell(c.observed.www_authenticate ?? '')} | ${c.result}${c.failure ? `: ${cell(c.failure)}` : ''} |`),
+    '',
+    '| sentinel | transport | token in | still connected | received a publish | result |', '|---|---|---|---|---|---|',
+    ...sentinels.map((s) => `| ${cell(s.name)} | ${s.transport} | ${s.token_in} | ${s.connected ? 'yes' : 'no'} | ${s.received ? 'yes' : 'no'} | ${s.result}${s.failure ? `: ${cell(s.failure)}` : ''} |`),
+    '',
+  ];
+  const json = { suite: 'badinput-tokens', target: config.target, label, cases, sentinels };
+  return writeResult(`badinput-tokens-${label}`, JSON.parse(stableText(JSON.stringify(json))), stableText(md.join('\n')));
 }
