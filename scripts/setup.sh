@@ -5,7 +5,8 @@
 #   bash scripts/setup.sh [--with-redis] [--with-chromium] [--with-go] [--with-examples] [--with-fuzz]
 #
 # --with-examples: what the examples (examples/) and their test need: Go and
-# Chromium from Debian, and the Python examples' packages in .venv/.
+# Chromium from Debian, the Python examples' packages in .venv/ and the TypeScript
+# examples' in examples/typescript/node_modules/.
 # --with-fuzz: cargo-fuzz, for scripts/fuzz.sh (make fuzz).
 # Needs: rustup + cargo, node + npm (any version: wrangler runs on the Node 22
 # that package.json pulls in), and for the optional flags apt-get (as root or
@@ -235,7 +236,8 @@ if [ "$with_chromium" -eq 1 ]; then
 fi
 
 if [ "$with_go" -eq 1 ]; then
-  # The Go examples use the standard library only (no module proxy is needed).
+  # The Go examples' one module (golang-jwt, for minting subscriber tokens) is vendored in
+  # examples/go/vendor: no module proxy is needed.
   if command -v go >/dev/null 2>&1; then
     ok "go present ($(go version | awk '{print $3}'))"
   else
@@ -245,6 +247,16 @@ if [ "$with_go" -eq 1 ]; then
 fi
 
 if [ "$with_venv" -eq 1 ]; then
+  # The TypeScript examples' one package (jose, for minting subscriber tokens), from their lock.
+  ts_lock=examples/typescript/package-lock.json
+  ts_stamp=examples/typescript/node_modules/.installed-package-lock.json
+  if [ -d examples/typescript/node_modules/jose ] && cmp -s "$ts_lock" "$ts_stamp"; then
+    ok "examples/typescript/node_modules up to date"
+  else
+    installing "examples/typescript packages (npm ci)"
+    (cd examples/typescript && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    cp "$ts_lock" "$ts_stamp"
+  fi
   # The Python examples' packages, in a project-local venv (.venv/).
   reqs=examples/python/requirements.txt
   if [ -x .venv/bin/python ] && cmp -s "$reqs" .venv/.requirements.txt; then

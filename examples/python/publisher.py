@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Publish N events to several topics and print the per-topic outcome as JSON lines.
+"""Publish N events to several topics and print the per-topic outcome as JSON lines; or mint a
+subscriber token for private topics (with PyJWT).
 
     SSE_API_KEY=dev-key-change-me python publisher.py --url http://127.0.0.1:8787 \\
         --topics orders,user:42 [--count N] [--prefix ID_PREFIX]
+    SUBSCRIBER_TOKEN_SECRET=... python publisher.py mint-token --topics user:42,team:7:* [--sub user-42] [--ttl 3600]
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import httpx
+import jwt
 
 
 def sample_event(i: int) -> tuple[str | None, str]:
@@ -29,7 +33,29 @@ def sample_event(i: int) -> tuple[str | None, str]:
     return None, f'{{"n":{i},"ok":true}}'
 
 
+def mint_token(argv: list[str]) -> int:
+    """Print a subscriber token (a JWT, HS256) signed with SUBSCRIBER_TOKEN_SECRET, one of the
+    gateway's SUBSCRIBER_TOKEN_SECRETS. Your backend does this for a signed-in user and hands the
+    token to the user's client."""
+    parser = argparse.ArgumentParser(prog="publisher.py mint-token", description="Print a subscriber token (secret from SUBSCRIBER_TOKEN_SECRET).")
+    parser.add_argument("--topics", required=True, help="comma-separated topics or patterns the token opens")
+    parser.add_argument("--sub", help="the subscriber's identity")
+    parser.add_argument("--ttl", type=int, default=3600, help="seconds until the token expires")
+    args = parser.parse_args(argv)
+    secret = os.environ.get("SUBSCRIBER_TOKEN_SECRET")
+    if not secret:
+        parser.error("set SUBSCRIBER_TOKEN_SECRET")  # exits 2
+    now = int(time.time())
+    claims = {"topics": [t.strip() for t in args.topics.split(",")], "iat": now, "exp": now + args.ttl}
+    if args.sub:
+        claims["sub"] = args.sub
+    print(jwt.encode(claims, secret, algorithm="HS256"))
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["mint-token"]:
+        return mint_token(sys.argv[2:])
     parser = argparse.ArgumentParser(description="Publish events to SSE gateway topics (API key from SSE_API_KEY).")
     parser.add_argument("--url", default="http://127.0.0.1:8787", help="gateway base URL")
     parser.add_argument("--topics", required=True, help="comma-separated topics; one POST reaches them all")

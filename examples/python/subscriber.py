@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Subscribe to several topics over SSE and print each event as one JSON line.
 
-    python subscriber.py --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S]
+    python subscriber.py --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S] \\
+        [--token TOKEN] [--token-command CMD]
 
-httpx streams the response; httpx-sse parses it into events.
+httpx streams the response; httpx-sse parses it into events. Private topics need a subscriber
+token (--token or SSE_TOKEN); --token-command (or SSE_TOKEN_COMMAND) is a shell command that
+prints a fresh one, run when the gateway says the token expired.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -19,8 +24,27 @@ import httpx
 from httpx_sse import connect_sse
 
 
-def subscribe(url: str, topics: str, max_events: int | None) -> int:
+class TokenExpired(Exception):
+    """The token expired and no fresh one could be had."""
+
+
+def fresh_token(command: str | None) -> str:
+    """Run the token command (through the shell): its output, stripped, is the new token."""
+    if not command:
+        raise TokenExpired("token expired (set --token-command or SSE_TOKEN_COMMAND to get fresh ones)")
+    try:
+        token = subprocess.run(command, shell=True, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    except subprocess.CalledProcessError as e:
+        raise TokenExpired(f"token command: {e}") from e
+    if not token:
+        raise TokenExpired("token command printed nothing")
+    return token
+
+
+def subscribe(url: str, topics: str, max_events: int | None, token: str | None, token_command: str | None) -> int:
     """Print events until `max_events` (or forever), reconnecting with backoff. Returns the exit code."""
+    if not token and token_command:
+        token = fresh_token(token_command)
     received = 0
     last_event_id = None
     retry_ms = 3000  # until the server's `retry:` says otherwise
@@ -34,6 +58,8 @@ def subscribe(url: str, topics: str, max_events: int | None) -> int:
             if last_event_id:
                 # Resume after the last event we printed (a gateway with replay fills the gap).
                 headers["last-event-id"] = last_event_id
+            if token:
+                headers["authorization"] = f"Bearer {token}"
             wait_s = 0.0  # at least this long before the next attempt (from retry-after)
             at_once = False  # the server asked us to reconnect now
             try:
@@ -56,8 +82,13 @@ def subscribe(url: str, topics: str, max_events: int | None) -> int:
                             print(f"connected {sse.data}", file=sys.stderr, flush=True)
                             continue
                         if sse.event == "reconnect":
-                            # The node is shutting down: go elsewhere now.
-                            print("server asked to reconnect", file=sys.stderr, flush=True)
+                            # Reconnect now: the node is shutting down, or our token expired
+                            # (then with a fresh one, or not at all).
+                            if json.loads(sse.data or "{}").get("reason") == "token_expired":
+                                token = fresh_token(token_command)
+                                print("token expired: reconnecting with a fresh one", file=sys.stderr, flush=True)
+                            else:
+                                print("server asked to reconnect", file=sys.stderr, flush=True)
                             at_once = True
                             break
                         env = json.loads(sse.data)  # {"topic","id","event","data","ts"}
@@ -86,12 +117,22 @@ def main() -> int:
     parser.add_argument("--topics", required=True, help="comma-separated topics")
     parser.add_argument("--max", type=int, help="exit after this many events")
     parser.add_argument("--timeout", type=float, help="stop after this many seconds")
+    parser.add_argument("--token", default=os.environ.get("SSE_TOKEN"), help="subscriber token for private topics (default: $SSE_TOKEN)")
+    parser.add_argument("--token-command", default=os.environ.get("SSE_TOKEN_COMMAND"), help="shell command printing a fresh token (default: $SSE_TOKEN_COMMAND)")
     args = parser.parse_args()  # exits 2 on a usage error
     sys.stdout.reconfigure(encoding="utf-8")  # unicode bodies print as they are
 
     # The subscription runs in a daemon thread so --timeout and Ctrl-C can stop it mid-read.
     result = []
-    worker = threading.Thread(target=lambda: result.append(subscribe(args.url.rstrip("/"), args.topics, args.max)), daemon=True)
+
+    def run() -> None:
+        try:
+            result.append(subscribe(args.url.rstrip("/"), args.topics, args.max, args.token, args.token_command))
+        except TokenExpired as e:
+            print(f"subscriber: {e}", file=sys.stderr)
+            result.append(1)
+
+    worker = threading.Thread(target=run, daemon=True)
     worker.start()
     try:
         worker.join(args.timeout)

@@ -1,8 +1,13 @@
-// Publish N events to several topics and print the per-topic outcome as JSON lines.
+// Publish N events to several topics and print the per-topic outcome as JSON lines; or mint a
+// subscriber token for private topics (with `jose`, the one package: `npm install` here).
 //
 //   SSE_API_KEY=dev-key-change-me node publisher.ts --url http://127.0.0.1:8787 \
 //     --topics orders,user:42 [--count N] [--prefix ID_PREFIX]
+//   SUBSCRIBER_TOKEN_SECRET=... node publisher.ts mint-token --topics user:42,team:7:* [--sub user-42] [--ttl 3600]
+//   SUBSCRIBER_TOKEN_PRIVATE_KEY="$(cat key.pem)" node publisher.ts mint-token --alg EdDSA --kid k1 --topics ...
 import { parseArgs } from 'node:util';
+
+if (process.argv[2] === 'mint-token') process.exit(await mintToken(process.argv.slice(3)));
 
 const USAGE = 'usage: SSE_API_KEY=... publisher --url URL --topics a,b [--count N] [--prefix P]';
 
@@ -89,3 +94,51 @@ for (let i = 1; i <= count; i++) {
 }
 
 for (const o of outcome.values()) console.log(JSON.stringify(o));
+
+/**
+ * `publisher mint-token`: print a subscriber token, a JWT that opens --topics for --ttl seconds.
+ * Your backend does this for a signed-in user and hands the token to the user's client. HS256
+ * with SUBSCRIBER_TOKEN_SECRET (one of the gateway's SUBSCRIBER_TOKEN_SECRETS), or EdDSA / ES256
+ * with SUBSCRIBER_TOKEN_PRIVATE_KEY (a PKCS#8 PEM) whose public key the gateway lists in
+ * SUBSCRIBER_TOKEN_PUBLIC_KEYS under --kid: then the gateway holds no secret at all.
+ */
+async function mintToken(argv: string[]): Promise<number> {
+  const usage = 'usage: SUBSCRIBER_TOKEN_SECRET=... publisher mint-token --topics a,b [--sub ID] [--ttl SECONDS]\n' +
+    '       SUBSCRIBER_TOKEN_PRIVATE_KEY=PEM publisher mint-token --alg EdDSA|ES256 --kid KID --topics a,b [--sub ID] [--ttl SECONDS]';
+  let o;
+  try {
+    o = parseArgs({
+      args: argv,
+      options: {
+        topics: { type: 'string' },
+        sub: { type: 'string' },
+        ttl: { type: 'string', default: '3600' },
+        alg: { type: 'string', default: 'HS256' },
+        kid: { type: 'string' },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`publisher mint-token: ${(e as Error).message}\n${usage}`);
+    return 2;
+  }
+  const ttl = Number(o.ttl);
+  const secret = process.env.SUBSCRIBER_TOKEN_SECRET;
+  const pem = process.env.SUBSCRIBER_TOKEN_PRIVATE_KEY;
+  const hs256 = o.alg === 'HS256';
+  const keyOk = hs256 ? !!secret : ['EdDSA', 'ES256'].includes(o.alg) && !!pem && !!o.kid;
+  if (!o.topics || !Number.isInteger(ttl) || ttl <= 0 || !keyOk) {
+    console.error(`publisher mint-token: needs --topics, a whole --ttl and ${hs256 ? 'SUBSCRIBER_TOKEN_SECRET' : '--kid and SUBSCRIBER_TOKEN_PRIVATE_KEY'}\n${usage}`);
+    return 2;
+  }
+
+  // Imported here, so that publishing needs no package.
+  const { SignJWT, importPKCS8 } = await import('jose');
+  const key = hs256 ? new TextEncoder().encode(secret) : await importPKCS8(pem!, o.alg);
+  const jwt = new SignJWT({ topics: o.topics.split(',').map((t) => t.trim()) })
+    .setProtectedHeader(hs256 ? { alg: 'HS256', typ: 'JWT' } : { alg: o.alg, typ: 'JWT', kid: o.kid })
+    .setIssuedAt()
+    .setExpirationTime(`${ttl}s`); // from now
+  if (o.sub) jwt.setSubject(o.sub);
+  console.log(await jwt.sign(key));
+  return 0;
+}

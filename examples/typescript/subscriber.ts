@@ -1,13 +1,17 @@
 // Subscribe to several topics over SSE and print each event as one JSON line.
 //
-//   node subscriber.ts --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S]
+//   node subscriber.ts --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S] \
+//     [--token TOKEN] [--token-command CMD]
 //
-// Node 22's built-in fetch streams the response; sse.ts turns the bytes into events.
+// Node 22's built-in fetch streams the response; sse.ts turns the bytes into events. Private
+// topics need a subscriber token (--token or SSE_TOKEN); --token-command (or SSE_TOKEN_COMMAND)
+// is a shell command that prints a fresh one, run when the gateway says the token expired.
+import { execSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseSse } from './sse.ts';
 
-const USAGE = 'usage: subscriber --url URL --topics a,b [--max N] [--timeout S]';
+const USAGE = 'usage: subscriber --url URL --topics a,b [--max N] [--timeout S] [--token T] [--token-command CMD]';
 
 let opts;
 try {
@@ -17,6 +21,8 @@ try {
       topics: { type: 'string' },
       max: { type: 'string' },
       timeout: { type: 'string' },
+      token: { type: 'string', default: process.env.SSE_TOKEN },
+      'token-command': { type: 'string', default: process.env.SSE_TOKEN_COMMAND },
     },
   }).values;
 } catch (e) {
@@ -34,6 +40,33 @@ const timeoutS = opts.timeout ? Number(opts.timeout) : undefined;
 if (!(max > 0) || (timeoutS !== undefined && !(timeoutS > 0))) {
   console.error(`subscriber: --max and --timeout must be positive numbers\n${USAGE}`);
   process.exit(2);
+}
+
+const tokenCommand = opts['token-command'];
+
+/** Runs the token command (through the shell): its output, trimmed, is the new token. */
+function freshToken(): string {
+  if (!tokenCommand) {
+    console.error('subscriber: token expired (set --token-command or SSE_TOKEN_COMMAND to get fresh ones)');
+    process.exit(1);
+  }
+  try {
+    const token = execSync(tokenCommand, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+    if (token) return token;
+    console.error('subscriber: the token command printed nothing');
+  } catch (e) {
+    console.error(`subscriber: token command: ${(e as Error).message.split('\n')[0]}`);
+  }
+  process.exit(1);
+}
+
+/** `reason` in the data of `event: reconnect`: `shutdown`, `token_expired`, ... */
+function reasonOf(data: string): string | undefined {
+  try {
+    return JSON.parse(data).reason;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The JSON envelope that `?envelope=json` puts in each event's `data:`. */
@@ -54,6 +87,7 @@ if (timeoutS) {
 process.once('SIGINT', () => stop.abort());
 process.once('SIGTERM', () => stop.abort());
 
+let token = opts.token || (tokenCommand ? freshToken() : '');
 let received = 0;
 let lastEventId = '';
 let retryMs = 3000; // until the server's `retry:` says otherwise
@@ -72,6 +106,7 @@ while (!stop.signal.aborted) {
         'x-sse-topic': topics,
         // Resume after the last event we printed (a gateway with replay fills the gap).
         ...(lastEventId ? { 'last-event-id': lastEventId } : {}),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
       },
       signal: AbortSignal.any([stop.signal, idle.signal]),
     });
@@ -99,8 +134,14 @@ while (!stop.signal.aborted) {
         continue;
       }
       if (ev.event === 'reconnect') {
-        // The node is shutting down: go elsewhere now.
-        console.error('server asked to reconnect');
+        // Reconnect now: the node is shutting down, or our token expired (then with a fresh
+        // one, or not at all).
+        if (reasonOf(ev.data) === 'token_expired') {
+          token = freshToken();
+          console.error('token expired: reconnecting with a fresh one');
+        } else {
+          console.error('server asked to reconnect');
+        }
         now = true;
         break;
       }

@@ -13,7 +13,18 @@
 // subscriber printed every publisher's events exactly once, in order, byte-exact (via the JSON
 // envelope). On the cluster, subscribers sit on nodes 1 and 3 and the publishers on node 2.
 // Before that, each subscriber's reconnect behaviour (backoff, retry-after, Last-Event-ID,
-// `event: reconnect`) is checked against a scripted SSE server (reconnect.mjs).
+// `event: reconnect`) is checked against a scripted SSE server (reconnect.mjs), and so is its
+// handling of an expired subscriber token (`event: reconnect` with reason token_expired: with
+// --token-command it reconnects at once with a fresh token, without one it exits 1).
+//
+// Private topics: the gateway we start gets PRIVATE_ENV below (PRIVATE_TOPICS=ex-*-private, a
+// test secret in SUBSCRIBER_TOKEN_SECRETS, a test Ed25519 key in SUBSCRIBER_TOKEN_PUBLIC_KEYS).
+// Each language's publisher mints a token (`publisher mint-token`, HS256), checked here; then
+// every subscriber (the browser too) also subscribes to a private topic `ex-<run>-private` with a
+// token minted by another language's publisher (given as --token, SSE_TOKEN, SSE_TOKEN_COMMAND,
+// or ?token= for the browser; the browser's is EdDSA, minted by the TypeScript publisher), the
+// publishers publish to it too, and each must receive every publisher's events exactly once, in
+// order. A subscriber of each language without a token must be refused (401 token_required).
 //
 // Options (environment in brackets):
 //   --target LABEL       wrangler-dev (default) | native-cluster | deployed | any label with --base-url
@@ -23,6 +34,10 @@
 //   --count N            events per publisher (default 20)
 //   --langs a,b          only these languages (typescript,python,go,rust)
 //   --no-browser         skip the browser cell
+//   --private            with --base-url / --node-urls: the gateway runs with PRIVATE_ENV, so run the
+//                        private-topic cells (a gateway we start always gets it)
+//   --no-private         skip the private-topic cells
+//   --print-private-env  print PRIVATE_ENV as KEY=VALUE lines and exit (to start a gateway with it)
 //   --port N             port of the wrangler dev we start (default 8796)
 //   --chaos              instead of the matrix: at-least-once under cut connections (wrangler-dev or
 //                        native-cluster). Starts the gateway with RETENTION=chaos-*=1000/300s, puts a
@@ -48,7 +63,7 @@ import { NODE22_BIN, REPO, RESULTS, healthy, stopAll } from '../lib/gateways.mjs
 import { parseArgs } from '../lib/args.mjs';
 import { cell as esc, writeResult } from '../lib/results.mjs';
 import { checkSubscriber, parseLines, sampleEvent } from './check.mjs';
-import { judgeReconnect, startScriptedServer } from './reconnect.mjs';
+import { judgeReconnect, judgeTokenRefresh, signHs256, startScriptedServer, startTokenServer, verifyHs256 } from './reconnect.mjs';
 
 const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const LANGS = ['typescript', 'python', 'go', 'rust'];
@@ -57,7 +72,42 @@ const BROWSER = 'browser';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // ---------------------------------------------------------------------------------------------
-// Arguments
+// Private topics: the gateway's settings, and the test secret and key the tokens are signed with
+
+/** Topics `ex-<run>-private` are private; the matrix's two other topics stay public. */
+const PRIVATE_PATTERN = 'ex-*-private';
+/** The HS256 secret every example publisher signs with (SUBSCRIBER_TOKEN_SECRET): a test value. */
+const TOKEN_SECRET = 'examples-test-subscriber-secret-0123456789';
+/** A fixed Ed25519 test key (from a published seed): the TypeScript publisher mints EdDSA with it. */
+const ED25519_KEY = crypto.createPrivateKey({
+  key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), crypto.createHash('sha256').update('sse-gateway examples test key').digest()]),
+  format: 'der',
+  type: 'pkcs8',
+});
+const TOKEN_KID = 'examples';
+const PRIVATE_ENV = {
+  PRIVATE_TOPICS: PRIVATE_PATTERN,
+  SUBSCRIBER_TOKEN_SECRETS: TOKEN_SECRET,
+  SUBSCRIBER_TOKEN_PUBLIC_KEYS: `${TOKEN_KID}:EdDSA:${crypto.createPublicKey(ED25519_KEY).export({ type: 'spki', format: 'der' }).toString('base64')}`,
+};
+/** What the publishers' mint-token reads: the secret, and the private key for --alg EdDSA. */
+const MINT_ENV = { SUBSCRIBER_TOKEN_SECRET: TOKEN_SECRET, SUBSCRIBER_TOKEN_PRIVATE_KEY: ED25519_KEY.export({ type: 'pkcs8', format: 'pem' }) };
+
+/** The claims of an EdDSA JWT that the test key verifies; null for anything else. */
+function verifyEdDsa(token) {
+  const [h, p, sig] = String(token).split('.');
+  try {
+    const header = JSON.parse(Buffer.from(h, 'base64url'));
+    if (header.alg !== 'EdDSA' || header.kid !== TOKEN_KID) return null;
+    if (!crypto.verify(null, Buffer.from(`${h}.${p}`), crypto.createPublicKey(ED25519_KEY), Buffer.from(sig, 'base64url'))) return null;
+    return JSON.parse(Buffer.from(p, 'base64url'));
+  } catch {
+    return null;
+  }
+}
+
+/** One word for sh -c. */
+const shellQuote = (s) => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
 
 // ---------------------------------------------------------------------------------------------
 // Processes
@@ -185,6 +235,9 @@ const EXAMPLES = {
       const node = node22();
       const r = await run(node, ['-e', 'process.exit(typeof fetch === "function" && process.features.typescript ? 0 : 1)'], { log });
       if (r.code !== 0) throw new Error(`${node} cannot run .ts files (Node >= 22.18 needed; run scripts/setup.sh)`);
+      if (!fs.existsSync(path.join(REPO, 'examples', 'typescript', 'node_modules', 'jose', 'package.json'))) {
+        throw new Error('examples/typescript/node_modules/jose missing (npm ci in examples/typescript; `bash scripts/setup.sh --with-examples`)');
+      }
     },
     subscriber: (a) => [node22(), ['examples/typescript/subscriber.ts', ...a]],
     publisher: (a) => [node22(), ['examples/typescript/publisher.ts', ...a]],
@@ -192,8 +245,8 @@ const EXAMPLES = {
   python: {
     async build(log) {
       if (!fs.existsSync(VENV_PY)) throw new Error('.venv/bin/python missing: run `bash scripts/setup.sh --with-examples`');
-      const r = await run(VENV_PY, ['-c', 'import httpx, httpx_sse'], { log });
-      if (r.code !== 0) throw new Error(`httpx / httpx-sse not importable in .venv: run \`bash scripts/setup.sh --with-examples\` (${lastLines(r.out, 1)})`);
+      const r = await run(VENV_PY, ['-c', 'import httpx, httpx_sse, jwt'], { log });
+      if (r.code !== 0) throw new Error(`httpx / httpx-sse / PyJWT not importable in .venv: run \`bash scripts/setup.sh --with-examples\` (${lastLines(r.out, 1)})`);
     },
     subscriber: (a) => [VENV_PY, ['examples/python/subscriber.py', ...a]],
     publisher: (a) => [VENV_PY, ['examples/python/publisher.py', ...a]],
@@ -203,6 +256,7 @@ const EXAMPLES = {
       const env = { ...process.env, GOPROXY: 'off', GOTOOLCHAIN: 'local', GOFLAGS: '', CGO_ENABLED: '0' };
       fs.mkdirSync(GO_BIN_DIR, { recursive: true });
       const r = await run('go', ['build', '-o', `${GO_BIN_DIR}${path.sep}`, './...'], { cwd: path.join(REPO, 'examples', 'go'), env, log });
+      // The one module it needs (golang-jwt) is vendored: no module proxy.
       if (r.code !== 0) throw new Error(`go build failed (exit ${r.code}; \`bash scripts/setup.sh --with-examples\` installs Go): ${lastLines(r.out, 2)}`);
     },
     subscriber: (a) => [path.join(GO_BIN_DIR, 'subscriber'), a],
@@ -217,6 +271,36 @@ const EXAMPLES = {
     publisher: (a) => [path.join(TARGET_DIR, 'debug', 'publisher'), a],
   },
 };
+
+/** The shell command that runs `lang`'s publisher with `args` (for --token-command). */
+function commandLine(lang, args) {
+  const [cmd, argv] = EXAMPLES[lang].publisher(args);
+  return [cmd, ...argv].map(shellQuote).join(' ');
+}
+
+/**
+ * Mint a subscriber token with `lang`'s publisher (`publisher mint-token`, MINT_ENV), and check
+ * it here: signature (HS256 with the test secret, or EdDSA with the test key), header, claims.
+ * Resolves { token, claims } or { error }.
+ */
+async function mint(lang, { sub, topics, ttl = 600, alg = 'HS256', log }) {
+  const args = ['mint-token', '--sub', sub, '--topics', topics.join(','), '--ttl', String(ttl), ...(alg === 'HS256' ? [] : ['--alg', alg, '--kid', TOKEN_KID])];
+  const [cmd, argv] = EXAMPLES[lang].publisher(args);
+  const t0 = Math.floor(Date.now() / 1000);
+  const r = await run(cmd, argv, { env: { ...process.env, ...MINT_ENV }, log, timeoutMs: 30_000 });
+  const t1 = Math.ceil(Date.now() / 1000);
+  if (r.code !== 0) return { error: `mint-token exit ${r.code}: ${lastLines(r.out, 2)}` };
+  const lines = r.out.trim().split('\n');
+  const token = lines[lines.length - 1].trim();
+  const claims = alg === 'HS256' ? verifyHs256(token, TOKEN_SECRET) : verifyEdDsa(token);
+  if (!claims) return { error: `mint-token printed no ${alg} token that verifies: ${token.slice(0, 80)}` };
+  const problems = [];
+  if (claims.sub !== sub) problems.push(`sub ${JSON.stringify(claims.sub)}`);
+  if (JSON.stringify(claims.topics) !== JSON.stringify(topics)) problems.push(`topics ${JSON.stringify(claims.topics)}`);
+  if (!(claims.iat >= t0 - 1 && claims.iat <= t1 + 1)) problems.push(`iat ${claims.iat} not now`);
+  if (claims.exp - claims.iat !== ttl) problems.push(`exp - iat = ${claims.exp - claims.iat}, want ${ttl}`);
+  return problems.length ? { error: `mint-token: ${problems.join(', ')}` } : { token, claims };
+}
 
 // ---------------------------------------------------------------------------------------------
 // The browser subscriber: examples/browser/index.html served on loopback, in headless Chromium
@@ -234,7 +318,8 @@ function serveDirectory(dir) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-async function startBrowser({ gateway, topics, logDir }) {
+/** Headless Chromium and a loopback server of examples/browser; resolves { browser, server }. */
+async function launchBrowser() {
   if (!fs.existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} not found: run \`bash scripts/setup.sh --with-chromium\``);
   let chromium;
   try {
@@ -243,34 +328,53 @@ async function startBrowser({ gateway, topics, logDir }) {
     throw new Error(`playwright-core not installed (npm ci at the repository root): ${e.message}`);
   }
   const server = await serveDirectory(path.join(REPO, 'examples', 'browser'));
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
-  const logFile = path.join(logDir, 'browser-subscriber.log');
-  fs.writeFileSync(logFile, '');
-  const page = await browser.newPage();
-  page.on('console', (m) => fs.appendFileSync(logFile, `console.${m.type()}: ${m.text()}\n`));
-  page.on('pageerror', (e) => fs.appendFileSync(logFile, `pageerror: ${e.message}\n`));
-  const q = new URLSearchParams({ url: gateway, topics: topics.join(',') });
-  const pageUrl = `http://127.0.0.1:${server.address().port}/index.html?${q}`;
-  fs.appendFileSync(logFile, `open ${pageUrl}\n`);
-  const handle = { browser, server, page, logFile };
-  await page.goto(pageUrl);
   try {
-    await page.waitForSelector('#status.open', { timeout: 30_000 });
-  } catch {
-    throw Object.assign(new Error(`the page did not connect within 30 s: ${await page.textContent('#status').catch(() => '?')}`), { handle });
+    const browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+    return { browser, server };
+  } catch (e) {
+    server.close();
+    throw e;
   }
-  fs.appendFileSync(logFile, `${await page.textContent('#status')}\n`);
-  return handle;
 }
 
-async function stopBrowser(handle) {
-  if (!handle) return;
-  await handle.browser?.close().catch(() => {});
-  handle.server?.close();
+/**
+ * Open the page on `topics` (with `token`, if any) in a new tab; resolves { page, logFile } once
+ * its status line says it connected (want 'open') or was refused (want 'refused').
+ */
+async function openPage(ctx, { name, gateway, topics, token, logDir, want = 'open' }) {
+  const logFile = path.join(logDir, `browser-${name}.log`);
+  fs.writeFileSync(logFile, '');
+  const page = await ctx.browser.newPage();
+  page.on('console', (m) => fs.appendFileSync(logFile, `console.${m.type()}: ${m.text()}\n`));
+  page.on('pageerror', (e) => fs.appendFileSync(logFile, `pageerror: ${e.message}\n`));
+  const q = new URLSearchParams({ url: gateway, topics: topics.join(','), ...(token ? { token } : {}) });
+  const pageUrl = `http://127.0.0.1:${ctx.server.address().port}/index.html?${q}`;
+  fs.appendFileSync(logFile, `open ${token ? pageUrl.replace(token, '<token>') : pageUrl}\n`);
+  await page.goto(pageUrl);
+  const status = () => page.textContent('#status').catch(() => '?');
+  if (want === 'open') {
+    try {
+      await page.waitForSelector('#status.open', { timeout: 30_000 });
+    } catch {
+      throw new Error(`the page did not connect within 30 s: ${await status()}`);
+    }
+  } else {
+    // A refused EventSource is CLOSED: the page says "Refused ..." and stays so.
+    const closed = await page.waitForFunction(() => /^Refused/.test(document.getElementById('status').textContent), null, { timeout: 15_000 }).then(() => true, () => false);
+    if (!closed) throw new Error(`the page was not refused within 15 s: ${await status()}`);
+  }
+  fs.appendFileSync(logFile, `${await status()}\n`);
+  return { page, logFile };
+}
+
+async function stopBrowser(ctx) {
+  if (!ctx) return;
+  await ctx.browser?.close().catch(() => {});
+  ctx.server?.close();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -282,7 +386,7 @@ function writeResults(r) {
     `# Examples matrix — ${r.target}`,
     '',
     `Subscribers ${r.subscribe_urls.length ? r.subscribe_urls.map((u) => `\`${u}\``).join(', ') : '(none)'}; ` +
-      `publishers \`${r.publish_url || '(none)'}\`. Each publisher sent ${r.events_per_publisher} events to 2 topics ` +
+      `publishers \`${r.publish_url || '(none)'}\`. Each publisher sent ${r.events_per_publisher} events to 2 public topics ` +
       `(one POST per event); each cell checks that the subscriber printed all ${r.events_per_publisher * 2} of them ` +
       'exactly once, in order, with event type and data byte-exact.',
     '',
@@ -298,12 +402,34 @@ function writeResults(r) {
     const where = multiNode && r.placement[sub] ? ` (${r.placement[sub].replace(/^https?:\/\//, '')})` : '';
     md.push(`| **${sub}**${where} | ${r.publishers.map((pub) => cell(r.matrix.find((c) => c.subscriber === sub && c.publisher === pub))).join(' | ')} |`);
   }
-  md.push('', '| language | build | subscriber reconnects¹ | subscriber | publisher |', '|---|---|---|---|---|');
+  const pv = r.private;
+  if (pv) {
+    md.push('', '## Private topic', '',
+      `\`PRIVATE_TOPICS=${pv.settings.PRIVATE_TOPICS}\`; topic \`${pv.topic}\`, published to in the same POSTs. Each subscriber ` +
+        'opened it with a subscriber token minted by another language\'s publisher (`publisher mint-token`), and must print ' +
+        `every publisher's ${r.events_per_publisher} events on it exactly once, in order, byte-exact. Without a token, each ` +
+        'must be refused (401 `token_required`).', '',
+      `| subscriber ↓ / publisher → | ${r.publishers.join(' | ')} | token: minted by, given as | without a token |`,
+      `|---|${r.publishers.map(() => '---').join('|')}|---|---|`);
+    for (const sub of pv.subscribers) {
+      const t = pv.tokens[sub];
+      const where = r.subscribe_urls.length > 1 && pv.placement[sub] ? ` (${pv.placement[sub].replace(/^https?:\/\//, '')})` : '';
+      const refused = pv.refused[sub];
+      md.push(`| **${sub}**${where} | ${r.publishers.map((pub) => cell(pv.matrix.find((c) => c.subscriber === sub && c.publisher === pub))).join(' | ')} | ` +
+        `${t ? `${t.minted_by} (${t.alg}), \`${t.given_as}\`` : '—'} | ${cell(refused)} |`);
+    }
+  }
+  md.push('', '| language | build | subscriber reconnects¹ | expired token² | mint-token³ | subscriber | private subscriber | publisher |', '|---|---|---|---|---|---|---|---|');
   for (const [lang, l] of Object.entries(r.languages)) {
-    md.push(`| ${lang} | ${esc(l.build)} | ${esc(l.reconnect ?? '—')} | ${esc(l.subscriber ?? '—')} | ${esc(l.publisher ?? '—')} |`);
+    md.push(`| ${lang} | ${esc(l.build)} | ${esc(l.reconnect ?? '—')} | ${esc(l.token_expiry ?? '—')} | ${esc(l.mint ?? '—')} | ${esc(l.subscriber ?? '—')} | ${esc(l.private_subscriber ?? '—')} | ${esc(l.publisher ?? '—')} |`);
   }
   md.push('', '¹ Against a scripted SSE server (tests/examples/reconnect.mjs): backoff after a closed stream, ' +
     '`retry-after` on a 503, `Last-Event-ID` on every reconnect, at once on `event: reconnect`.');
+  md.push('', '² Against a scripted server that checks tokens (tests/examples/reconnect.mjs): `authorization: Bearer` with the ' +
+    'token given; on `event: reconnect` with reason `token_expired`, with `--token-command` (the language\'s own mint-token) ' +
+    'a reconnect at once with the fresh token and `Last-Event-ID`, without one exit 1 saying the token expired.');
+  md.push('', '³ `publisher mint-token`, its token verified here: HS256 signature with the test secret, `sub`, `topics`, ' +
+    '`iat` now, `exp` = `iat` + `--ttl` (TypeScript also EdDSA, with `--kid`).');
   md.push('', 'Logs (not committed): `test-results/logs/examples-' + r.target + '/`.', '');
   const { jsonFile, mdFile } = writeResult(`examples-${r.target}`, r, md);
   return [jsonFile, mdFile].map((f) => path.relative(REPO, f));
@@ -315,8 +441,12 @@ async function main() {
   const args = parseArgs(process.argv.slice(2), {
     runner: 'tests/examples/run.mjs',
     values: ['target', 'base-url', 'node-urls', 'api-key', 'count', 'langs', 'port'],
-    flags: ['no-browser', 'chaos'],
+    flags: ['no-browser', 'chaos', 'private', 'no-private', 'print-private-env'],
   });
+  if (args['print-private-env']) {
+    for (const [k, v] of Object.entries(PRIVATE_ENV)) console.log(`${k}=${v}`);
+    return;
+  }
   if (args.chaos) return chaosMain(args);
   const target = args.target ?? process.env.EXAMPLES_TARGET ?? 'wrangler-dev';
   if (!/^[a-z0-9-]+$/.test(target)) throw new Error(`bad --target ${target}`);
@@ -332,6 +462,8 @@ async function main() {
   if (!baseUrl && !nodeUrls.length && !['wrangler-dev', 'native-cluster'].includes(target)) {
     throw new Error(`--target ${target} needs --base-url (only wrangler dev and the native cluster are started here)`);
   }
+  // Private-topic cells: on a gateway we start (it gets PRIVATE_ENV), or with --private.
+  const withPrivate = !args['no-private'] && (args.private || (!baseUrl && !nodeUrls.length));
 
   const logDir = path.join(RESULTS, 'logs', `examples-${target}`);
   fs.rmSync(logDir, { recursive: true, force: true });
@@ -339,6 +471,7 @@ async function main() {
 
   const runId = crypto.randomBytes(4).toString('hex');
   const topics = [`ex-${runId}-a`, `ex-${runId}-b`];
+  const privTopic = `ex-${runId}-private`; // matches PRIVATE_PATTERN
   const result = {
     suite: 'examples',
     target,
@@ -353,20 +486,29 @@ async function main() {
     not_tested: [],
     languages: Object.fromEntries(langs.map((l) => [l, { build: 'not built' }])),
     matrix: [],
+    private: withPrivate ? { topic: privTopic, settings: { PRIVATE_TOPICS: PRIVATE_PATTERN }, subscribers: [], tokens: {}, placement: {}, matrix: [], refused: {} } : null,
   };
   if (target === 'wrangler-dev') result.not_tested.push('a real Cloudflare deployment (run with --target deployed --base-url https://… to include one)');
+  if (!withPrivate) {
+    result.not_tested.push(args['no-private'] ? 'private topics (--no-private)' : 'private topics on this gateway (start it with the settings of --print-private-env and pass --private)');
+  }
 
   let wrangler = null;
   let cluster = null;
   const subs = new Map(); // lang -> process
-  let browser = null;
+  const privSubs = new Map(); // lang -> process on the private topic
+  let browser = null; // { browser, server } (launchBrowser)
+  const pages = {}; // 'public' | 'private' -> { page, logFile }
   const pubOutcome = {}; // lang -> { ok, reason }
   const built = {}; // lang -> true | error message
   const subFailure = {}; // subscriber -> reason that fails its whole row
+  const privFailure = {}; // subscriber -> reason that fails its whole private row
   const reconnect = {}; // lang -> problems found by the reconnect check
+  const tokenRefresh = {}; // lang -> problems found by the expired-token check
+  const minted = {}; // lang -> { token, claims } | { error } (the mint check)
 
   const cleanup = async () => {
-    for (const p of subs.values()) await stopProcess(p);
+    for (const p of [...subs.values(), ...privSubs.values()]) await stopProcess(p);
     await stopBrowser(browser);
     await stopAll(); // wrangler dev (tests/lib/gateways.mjs), also one still starting
     await stopCluster(cluster);
@@ -412,7 +554,7 @@ async function main() {
         pubUrl = baseUrl;
       } else if (target === 'native-cluster') {
         try {
-          cluster = await startCluster({ apiKey, logDir });
+          cluster = await startCluster({ apiKey, logDir, env: PRIVATE_ENV });
         } catch (e) {
           cluster = e.cluster ?? null; // stop whatever half started
           throw e;
@@ -421,7 +563,7 @@ async function main() {
         pubUrl = 'http://127.0.0.1:8082';
       } else {
         try {
-          wrangler = await startWrangler({ port: Number(args.port ?? 8796), apiKey, logDir });
+          wrangler = await startWrangler({ port: Number(args.port ?? 8796), apiKey, logDir, vars: PRIVATE_ENV });
         } catch (e) {
           wrangler = e.handle ?? null;
           throw e;
@@ -435,34 +577,147 @@ async function main() {
     } finally {
       await builds;
     }
-    // Reconnect behaviour of each subscriber, against a scripted server (not the gateway).
-    await Promise.all(langs.filter((l) => built[l] === true).map(async (lang) => {
-      const server = await startScriptedServer();
-      const [cmd, argv] = EXAMPLES[lang].subscriber(['--url', server.url, '--topics', 'rc-topic,rc-other', '--max', '3', '--timeout', '30']);
-      const p = startProcess(`${lang}-reconnect`, cmd, argv, { env: { ...process.env, PYTHONUNBUFFERED: '1' }, logDir });
-      await waitFor(p, () => p.exit !== null, 35_000);
-      await stopProcess(p);
-      server.close();
-      const problems = judgeReconnect({ requests: server.requests, stdout: p.stdout, exitCode: p.exit?.code });
-      reconnect[lang] = problems;
-      result.languages[lang].reconnect = problems.length ? `failed: ${problems.join('; ')}` : 'ok';
-      console.log(`${problems.length ? 'FAIL' : 'ok  '} ${lang} subscriber reconnects${problems.length ? `: ${problems.join('; ')}` : ''}`);
-    }));
+    const ready = langs.filter((l) => built[l] === true);
+    const subEnv = { ...process.env, PYTHONUNBUFFERED: '1', PYTHONIOENCODING: 'utf-8' };
+    delete subEnv.SSE_API_KEY; // subscribers are anonymous, or hold a subscriber token
+    for (const k of ['SSE_TOKEN', 'SSE_TOKEN_COMMAND', 'SUBSCRIBER_TOKEN_SECRET', 'SUBSCRIBER_TOKEN_PRIVATE_KEY']) delete subEnv[k];
+    const placement = {};
+    [...langs, BROWSER].forEach((s, k) => { placement[s] = subUrls[k % subUrls.length]; });
+    // Private subscribers sit on the other node (on the cluster) than their public twin.
+    const privPlacement = {};
+    [...langs, BROWSER].forEach((s, k) => { privPlacement[s] = subUrls[(k + 1) % subUrls.length]; });
+    if (withBrowser) {
+      try {
+        browser = await launchBrowser();
+      } catch (e) {
+        subFailure[BROWSER] = `browser: ${e.message}`;
+        privFailure[BROWSER] = subFailure[BROWSER];
+      }
+    }
+
+    // Each subscriber against scripted servers (not the gateway): reconnects, and an expired
+    // token; each publisher's mint-token, checked here; and, on the gateway, a subscriber of each
+    // language without a token on the private topic, which must be refused. All at once.
+    const refusal = async (lang) => {
+      if (!withPrivate) return;
+      let problem = '';
+      if (lang === BROWSER) {
+        if (!browser) problem = subFailure[BROWSER];
+        else {
+          try {
+            await openPage(browser, { name: 'refused', gateway: privPlacement[BROWSER], topics: [privTopic], logDir, want: 'refused' });
+          } catch (e) {
+            problem = e.message;
+          }
+        }
+      } else {
+        const [cmd, argv] = EXAMPLES[lang].subscriber(['--url', privPlacement[lang], '--topics', privTopic, '--timeout', '15']);
+        const p = startProcess(`${lang}-refused`, cmd, argv, { env: subEnv, logDir });
+        await waitFor(p, () => p.exit !== null, 20_000);
+        await stopProcess(p);
+        if (p.exit?.code !== 1) problem = `exit ${p.exit?.code ?? 'none'}, want 1: ${lastLines(p.stderr, 1)}`;
+        else if (!/\b401\b/.test(p.stderr) || !/token_required/.test(p.stderr)) problem = `refused, but not with 401 token_required: ${lastLines(p.stderr, 1)}`;
+      }
+      result.private.refused[lang] = problem ? { status: 'failed', reason: problem } : { status: 'passed' };
+      console.log(`${problem ? 'FAIL' : 'ok  '} ${lang} subscriber without a token is refused${problem ? `: ${problem}` : ''}`);
+    };
+    await Promise.all([
+      ...ready.map(async (lang) => {
+        const server = await startScriptedServer();
+        const [cmd, argv] = EXAMPLES[lang].subscriber(['--url', server.url, '--topics', 'rc-topic,rc-other', '--max', '3', '--timeout', '30']);
+        const p = startProcess(`${lang}-reconnect`, cmd, argv, { env: subEnv, logDir });
+        await waitFor(p, () => p.exit !== null, 35_000);
+        await stopProcess(p);
+        server.close();
+        const problems = judgeReconnect({ requests: server.requests, stdout: p.stdout, exitCode: p.exit?.code });
+        reconnect[lang] = problems;
+        result.languages[lang].reconnect = problems.length ? `failed: ${problems.join('; ')}` : 'ok';
+        console.log(`${problems.length ? 'FAIL' : 'ok  '} ${lang} subscriber reconnects${problems.length ? `: ${problems.join('; ')}` : ''}`);
+      }),
+      ...ready.map(async (lang) => {
+        // With this language's own mint-token as the token command, then without one.
+        const problems = [];
+        for (const withCommand of [true, false]) {
+          const server = await startTokenServer(TOKEN_SECRET);
+          const now = Math.floor(Date.now() / 1000);
+          const first = signHs256({ sub: 'first', topics: ['rc-private'], iat: now, exp: now + 600 }, TOKEN_SECRET);
+          const a = ['--url', server.url, '--topics', 'rc-private', '--max', '2', '--timeout', '20', '--token', first];
+          if (withCommand) a.push('--token-command', commandLine(lang, ['mint-token', '--sub', 'refreshed', '--topics', 'rc-private', '--ttl', '600']));
+          const [cmd, argv] = EXAMPLES[lang].subscriber(a);
+          const p = startProcess(`${lang}-token-${withCommand ? 'command' : 'none'}`, cmd, argv, { env: { ...subEnv, ...MINT_ENV }, logDir });
+          await waitFor(p, () => p.exit !== null, 25_000);
+          await stopProcess(p);
+          server.close();
+          const found = judgeTokenRefresh({ requests: server.requests, stdout: p.stdout, stderr: p.stderr, exitCode: p.exit?.code, withCommand });
+          problems.push(...found.map((x) => `${withCommand ? 'with' : 'without'} --token-command: ${x}`));
+        }
+        tokenRefresh[lang] = problems;
+        result.languages[lang].token_expiry = problems.length ? `failed: ${problems.join('; ')}` : 'ok';
+        console.log(`${problems.length ? 'FAIL' : 'ok  '} ${lang} subscriber on an expired token${problems.length ? `: ${problems.join('; ')}` : ''}`);
+      }),
+      ...ready.map(async (lang) => {
+        const log = path.join(logDir, `${lang}-mint.log`);
+        minted[lang] = await mint(lang, { sub: `ex-mint-check-${lang}`, topics: [privTopic, 'user:42', 'team:7:*'], ttl: 3600, log });
+        if (lang === 'typescript' && !minted[lang].error) {
+          const ed = await mint(lang, { sub: 'ex-mint-check-eddsa', topics: [privTopic], ttl: 3600, alg: 'EdDSA', log });
+          if (ed.error) minted[lang] = { error: `EdDSA: ${ed.error}` };
+        }
+        const e = minted[lang].error;
+        result.languages[lang].mint = e ? `failed: ${e}` : `ok (${lang === 'typescript' ? 'HS256, EdDSA' : 'HS256'})`;
+        console.log(`${e ? 'FAIL' : 'ok  '} ${lang} publisher mint-token${e ? `: ${e}` : ''}`);
+      }),
+      ...(withPrivate ? [...ready, ...(withBrowser ? [BROWSER] : [])].map(refusal) : []),
+    ]);
 
     result.subscribe_urls = [...new Set(subUrls)];
     result.publish_url = pubUrl;
 
     // 3. Subscribers: every built language, plus the browser; nodes alternate on a cluster.
-    const ready = langs.filter((l) => built[l] === true);
     const expected = ready.length * count * topics.length; // events each subscriber should print
-    const subEnv = { ...process.env, PYTHONUNBUFFERED: '1', PYTHONIOENCODING: 'utf-8' };
-    delete subEnv.SSE_API_KEY; // subscribers are anonymous
-    const placement = {};
-    [...langs, BROWSER].forEach((s, k) => { placement[s] = subUrls[k % subUrls.length]; });
     for (const s of result.subscribers) result.placement[s] = placement[s];
     for (const lang of ready) {
       const [cmd, argv] = EXAMPLES[lang].subscriber(['--url', placement[lang], '--topics', topics.join(','), '--max', String(expected), '--timeout', '300']);
       subs.set(lang, startProcess(`${lang}-subscriber`, cmd, argv, { env: subEnv, logDir }));
+    }
+    // The same on the private topic, each with a token minted by another language's publisher:
+    // as --token, in SSE_TOKEN, or through SSE_TOKEN_COMMAND (that publisher's mint-token, run
+    // by the subscriber), in turn; the browser's in ?token= (EdDSA, by the TypeScript publisher).
+    const privExpected = ready.length * count;
+    if (withPrivate && ready.length) {
+      const privSubscribers = [...ready, ...(withBrowser ? [BROWSER] : [])];
+      result.private.subscribers = privSubscribers;
+      await Promise.all(privSubscribers.map(async (sub, k) => {
+        const eddsa = sub === BROWSER && ready.includes('typescript');
+        const minter = eddsa ? 'typescript' : ready[(k + 1) % ready.length];
+        const how = sub === BROWSER ? '?token=' : ['--token', 'SSE_TOKEN', 'SSE_TOKEN_COMMAND'][k % 3];
+        const mintArgs = { sub: `ex-${sub}`, topics: [privTopic], ttl: 600, ...(eddsa ? { alg: 'EdDSA' } : {}) };
+        result.private.tokens[sub] = { minted_by: minter, alg: eddsa ? 'EdDSA' : 'HS256', given_as: how };
+        result.private.placement[sub] = privPlacement[sub];
+        if (sub === BROWSER) {
+          if (privFailure[BROWSER]) return;
+          const m = await mint(minter, { ...mintArgs, log: path.join(logDir, 'browser-private-mint.log') });
+          if (m.error) { privFailure[sub] = `token not minted: ${m.error}`; return; }
+          try {
+            pages.private = await openPage(browser, { name: 'private-subscriber', gateway: privPlacement[sub], topics: [privTopic], token: m.token, logDir });
+          } catch (e) {
+            privFailure[sub] = `browser: ${e.message}`;
+          }
+          return;
+        }
+        const a = ['--url', privPlacement[sub], '--topics', privTopic, '--max', String(privExpected), '--timeout', '300'];
+        const env = { ...subEnv };
+        if (how === 'SSE_TOKEN_COMMAND') {
+          env.SSE_TOKEN_COMMAND = commandLine(minter, ['mint-token', '--sub', mintArgs.sub, '--topics', privTopic, '--ttl', '600']);
+          Object.assign(env, MINT_ENV);
+        } else {
+          const m = await mint(minter, { ...mintArgs, log: path.join(logDir, `${sub}-private-mint.log`) });
+          if (m.error) { privFailure[sub] = `token not minted: ${m.error}`; return; }
+          if (how === '--token') a.push('--token', m.token);
+          else env.SSE_TOKEN = m.token;
+        }
+        const [cmd, argv] = EXAMPLES[sub].subscriber(a);
+        privSubs.set(sub, startProcess(`${sub}-private-subscriber`, cmd, argv, { env, logDir }));
+      }));
     }
     for (const [lang, p] of subs) {
       const ok = await waitFor(p, () => /^connected\b/m.test(p.stderr), 30_000);
@@ -471,28 +726,36 @@ async function main() {
         result.languages[lang].subscriber = subFailure[lang];
       }
     }
-    if (withBrowser) {
+    for (const [lang, p] of privSubs) {
+      const ok = await waitFor(p, () => /^connected\b/m.test(p.stderr), 30_000);
+      if (!ok) privFailure[lang] = `private subscriber did not connect within 30 s${p.exit ? ` (exit ${p.exit.code})` : ''}: ${lastLines(p.stderr, 2)}`;
+    }
+    if (withBrowser && browser) {
       try {
-        browser = await startBrowser({ gateway: placement[BROWSER], topics, logDir });
+        pages.public = await openPage(browser, { name: 'subscriber', gateway: placement[BROWSER], topics, logDir });
       } catch (e) {
-        browser = e.handle ?? null;
         subFailure[BROWSER] = `browser: ${e.message}`;
       }
     }
     const connected = [...subs.keys()].filter((l) => !subFailure[l]).length + (withBrowser && !subFailure[BROWSER] ? 1 : 0);
     console.log(`${connected} subscriber(s) connected to ${topics.join(',')}; expecting ${expected} events each`);
+    const privConnected = [...privSubs.keys()].filter((l) => !privFailure[l]).length + (pages.private && !privFailure[BROWSER] ? 1 : 0);
+    if (withPrivate) console.log(`${privConnected} subscriber(s) connected to ${privTopic} with a token; expecting ${privExpected} events each`);
 
     // The gateway may register a connection a moment after it answered: wait until the publish
     // node sees them all (admin API), so no event is published before its subscribers exist.
-    for (const topic of topics) {
-      const w = await waitForConnections(pubUrl, apiKey, topic, connected, 20_000);
-      if (!w.ok) result.warnings.push(`the admin API on the publish node saw ${w.seen} of ${connected} connections on a run topic after 20 s; published anyway`);
+    const want = new Map(topics.map((t) => [t, connected]));
+    if (withPrivate) want.set(privTopic, privConnected);
+    for (const [topic, n] of want) {
+      const w = await waitForConnections(pubUrl, apiKey, topic, n, 20_000);
+      if (!w.ok) result.warnings.push(`the admin API on the publish node saw ${w.seen} of ${n} connections on ${topic === privTopic ? 'the private topic' : 'a run topic'} after 20 s; published anyway`);
     }
 
-    // 4. Publishers, one after another.
+    // 4. Publishers, one after another (to the private topic too, in the same POSTs).
+    const pubTopics = [...want.keys()];
     const pubEnv = { ...process.env, SSE_API_KEY: apiKey };
     for (const lang of ready) {
-      const [cmd, argv] = EXAMPLES[lang].publisher(['--url', pubUrl, '--topics', topics.join(','), '--count', String(count), '--prefix', lang]);
+      const [cmd, argv] = EXAMPLES[lang].publisher(['--url', pubUrl, '--topics', pubTopics.join(','), '--count', String(count), '--prefix', lang]);
       const log = path.join(logDir, `${lang}-publisher.log`);
       fs.writeFileSync(log, `$ ${cmd} ${argv.join(' ')}\n`);
       const r = await run(cmd, argv, { env: pubEnv, log, timeoutMs: 120_000 });
@@ -500,12 +763,13 @@ async function main() {
       if (!reason) {
         const lines = r.out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
         const summary = [];
-        for (const [ti, topic] of topics.entries()) {
+        for (const [ti, topic] of pubTopics.entries()) {
+          const label = topic === privTopic ? 'private topic' : `topic ${ti + 1}`;
           const o = lines.find((x) => x.topic === topic);
-          if (!o) { reason = `no outcome line for topic ${ti + 1}`; break; }
-          summary.push(`topic ${ti + 1}: published ${o.published}, delivered ${o.delivered}, dropped ${o.dropped}`);
-          if (o.published !== count || o.dropped !== 0 || o.delivered !== count * connected) {
-            reason = `topic ${ti + 1}: published ${o.published}/${count}, delivered ${o.delivered} (want ${count * connected}), dropped ${o.dropped}`;
+          if (!o) { reason = `no outcome line for ${label}`; break; }
+          summary.push(`${label}: published ${o.published}, delivered ${o.delivered}, dropped ${o.dropped}`);
+          if (o.published !== count || o.dropped !== 0 || o.delivered !== count * want.get(topic)) {
+            reason = `${label}: published ${o.published}/${count}, delivered ${o.delivered} (want ${count * want.get(topic)}), dropped ${o.dropped}`;
           }
         }
         result.languages[lang].publisher = reason || summary.join('; ');
@@ -518,43 +782,58 @@ async function main() {
 
     // 5. Wait for the subscribers to print everything (they exit at --max), then stop them.
     const deadline = Date.now() + 30_000;
-    for (const [lang, p] of subs) {
-      if (subFailure[lang]) continue;
+    for (const [lang, p] of [...subs, ...privSubs]) {
+      if (subFailure[lang] && subs.get(lang) === p) continue;
+      if (privFailure[lang] && privSubs.get(lang) === p) continue;
       await waitFor(p, () => p.exit !== null, Math.max(0, deadline - Date.now()));
     }
-    let browserEvents = [];
-    if (browser?.page && !subFailure[BROWSER]) {
-      await browser.page.waitForFunction((n) => window.received.length >= n, expected, { timeout: Math.max(1000, deadline - Date.now()) }).catch(() => {});
-      browserEvents = await browser.page.evaluate(() => window.received);
-      fs.appendFileSync(browser.logFile, browserEvents.map((e) => JSON.stringify(e)).join('\n') + '\n');
-    }
-    for (const p of subs.values()) await stopProcess(p);
+    const pageEvents = async (handle, n) => {
+      await handle.page.waitForFunction((k) => window.received.length >= k, n, { timeout: Math.max(1000, deadline - Date.now()) }).catch(() => {});
+      const events = await handle.page.evaluate(() => window.received);
+      fs.appendFileSync(handle.logFile, events.map((e) => JSON.stringify(e)).join('\n') + '\n');
+      return events;
+    };
+    const browserEvents = pages.public && !subFailure[BROWSER] ? await pageEvents(pages.public, expected) : [];
+    const browserPrivEvents = pages.private && !privFailure[BROWSER] ? await pageEvents(pages.private, privExpected) : [];
+    for (const p of [...subs.values(), ...privSubs.values()]) await stopProcess(p);
 
     // 6. Check every subscriber against every publisher.
     const published = ready.filter((l) => pubOutcome[l]);
-    for (const sub of result.subscribers) {
-      let events = [];
-      let rowReason = subFailure[sub] ?? (sub !== BROWSER && built[sub] !== true ? `not built: ${built[sub]}` : null);
-      if (!rowReason && sub !== BROWSER) {
-        const p = subs.get(sub);
+    /** The cells of one subscriber's row: its output (or a reason failing the row) against each publisher. */
+    const row = (sub, { p, events, failure }, rowTopics) => {
+      let rowReason = failure ?? (sub !== BROWSER && built[sub] !== true ? `not built: ${built[sub]}` : null);
+      if (!rowReason && p) {
         const parsed = parseLines(p.stdout);
         events = parsed.events;
         if (parsed.bad.length) rowReason = `${parsed.bad.length} line(s) not of the form {topic,id,event,data}: ${parsed.bad[0]}`;
-        const status = p.exit?.code === 0 ? `exited 0 after ${events.length} events` : `${events.length} events; exit ${p.exit?.code ?? 'none (stopped)'}: ${lastLines(p.stderr, 1)}`;
-        result.languages[sub].subscriber = status;
-      } else if (!rowReason) {
-        events = browserEvents;
       }
-      const { cells, extras } = rowReason ? { cells: {}, extras: [] } : checkSubscriber(events, published, topics, count);
+      const { cells, extras } = rowReason ? { cells: {}, extras: [] } : checkSubscriber(events, published, rowTopics, count);
       if (!rowReason && extras.length) rowReason = `${extras.length} unexpected event(s), first ${JSON.stringify(extras[0]).slice(0, 120)}`;
-      for (const pub of result.publishers) {
+      return result.publishers.map((pub) => {
         const c = { subscriber: sub, publisher: pub };
         if (built[pub] !== true) Object.assign(c, { status: 'failed', reason: 'publisher not built' });
         else if (rowReason) Object.assign(c, { status: 'failed', reason: rowReason });
         else if (!pubOutcome[pub]?.ok && cells[pub]?.length) Object.assign(c, { status: 'failed', reason: `publisher failed; ${cells[pub].join('; ')}` });
         else if (cells[pub]?.length) Object.assign(c, { status: 'failed', reason: cells[pub].join('; ') });
         else Object.assign(c, { status: 'passed' });
-        result.matrix.push(c);
+        return c;
+      });
+    };
+    const exitSummary = (p) => {
+      const n = parseLines(p.stdout).events.length;
+      return p.exit?.code === 0 ? `exited 0 after ${n} events` : `${n} events; exit ${p.exit?.code ?? 'none (stopped)'}: ${lastLines(p.stderr, 1)}`;
+    };
+    for (const sub of result.subscribers) {
+      const p = sub === BROWSER ? null : subs.get(sub);
+      if (p && !subFailure[sub]) result.languages[sub].subscriber = exitSummary(p);
+      result.matrix.push(...row(sub, { p, events: browserEvents, failure: subFailure[sub] }, topics));
+    }
+    if (withPrivate) {
+      for (const sub of result.private.subscribers) {
+        const p = sub === BROWSER ? null : privSubs.get(sub);
+        const failure = privFailure[sub] ?? (sub !== BROWSER && !p ? 'not started' : undefined);
+        if (p && !privFailure[sub]) result.languages[sub].private_subscriber = exitSummary(p);
+        result.private.matrix.push(...row(sub, { p, events: browserPrivEvents, failure }, [privTopic]));
       }
     }
   } catch (e) {
@@ -571,18 +850,26 @@ async function main() {
     await cleanup();
   }
 
-  // Publisher checks count too (exit status, per-topic outcome).
+  // Publisher checks count too (exit status, per-topic outcome), and so do each language's
+  // reconnects, expired-token handling and mint-token, and each refusal without a token.
   const checks = [
     ...result.matrix.map((c) => c.status),
     ...result.publishers.map((p) => (pubOutcome[p]?.ok ? 'passed' : 'failed')),
     ...langs.map((l) => (reconnect[l] && !reconnect[l].length ? 'passed' : 'failed')),
+    ...langs.map((l) => (tokenRefresh[l] && !tokenRefresh[l].length ? 'passed' : 'failed')),
+    ...langs.map((l) => (minted[l] && !minted[l].error ? 'passed' : 'failed')),
+    ...(withPrivate ? result.private.matrix.map((c) => c.status) : []),
+    ...(withPrivate ? result.subscribers.map((s) => result.private.refused[s]?.status ?? 'failed') : []),
   ];
   result.totals.passed = checks.filter((s) => s === 'passed').length;
   result.totals.failed = checks.filter((s) => s === 'failed').length;
   result.totals.skipped = checks.filter((s) => s === 'skipped').length;
-  result.matrix.sort((a, b) => result.subscribers.indexOf(a.subscriber) - result.subscribers.indexOf(b.subscriber) || result.publishers.indexOf(a.publisher) - result.publishers.indexOf(b.publisher));
+  const order = (a, b) => result.subscribers.indexOf(a.subscriber) - result.subscribers.indexOf(b.subscriber) || result.publishers.indexOf(a.publisher) - result.publishers.indexOf(b.publisher);
+  result.matrix.sort(order);
+  result.private?.matrix.sort(order);
 
   for (const c of result.matrix) console.log(`${c.status === 'passed' ? 'ok  ' : 'FAIL'} ${c.subscriber} <- ${c.publisher}${c.reason ? `  — ${c.reason}` : ''}`);
+  for (const c of result.private?.matrix ?? []) console.log(`${c.status === 'passed' ? 'ok  ' : 'FAIL'} ${c.subscriber} <- ${c.publisher} (private topic)${c.reason ? `  — ${c.reason}` : ''}`);
   const files = writeResults(result);
   console.log(`results: ${files.join(', ')}`);
   for (const n of result.not_tested) console.log(`NOT TESTED: ${n}`);

@@ -1,8 +1,9 @@
 // Command publisher publishes N events to several topics and prints the per-topic outcome as
-// JSON lines. Standard library only.
+// JSON lines; or mints a subscriber token for private topics (with golang-jwt).
 //
 //	SSE_API_KEY=dev-key-change-me go run ./publisher --url http://127.0.0.1:8787 \
 //	    --topics orders,user:42 [--count N] [--prefix ID_PREFIX]
+//	SUBSCRIBER_TOKEN_SECRET=... go run ./publisher mint-token --topics user:42,team:7:* [--sub user-42] [--ttl 3600]
 package main
 
 import (
@@ -14,6 +15,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // sampleEvent returns event i of the shared sample set (see examples/README.md): the event
@@ -48,7 +51,49 @@ type outcome struct {
 	Dropped   int    `json:"dropped"`
 }
 
+// tokenClaims are a subscriber token's claims: which topics (or patterns) it opens, besides
+// the registered ones (sub, iat, exp).
+type tokenClaims struct {
+	Topics []string `json:"topics"`
+	jwt.RegisteredClaims
+}
+
+// mintToken prints a subscriber token (a JWT, HS256) signed with SUBSCRIBER_TOKEN_SECRET, one of
+// the gateway's SUBSCRIBER_TOKEN_SECRETS. Your backend does this for a signed-in user and hands
+// the token to the user's client.
+func mintToken(args []string) {
+	flags := flag.NewFlagSet("mint-token", flag.ExitOnError)
+	topics := flags.String("topics", "", "comma-separated topics or patterns the token opens (required)")
+	sub := flags.String("sub", "", "the subscriber's identity")
+	ttl := flags.Int("ttl", 3600, "seconds until the token expires")
+	flags.Parse(args)
+	secret := os.Getenv("SUBSCRIBER_TOKEN_SECRET")
+	if *topics == "" || secret == "" || *ttl <= 0 || flags.NArg() > 0 {
+		fmt.Fprintln(os.Stderr, "usage: SUBSCRIBER_TOKEN_SECRET=... publisher mint-token --topics a,b [--sub ID] [--ttl SECONDS]")
+		os.Exit(2)
+	}
+	now := time.Now()
+	claims := tokenClaims{
+		Topics: strings.Split(*topics, ","),
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   *sub,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(time.Duration(*ttl) * time.Second)),
+		},
+	}
+	token, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(secret))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "publisher: mint-token: %v\n", err)
+		os.Exit(1)
+	}
+	fmt.Println(token)
+}
+
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "mint-token" {
+		mintToken(os.Args[2:])
+		return
+	}
 	base := flag.String("url", "http://127.0.0.1:8787", "gateway base URL")
 	topics := flag.String("topics", "", "comma-separated topics (required); one POST reaches them all")
 	count := flag.Int("count", 10, "events to send")

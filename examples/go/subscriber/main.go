@@ -1,7 +1,12 @@
 // Command subscriber subscribes to several topics over SSE and prints each event as one JSON
 // line. Standard library only.
 //
-//	go run ./subscriber --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S]
+//	go run ./subscriber --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S] \
+//	    [--token TOKEN] [--token-command CMD]
+//
+// Private topics need a subscriber token (--token or SSE_TOKEN); --token-command (or
+// SSE_TOKEN_COMMAND) is a shell command that prints a fresh one, run when the gateway says the
+// token expired.
 package main
 
 import (
@@ -16,6 +21,7 @@ import (
 	"math/rand"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -37,17 +43,24 @@ type sseEvent struct {
 	Event, Data, ID string
 }
 
-// errPermanent marks answers that retrying cannot fix (a 4xx: bad topic, ...).
+// errPermanent marks answers that retrying cannot fix (a 4xx: bad topic, no token, ...).
 var errPermanent = errors.New("request refused")
+
+// tokenError ends the subscription: its token expired and no fresh one could be had.
+type tokenError struct{ msg string }
+
+func (e tokenError) Error() string { return e.msg }
 
 func main() {
 	base := flag.String("url", "http://127.0.0.1:8787", "gateway base URL")
 	topics := flag.String("topics", "", "comma-separated topics (required)")
 	max := flag.Int("max", 0, "exit after this many events (0: no limit)")
 	timeout := flag.Float64("timeout", 0, "stop after this many seconds (0: never)")
+	token := flag.String("token", os.Getenv("SSE_TOKEN"), "subscriber token for private topics (default $SSE_TOKEN)")
+	tokenCommand := flag.String("token-command", os.Getenv("SSE_TOKEN_COMMAND"), "shell command that prints a fresh token (default $SSE_TOKEN_COMMAND)")
 	flag.Parse()
 	if *topics == "" || *max < 0 || *timeout < 0 || flag.NArg() > 0 {
-		fmt.Fprintln(os.Stderr, "usage: subscriber --url URL --topics a,b [--max N] [--timeout S]")
+		fmt.Fprintln(os.Stderr, "usage: subscriber --url URL --topics a,b [--max N] [--timeout S] [--token T] [--token-command CMD]")
 		os.Exit(2)
 	}
 
@@ -61,7 +74,7 @@ func main() {
 	}
 
 	s := &subscriber{url: strings.TrimRight(*base, "/") + "/sse?envelope=json", topics: *topics, max: *max,
-		out: json.NewEncoder(os.Stdout), retry: 3 * time.Second}
+		token: *token, tokenCommand: *tokenCommand, out: json.NewEncoder(os.Stdout), retry: 3 * time.Second}
 	s.out.SetEscapeHTML(false) // print "<" and "&" in bodies as they are
 	err := s.run(ctx)
 	switch {
@@ -77,9 +90,10 @@ func main() {
 }
 
 type subscriber struct {
-	url, topics string
-	max         int
-	out         *json.Encoder
+	url, topics         string
+	max                 int
+	token, tokenCommand string
+	out                 *json.Encoder
 
 	received    int
 	lastEventID string
@@ -90,12 +104,17 @@ type subscriber struct {
 func (s *subscriber) run(ctx context.Context) error {
 	rnd := rand.New(rand.NewSource(time.Now().UnixNano()))
 	attempt := 0 // failed connections since the last successful one
+	if s.token == "" && s.tokenCommand != "" {
+		if err := s.refreshToken(ctx); err != nil {
+			return err
+		}
+	}
 	for {
 		connected, wait, err := s.stream(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if err == nil || errors.Is(err, errPermanent) {
+		if err == nil || errors.Is(err, errPermanent) || errors.As(err, new(tokenError)) {
 			return err
 		}
 		if connected {
@@ -140,6 +159,9 @@ func (s *subscriber) stream(ctx context.Context) (connected bool, wait time.Dura
 		// Resume after the last event we printed (a gateway with replay fills the gap).
 		req.Header.Set("last-event-id", s.lastEventID)
 	}
+	if s.token != "" {
+		req.Header.Set("authorization", "Bearer "+s.token)
+	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false, 0, err
@@ -168,7 +190,18 @@ func (s *subscriber) stream(ctx context.Context) (connected bool, wait time.Dura
 			connected = true
 			fmt.Fprintf(os.Stderr, "connected %s\n", ev.Data)
 			return nil
-		case "reconnect": // the node is shutting down or cut off from its cluster: go elsewhere now
+		case "reconnect":
+			// Reconnect now: the node is shutting down (or cut off from its cluster), or our
+			// token expired (then with a fresh one, or not at all).
+			var r struct{ Reason string }
+			json.Unmarshal([]byte(ev.Data), &r)
+			if r.Reason == "token_expired" {
+				if err := s.refreshToken(ctx); err != nil {
+					return err
+				}
+				wait = -1
+				return errors.New("token expired: reconnecting with a fresh one")
+			}
 			wait = -1
 			return errors.New("server asked to reconnect")
 		}
@@ -196,6 +229,25 @@ func (s *subscriber) stream(ctx context.Context) (connected bool, wait time.Dura
 		err = errors.New("stream ended")
 	}
 	return connected, wait, err
+}
+
+// refreshToken runs the token command (through sh -c): its output, trimmed, is the new token.
+func (s *subscriber) refreshToken(ctx context.Context) error {
+	if s.tokenCommand == "" {
+		return tokenError{"token expired (set --token-command or SSE_TOKEN_COMMAND to get fresh ones)"}
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", s.tokenCommand)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	token := strings.TrimSpace(string(out))
+	if err == nil && token == "" {
+		err = errors.New("printed nothing")
+	}
+	if err != nil {
+		return tokenError{fmt.Sprintf("token command: %v", err)}
+	}
+	s.token = token
+	return nil
 }
 
 var errDone = errors.New("done")

@@ -1,16 +1,22 @@
-//! Publish N events to several topics and print the per-topic outcome as JSON lines.
+//! Publish N events to several topics and print the per-topic outcome as JSON lines; or mint a
+//! subscriber token for private topics.
 //!
 //! ```sh
 //! SSE_API_KEY=dev-key-change-me cargo run -p sse-gateway-examples --bin publisher -- \
 //!     --url http://127.0.0.1:8787 --topics orders,user:42 [--count N] [--prefix ID_PREFIX]
+//! SUBSCRIBER_TOKEN_SECRET=... cargo run -p sse-gateway-examples --bin publisher -- \
+//!     mint-token --topics user:42,team:7:* [--sub user-42] [--ttl 3600]
 //! ```
 
 use std::collections::HashMap;
 use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use jsonwebtoken::{EncodingKey, Header};
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "usage: SSE_API_KEY=... publisher --url URL --topics a,b [--count N] [--prefix P]";
+const USAGE: &str = "usage: SSE_API_KEY=... publisher --url URL --topics a,b [--count N] [--prefix P]
+       SUBSCRIBER_TOKEN_SECRET=... publisher mint-token --topics a,b [--sub ID] [--ttl SECONDS]";
 
 /// Event `i` of the shared sample set (see examples/README.md): the event type and a body,
 /// multi-line or unicode in turn.
@@ -45,9 +51,57 @@ struct Outcome {
     dropped: u64,
 }
 
+/// The claims of a subscriber token: who holds it, which topics (or patterns) it opens, until when.
+#[derive(Serialize)]
+struct TokenClaims {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    topics: Vec<String>,
+    iat: u64,
+    exp: u64,
+}
+
+/// `publisher mint-token`: print a subscriber token (a JWT, HS256) signed with
+/// SUBSCRIBER_TOKEN_SECRET, one of the gateway's SUBSCRIBER_TOKEN_SECRETS. Your backend does
+/// this for a signed-in user and hands the token to the user's client.
+fn mint_token(args: impl Iterator<Item = String>) -> ExitCode {
+    let mut args = match parse_args(args, &["topics", "sub", "ttl"]) {
+        Ok(a) => a,
+        Err(e) => return usage(&e),
+    };
+    let (Some(topics), Ok(secret)) = (args.remove("topics"), std::env::var("SUBSCRIBER_TOKEN_SECRET")) else {
+        return usage("mint-token needs --topics and SUBSCRIBER_TOKEN_SECRET");
+    };
+    let Ok(ttl) = args.get("ttl").map_or(Ok(3600), |t| t.parse::<u64>()) else {
+        return usage("--ttl takes whole seconds");
+    };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("the clock is past 1970").as_secs();
+    let claims = TokenClaims {
+        sub: args.remove("sub"),
+        topics: topics.split(',').map(|t| t.trim().to_string()).collect(),
+        iat: now,
+        exp: now + ttl,
+    };
+    // Header::default() is {"alg":"HS256","typ":"JWT"}.
+    match jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(secret.as_bytes())) {
+        Ok(token) => {
+            println!("{token}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("publisher: mint-token: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let mut args = match parse_args(&["url", "topics", "count", "prefix"]) {
+    let mut argv = std::env::args().skip(1).peekable();
+    if argv.next_if_eq("mint-token").is_some() {
+        return mint_token(argv);
+    }
+    let mut args = match parse_args(argv, &["url", "topics", "count", "prefix"]) {
         Ok(a) => a,
         Err(e) => return usage(&e),
     };
@@ -119,9 +173,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `--name value` pairs; only the names in `known`.
-fn parse_args(known: &[&str]) -> Result<HashMap<String, String>, String> {
+fn parse_args(mut args: impl Iterator<Item = String>, known: &[&str]) -> Result<HashMap<String, String>, String> {
     let mut out = HashMap::new();
-    let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let name = arg.strip_prefix("--").filter(|n| known.contains(n)).ok_or(format!("unknown argument {arg}"))?;
         let value = args.next().ok_or(format!("{arg} needs a value"))?;

@@ -2,10 +2,13 @@
 //!
 //! ```sh
 //! cargo run -p sse-gateway-examples --bin subscriber -- \
-//!     --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S]
+//!     --url http://127.0.0.1:8787 --topics orders,user:42 [--max N] [--timeout S] \
+//!     [--token TOKEN] [--token-command CMD]
 //! ```
 //!
-//! reqwest streams the response body; eventsource-stream parses it into events.
+//! reqwest streams the response body; eventsource-stream parses it into events. Private topics
+//! need a subscriber token (`--token` or SSE_TOKEN); `--token-command` (or SSE_TOKEN_COMMAND) is
+//! a shell command that prints a fresh one, run when the gateway says the token expired.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -15,7 +18,7 @@ use eventsource_stream::Eventsource;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
-const USAGE: &str = "usage: subscriber --url URL --topics a,b [--max N] [--timeout S]";
+const USAGE: &str = "usage: subscriber --url URL --topics a,b [--max N] [--timeout S] [--token T] [--token-command CMD]";
 
 /// What `?envelope=json` puts in each event's data (its `ts` is not printed). `event` is
 /// `None` (printed as `null`) when the publisher sent none.
@@ -25,6 +28,41 @@ struct Envelope {
     id: String,
     event: Option<String>,
     data: String,
+}
+
+/// The data of an `event: reconnect` frame.
+#[derive(Deserialize, Default)]
+struct Reconnect {
+    /// `shutdown` (the node is going away), `token_expired` (ours no longer holds), ...
+    #[serde(default)]
+    reason: String,
+}
+
+/// The subscriber token, and how to get a fresh one.
+struct Auth {
+    token: Option<String>,
+    command: Option<String>,
+}
+
+impl Auth {
+    /// Runs the token command (through `sh -c`): its output, trimmed, is the new token.
+    async fn refresh(&mut self) -> Result<(), String> {
+        let Some(command) = &self.command else {
+            return Err("token expired (set --token-command or SSE_TOKEN_COMMAND to get fresh ones)".into());
+        };
+        let out = tokio::process::Command::new("sh")
+            .args(["-c", command])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .await
+            .map_err(|e| format!("token command: {e}"))?;
+        let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if !out.status.success() || token.is_empty() {
+            return Err(format!("token command failed ({}) or printed nothing", out.status));
+        }
+        self.token = Some(token);
+        Ok(())
+    }
 }
 
 /// Why a subscription stopped.
@@ -37,7 +75,7 @@ enum Stop {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let args = match parse_args(&["url", "topics", "max", "timeout"]) {
+    let args = match parse_args(&["url", "topics", "max", "timeout", "token", "token-command"]) {
         Ok(a) if a.contains_key("topics") => a,
         Ok(_) => return usage("--topics is required"),
         Err(e) => return usage(&e),
@@ -48,8 +86,12 @@ async fn main() -> ExitCode {
         _ => return usage("--max and --timeout take numbers"),
     };
 
+    // A flag wins over its environment variable; empty counts as unset.
+    let setting = |flag: &str, var: &str| args.get(flag).cloned().or_else(|| std::env::var(var).ok()).filter(|v| !v.is_empty());
+    let auth = Auth { token: setting("token", "SSE_TOKEN"), command: setting("token-command", "SSE_TOKEN_COMMAND") };
+
     let mut received = 0u64;
-    let run = subscribe(url, &args["topics"], max, &mut received);
+    let run = subscribe(url, &args["topics"], max, auth, &mut received);
     // Stop on --timeout (if any) or Ctrl-C, whichever comes first.
     let timeout = async {
         match timeout {
@@ -77,7 +119,7 @@ async fn main() -> ExitCode {
 }
 
 /// Prints events until `max` (or forever), reconnecting with exponential backoff.
-async fn subscribe(url: &str, topics: &str, max: Option<u64>, received: &mut u64) -> Stop {
+async fn subscribe(url: &str, topics: &str, max: Option<u64>, mut auth: Auth, received: &mut u64) -> Stop {
     // No overall timeout on a stream, but a read that waits a minute (four missed keepalives)
     // means the link is dead.
     let client = reqwest::Client::builder()
@@ -88,12 +130,20 @@ async fn subscribe(url: &str, topics: &str, max: Option<u64>, received: &mut u64
     let mut last_event_id = String::new();
     let mut retry = Duration::from_secs(3); // until the server's `retry:` says otherwise
     let mut attempt = 0u32; // failed connections since the last successful one
+    if auth.token.is_none() && auth.command.is_some() {
+        if let Err(e) = auth.refresh().await {
+            return Stop::Fatal(e);
+        }
+    }
 
     loop {
         let mut req = client.get(format!("{url}/sse?envelope=json")).header("accept", "text/event-stream").header("x-sse-topic", topics);
         if !last_event_id.is_empty() {
             // Resume after the last event we printed (a gateway with replay fills the gap).
             req = req.header("last-event-id", &last_event_id);
+        }
+        if let Some(token) = &auth.token {
+            req = req.bearer_auth(token);
         }
         let mut wait = Duration::ZERO; // at least this long before the next attempt
         let mut at_once = false; // the server asked us to reconnect now
@@ -132,8 +182,17 @@ async fn subscribe(url: &str, topics: &str, max: Option<u64>, received: &mut u64
                             eprintln!("connected {}", event.data);
                         }
                         "reconnect" => {
-                            // The node is shutting down: go elsewhere now.
-                            eprintln!("server asked to reconnect");
+                            // Reconnect now: the node is shutting down, or our token expired
+                            // (then with a fresh one, or not at all).
+                            let reconnect: Reconnect = serde_json::from_str(&event.data).unwrap_or_default();
+                            if reconnect.reason == "token_expired" {
+                                if let Err(e) = auth.refresh().await {
+                                    return Stop::Fatal(e);
+                                }
+                                eprintln!("token expired: reconnecting with a fresh one");
+                            } else {
+                                eprintln!("server asked to reconnect");
+                            }
                             at_once = true;
                             break;
                         }
