@@ -15,6 +15,7 @@
 //!
 //! See docs/benchmarks.md.
 
+mod connect;
 mod cost;
 mod http;
 mod micro;

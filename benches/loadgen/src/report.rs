@@ -62,6 +62,16 @@ fn figures_of(target: &str, s: &Value) -> Vec<Fig> {
         push("server user CPU-s per 1M publishes", f(&s["server"]["user_cpu_seconds_per_million_publishes"]), "lower");
         push("server system CPU-s per 1M publishes", f(&s["server"]["system_cpu_seconds_per_million_publishes"]), "lower");
     }
+    if let Some(c) = s.get("connect") {
+        push("connects/s", f(&c["per_second"]), "higher");
+        push("p50 time to connected ms", f(&c["time_to_connected_ms"]["p50"]), "lower");
+        push("p99 time to connected ms", f(&c["time_to_connected_ms"]["p99"]), "lower");
+        push("server CPU µs per connect", f(&s["server"]["cpu_us_per_connect"]), "lower");
+        push("server user CPU µs per connect", f(&s["server"]["user_cpu_us_per_connect"]), "lower");
+        push("server system CPU µs per connect", f(&s["server"]["system_cpu_us_per_connect"]), "lower");
+        push("connections opened", f(&c["connected"]), "info");
+        push("connect failures", f(&c["failed"]), "lower");
+    }
     if s.get("server").is_some() {
         push("server CPU % of one core", f(&s["server"]["cpu_percent_of_one_core"]), "info");
         push("server peak RSS MiB", f(&s["server"]["rss_peak_kib"]).map(|k| util::round(k / 1024.0, 1)), "info");
@@ -440,6 +450,29 @@ pub fn write(results_root: &Path, run: &Path) -> Result<PathBuf, String> {
             let _ = writeln!(md, "{line}");
         }
     }
+    // What a subscriber token adds to opening a subscription: connect-token ÷ connect-public,
+    // per target, from the same run.
+    let connect_targets: Vec<&str> = present
+        .iter()
+        .copied()
+        .filter(|t| find(&figs, t, "connect-public", "connects/s").is_some() && find(&figs, t, "connect-token", "connects/s").is_some())
+        .collect();
+    if !connect_targets.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## Connect rate: with a subscriber token ÷ without\n\n`connect-token` (private topics, a fresh HS256 token per connection) against `connect-public` (public topics, no token), run back to back on the same target.\n\n| target | metric | public | token | token ÷ public |\n|---|---|---:|---:|---:|"
+        );
+        for t in &connect_targets {
+            for m in ["connects/s", "p50 time to connected ms", "p99 time to connected ms", "server CPU µs per connect"] {
+                if let (Some(a), Some(b)) = (find(&figs, t, "connect-public", m), find(&figs, t, "connect-token", m)) {
+                    let _ = writeln!(md, "| {t} | {m} | {} | {} | {} |", fmt(a.value), fmt(b.value), ratio(b.value, a.value));
+                }
+            }
+        }
+        if targets.iter().any(|t| t["target"] == "nchan") {
+            let _ = writeln!(md, "\nnchan: not run (it has no subscriber tokens, so there is nothing equivalent to compare).");
+        }
+    }
     // Where the CPU went under wrangler dev.
     if let Some(w) = targets.iter().find(|t| t["target"] == "wrangler-dev") {
         let mut lines = Vec::new();
@@ -514,6 +547,8 @@ pub fn write(results_root: &Path, run: &Path) -> Result<PathBuf, String> {
                 "publishes/s",
                 "publishes per server CPU-second",
                 "lost",
+                "connects/s",
+                "server CPU µs per connect",
             ];
             let mut rows = Vec::new();
             let mut compared = 0;

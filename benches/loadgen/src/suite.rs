@@ -5,7 +5,8 @@
 //! connections each, four 127.0.x.y source addresses each) → RSS after connecting (idle memory)
 //! → a warm-up event per topic, until every subscriber has it → publish (fixed rate, or as fast
 //! as the server answers) → wait until every expected delivery arrived or nothing moved for 3 s
-//! → server CPU time over the publish window, latency percentiles, losses.
+//! → server CPU time over the publish window, latency percentiles, losses. The connect scenarios
+//! (`connect-public`, `connect-token`) open and close subscriptions instead (crate::connect).
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -35,10 +36,12 @@ pub enum ScnKind {
     Topics,
     Drop,
     Hold,
+    ConnectPublic,
+    ConnectToken,
 }
 
 impl ScnKind {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             ScnKind::Idle => "idle",
             ScnKind::Fanout => "fanout",
@@ -46,7 +49,12 @@ impl ScnKind {
             ScnKind::Topics => "topics",
             ScnKind::Drop => "drop",
             ScnKind::Hold => "hold",
+            ScnKind::ConnectPublic | ScnKind::ConnectToken => "connect",
         }
+    }
+
+    pub(crate) fn is_connect(self) -> bool {
+        matches!(self, ScnKind::ConnectPublic | ScnKind::ConnectToken)
     }
 }
 
@@ -176,6 +184,38 @@ fn hold(n: usize, rate: f64, secs: f64) -> Scn {
     }
 }
 
+/// New SSE subscriptions, `inflight` at a time, each timed to its `event: connected` block and
+/// closed: without a token (public topics) or with a fresh subscriber token each (private
+/// topics). The pair runs back to back on every gateway target (crate::connect).
+fn connect(n: usize, token: bool, inflight: usize) -> Scn {
+    let (id, kind, what) = if token {
+        (
+            "connect-token",
+            ScnKind::ConnectToken,
+            format!(
+                "to private topics ({}*), each with a fresh HS256 subscriber token in ?token= (minted before the first connection opens)",
+                targets::PRIVATE_PREFIX
+            ),
+        )
+    } else {
+        ("connect-public", ScnKind::ConnectPublic, "to public topics, no token".to_string())
+    };
+    Scn {
+        id: id.into(),
+        kind,
+        subs: n,
+        topics: 10,
+        payload: 0,
+        rate: 0.0,
+        secs: 0.0,
+        max_events: 0,
+        pub_conns: inflight,
+        description: format!(
+            "{n} new SSE subscriptions over 10 topics {what}, {inflight} in flight: each timed from the TCP connect to the end of its `event: connected` block, then closed"
+        ),
+    }
+}
+
 /// The scenarios of a profile for a target. wrangler dev is scaled to what local workerd holds
 /// (about 2,000 connections); nchan also runs that scaled set, so every figure has a peer.
 pub fn scenarios(profile: &str, kind: Kind) -> Vec<Scn> {
@@ -224,6 +264,18 @@ pub fn scenarios(profile: &str, kind: Kind) -> Vec<Scn> {
             "quick" => v.push(hold(3000, 2.0, 1.5)),
             _ => {}
         }
+    }
+    // Last: under wrangler dev the closed streams linger in workerd until a later heartbeat.
+    // nchan has no subscriber tokens: run_target skips the pair there.
+    let n = match (profile, kind) {
+        ("smoke", _) => 0,
+        (_, Kind::WranglerDev) => 300,
+        ("full", _) => 30_000,
+        _ => 10_000,
+    };
+    if n > 0 {
+        v.push(connect(n, false, 50));
+        v.push(connect(n, true, 50));
     }
     v
 }
@@ -409,6 +461,9 @@ pub(crate) async fn wait_for(ws: &mut [Worker], key: &str, expected: u64, idle: 
 
 async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, String> {
     let prefix = format!("r{}s{idx}-", ctx.nonce);
+    if s.kind.is_connect() {
+        return crate::connect::run(t, s, &prefix).await;
+    }
     let mut r = json!({
         "id": s.id,
         "kind": s.kind.name(),
@@ -632,11 +687,32 @@ fn one_line(r: &Value) -> String {
     if let Some(d) = r.get("drop") {
         parts.push(format!("{} publishes/s (all dropped: {})", d["publishes_per_second"], d["all_dropped"]));
     }
+    if let Some(c) = r.get("connect") {
+        parts.push(format!(
+            "{}/{} connected ({} failed{}), {} connects/s, p50 {} ms, p99 {} ms to `connected`",
+            c["connected"],
+            c["requested"],
+            c["failed"],
+            c["first_error"].as_str().map(|e| format!(": {e}")).unwrap_or_default(),
+            c["per_second"],
+            c["time_to_connected_ms"]["p50"],
+            c["time_to_connected_ms"]["p99"]
+        ));
+    }
     if let Some(s) = r.get("server") {
         parts.push(format!("server CPU {} s ({} %)", s["cpu_seconds"], s["cpu_percent_of_one_core"]));
         if let Some(e) = s.get("deliveries_per_cpu_second") {
             parts.push(format!("{e} deliveries/CPU-s"));
         }
+        if let Some(e) = s.get("cpu_us_per_connect") {
+            parts.push(format!("{e} µs server CPU per connect"));
+        }
+    }
+    if let Some(v) = r.get("token_vs_public") {
+        parts.push(format!(
+            "token ÷ public: connects/s {}×, p50 {}×, p99 {}×, CPU per connect {}×",
+            v["connects_per_second"], v["p50_time_to_connected"], v["p99_time_to_connected"], v["server_cpu_per_connect"]
+        ));
     }
     if let Some(g) = r.get("generator") {
         parts.push(format!("generator {} %", g["cpu_percent_of_one_core"]));
@@ -664,9 +740,16 @@ async fn run_target(kind: Kind, env: &Env, profile: &str, only: &[String], ctx: 
         target.procs.iter().map(|p| format!("{} pid {}", p.role, p.pid)).collect::<Vec<_>>().join(", ")
     );
     let mut results = Vec::new();
+    let mut skipped = Vec::new();
     let mut used = false;
     for (i, s) in scenarios(profile, kind).into_iter().enumerate() {
         if !only.is_empty() && !only.iter().any(|o| s.id.starts_with(o.as_str())) {
+            continue;
+        }
+        if kind == Kind::Nchan && s.kind.is_connect() {
+            let why = "nchan has no subscriber tokens (nothing equivalent to compare)";
+            println!("[{}] {}: skipped: {why}", kind.name(), s.id);
+            skipped.push(json!({"id": s.id, "why": why}));
             continue;
         }
         // Idle memory is only meaningful on a fresh process: memory freed by earlier
@@ -687,18 +770,23 @@ async fn run_target(kind: Kind, env: &Env, profile: &str, only: &[String], ctx: 
         let budget = Duration::from_secs(120 + (s.subs / 250) as u64 + s.secs as u64 * 2);
         let st = Instant::now();
         println!("[{}] {}: {}", kind.name(), s.id, s.description);
-        let r = match tokio::time::timeout(budget, run_one(&target, &s, i, ctx)).await {
+        let mut r = match tokio::time::timeout(budget, run_one(&target, &s, i, ctx)).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => json!({"id": s.id, "kind": s.kind.name(), "description": s.description, "error": e}),
             Err(_) => {
                 json!({"id": s.id, "kind": s.kind.name(), "description": s.description, "error": format!("did not finish within {} s", budget.as_secs())})
             }
         };
+        // The token's cost: this run's connect-token against connect-public on the same target.
+        if s.kind == ScnKind::ConnectToken && r.get("error").is_none() {
+            if let Some(p) = results.iter().find(|x: &&Value| x["id"] == "connect-public" && x.get("error").is_none()) {
+                r["token_vs_public"] = crate::connect::compare(p, &r);
+            }
+        }
         match r.get("error") {
             Some(e) => println!("[{}] {}: ERROR {e}", kind.name(), s.id),
             None => println!("[{}] {}: {} ({:.0} s)", kind.name(), s.id, one_line(&r), st.elapsed().as_secs_f64()),
         }
-        let mut r = r;
         r["seconds"] = json!(util::round(st.elapsed().as_secs_f64(), 1));
         results.push(r);
         if let Err(e) = target.all_alive() {
@@ -710,7 +798,11 @@ async fn run_target(kind: Kind, env: &Env, profile: &str, only: &[String], ctx: 
     let info = target.info.clone();
     drop(target);
     println!("[{}] stopped ({:.0} s)", kind.name(), t0.elapsed().as_secs_f64());
-    json!({"target": kind.name(), "info": info, "scenarios": results, "seconds": util::round(t0.elapsed().as_secs_f64(), 1)})
+    let mut out = json!({"target": kind.name(), "info": info, "scenarios": results, "seconds": util::round(t0.elapsed().as_secs_f64(), 1)});
+    if !skipped.is_empty() {
+        out["skipped"] = Value::Array(skipped);
+    }
+    out
 }
 
 pub(crate) fn machine() -> Value {

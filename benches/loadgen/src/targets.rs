@@ -15,6 +15,17 @@ use crate::http::{Client, Response};
 use crate::util;
 
 pub const API_KEY: &str = "bench-key-not-secret";
+/// Topics starting with this are private on every gateway target (`PRIVATE_TOPICS`, this plus
+/// `*`): only the `connect-token` scenario uses them; every other scenario's topics are public.
+pub const PRIVATE_PREFIX: &str = "bench-priv-";
+/// The HS256 secret those targets verify subscriber tokens with (`SUBSCRIBER_TOKEN_SECRETS`;
+/// at least 32 bytes, no comma), and the generator mints them with.
+pub const TOKEN_SECRET: &str = "bench-subscriber-token-secret-not-secret-0123456789";
+
+/// The private-topic settings of the gateway targets (native nodes and wrangler dev).
+fn private_settings() -> [(&'static str, String); 2] {
+    [("PRIVATE_TOPICS", format!("{PRIVATE_PREFIX}*")), ("SUBSCRIBER_TOKEN_SECRETS", TOKEN_SECRET.to_string())]
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -342,14 +353,16 @@ pub async fn start(kind: Kind, env: &Env) -> Result<Target, String> {
 }
 
 fn native_env(listen: SocketAddr, node: &str) -> Vec<(&'static str, String)> {
-    vec![
+    let mut v = vec![
         ("LISTEN_ADDR", listen.to_string()),
         ("API_KEYS", API_KEY.to_string()),
         ("NODE_ID", node.to_string()),
         // One topic holds up to 50,000 subscribers in the cluster scenario (~16,700 per node).
         ("MAX_CONNECTIONS_PER_TOPIC", "100000".to_string()),
         ("RUST_LOG", "info".to_string()),
-    ]
+    ];
+    v.extend(private_settings());
+    v
 }
 
 async fn start_native(env: &Env) -> Result<Target, String> {
@@ -369,7 +382,7 @@ async fn start_native(env: &Env) -> Result<Target, String> {
         sub_addrs: vec![a],
         pub_addr: a,
         procs: vec![Proc { role: "sse-gateway".into(), pid }],
-        info: json!({"listen": a.to_string(), "binary": env.server_bin.display().to_string(), "log": log.display().to_string(), "pids": {"sse-gateway": pid}}),
+        info: json!({"listen": a.to_string(), "binary": env.server_bin.display().to_string(), "log": log.display().to_string(), "pids": {"sse-gateway": pid}, "private_topics": format!("{PRIVATE_PREFIX}*")}),
         started: vec![s],
     })
 }
@@ -429,7 +442,7 @@ async fn start_cluster(env: &Env) -> Result<Target, String> {
         sub_addrs: ports.iter().map(|p| addr(*p)).collect(),
         pub_addr: addr(ports[0]),
         procs,
-        info: json!({"nodes": ports.iter().map(|p| addr(*p).to_string()).collect::<Vec<_>>(), "redis": addr(redis_port).to_string(), "publish_to": addr(ports[0]).to_string(), "pids": pids}),
+        info: json!({"nodes": ports.iter().map(|p| addr(*p).to_string()).collect::<Vec<_>>(), "redis": addr(redis_port).to_string(), "publish_to": addr(ports[0]).to_string(), "pids": pids, "private_topics": format!("{PRIVATE_PREFIX}*")}),
         started,
     })
 }
@@ -514,7 +527,11 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
     let state = dir.join("state");
     let (cfg_s, state_s, key_var) = (cfg.display().to_string(), state.display().to_string(), format!("API_KEYS:{API_KEY}"));
     let (port_s, inspector_s) = (env.wrangler_port.to_string(), env.inspector_port.to_string());
-    let extra: Vec<String> = env.wrangler_vars.iter().map(|(k, v)| format!("{k}:{v}")).collect();
+    let extra: Vec<String> = private_settings()
+        .iter()
+        .map(|(k, v)| format!("{k}:{v}"))
+        .chain(env.wrangler_vars.iter().map(|(k, v)| format!("{k}:{v}")))
+        .collect();
     let mut args = vec![
         "dev",
         "--config",
@@ -581,6 +598,7 @@ async fn start_wrangler(env: &Env) -> Result<Target, String> {
             "wrangler_version": version,
             "worker_build": format!("a frozen copy of {} (no rebuild or reload during the run)", env.worker_build.display()),
             "wrangler_toml": env.wrangler_toml.as_ref().map(|p| p.display().to_string()),
+            "private_topics": format!("{PRIVATE_PREFIX}*"),
             "processes": procs.iter().map(|p| json!({"role": p.role, "pid": p.pid})).collect::<Vec<_>>(),
         }),
         procs,
