@@ -269,6 +269,9 @@ pub fn scenarios(profile: &str, kind: Kind) -> Vec<Scn> {
     // nchan has no subscriber tokens: run_target skips the pair there.
     let n = match (profile, kind) {
         ("smoke", _) => 0,
+        // wrangler dev's first connections pay for starting the isolate and the topics' objects:
+        // a full run opens enough that the warm-up (a tenth) covers that.
+        ("full", Kind::WranglerDev) => 1_000,
         (_, Kind::WranglerDev) => 300,
         ("full", _) => 30_000,
         _ => 10_000,
