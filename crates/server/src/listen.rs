@@ -12,7 +12,7 @@
 //! is answered exactly as before.
 
 use std::borrow::Cow;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io::{self, Write};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -212,32 +212,52 @@ async fn sse(inner: &Arc<GatewayState>, stream: TcpStream, req: SseRequest) {
     tokio::spawn(stream_queue(stream, conn));
 }
 
+/// A write buffer up to this size is kept for the connection's next write (most events are
+/// small); a larger one is given back, so that an idle connection holds at most this much.
+const KEEP_WRITE_BUFFER: usize = 512;
+
+/// What a subscriber's task does next.
+enum Next {
+    Write(SseWrite),
+    /// The socket has something to read (or failed): the client may have gone.
+    Readable(io::Result<()>),
+}
+
 async fn stream_queue(stream: TcpStream, mut conn: Connection) {
+    let mut out = Vec::new();
     loop {
-        // Every frame already queued goes out in the same write, each its own chunk.
-        let mut out = Vec::new();
-        tokio::select! {
-            biased;
-            next = conn.next_sse_write(|f| push_chunk(&mut out, &f)) => match next {
-                SseWrite::End => return,
-                SseWrite::Frames => {
-                    if write_all(&stream, Some(&conn), &out).await.is_err() {
-                        return;
-                    }
-                    conn.written();
-                }
-                SseWrite::Last => {
-                    out.extend_from_slice(b"0\r\n\r\n");
-                    let _ = write_all(&stream, None, &out).await;
-                    conn.written();
-                    return;
-                }
-            },
-            ready = stream.readable() => {
+        // Every frame already queued goes out in the same write, each its own chunk. One poll
+        // watches the queue (and a close) first, then the socket: no future is built per event.
+        out.clear();
+        let next = poll_fn(|cx| {
+            if let Poll::Ready(write) = conn.poll_sse_write(cx, |f| push_chunk(&mut out, &f)) {
+                return Poll::Ready(Next::Write(write));
+            }
+            stream.poll_read_ready(cx).map(Next::Readable)
+        })
+        .await;
+        match next {
+            Next::Readable(ready) => {
                 if ready.is_err() || client_gone(&stream) {
                     return;
                 }
             }
+            Next::Write(SseWrite::End) => return,
+            Next::Write(SseWrite::Frames) => {
+                if write_all(&stream, Some(&conn), &out).await.is_err() {
+                    return;
+                }
+                conn.written();
+            }
+            Next::Write(SseWrite::Last) => {
+                out.extend_from_slice(b"0\r\n\r\n");
+                let _ = write_all(&stream, None, &out).await;
+                conn.written();
+                return;
+            }
+        }
+        if out.capacity() > KEEP_WRITE_BUFFER {
+            out = Vec::new();
         }
     }
 }
@@ -291,8 +311,21 @@ fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
     if data.is_empty() {
         return;
     }
-    out.reserve(data.len() + 12);
-    let _ = write!(out, "{:x}\r\n", data.len());
+    out.reserve(data.len() + 20);
+    // The size in hex, without the formatting machinery (this runs once per delivery).
+    let mut digits = [0u8; 16];
+    let mut n = data.len();
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
 }
@@ -422,6 +455,11 @@ mod tests {
         push_chunk(&mut out, &[b'x'; 300]);
         let want = [&b"9\r\ndata: a\n\n\r\n12c\r\n"[..], &[b'x'; 300], b"\r\n"].concat();
         assert_eq!(out, want, "an empty frame writes no chunk: it would end the body");
+        for len in [1usize, 15, 16, 255, 4096, 65_535, 1 << 20] {
+            let mut out = Vec::new();
+            push_chunk(&mut out, &vec![b'y'; len]);
+            assert!(out.starts_with(format!("{len:x}\r\n").as_bytes()), "{len}");
+        }
     }
 
     #[test]

@@ -1,13 +1,20 @@
 //! A connection's outlet: a bounded queue of encoded frames and a close signal. The topic state
 //! (core) hands frames to [`QueueSink`] without waiting; the connection's task drains the queue.
+//!
+//! One task serves a connection, so one waker per connection is enough: a frame, the end of the
+//! queue and a close all wake it through the [`Closer`]'s `AtomicWaker` (no lock, no list of
+//! waiters; the task registers it once per wait, and a wake before that is seen by the check
+//! that follows the registration).
 
 use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use sse_core::topic::{SendResult, Sink};
-use tokio::sync::Notify;
 
 /// Why a connection is being closed by the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +44,11 @@ impl CloseReason {
     }
 }
 
-/// The close signal of one connection, shared by every topic it is attached to.
+/// The close signal of one connection, shared by every topic it is attached to, and the waker
+/// of the task that serves the connection.
 #[derive(Debug, Default)]
 pub struct Closer {
-    notify: Notify,
+    waker: AtomicWaker,
     reason: AtomicU8,
     /// When the oldest frame not yet written was published (for the latency histogram).
     pub pending: crate::metrics::Pending,
@@ -56,20 +64,39 @@ impl Closer {
             CloseReason::TokenExpired => 4,
         };
         let _ = self.reason.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire);
-        self.notify.notify_one();
+        self.waker.wake();
     }
 
-    /// Waits until [`Closer::close`] is called (returns at once if it already was).
-    pub async fn closed(&self) -> CloseReason {
-        loop {
-            match self.reason.load(Ordering::Acquire) {
-                1 => return CloseReason::Evicted,
-                2 => return CloseReason::Shutdown,
-                3 => return CloseReason::Isolated,
-                4 => return CloseReason::TokenExpired,
-                _ => self.notify.notified().await,
-            }
+    /// Why the connection is being closed, once [`Closer::close`] was called.
+    pub fn reason(&self) -> Option<CloseReason> {
+        match self.reason.load(Ordering::Acquire) {
+            1 => Some(CloseReason::Evicted),
+            2 => Some(CloseReason::Shutdown),
+            3 => Some(CloseReason::Isolated),
+            4 => Some(CloseReason::TokenExpired),
+            _ => None,
         }
+    }
+
+    /// Wakes the connection's task on the next frame, end of queue or close. Register, then
+    /// check what woke it: a wake in between is not lost.
+    pub fn register(&self, cx: &Context<'_>) {
+        self.waker.register(cx.waker());
+    }
+
+    /// Ready with the reason once [`Closer::close`] was called.
+    pub fn poll_closed(&self, cx: &Context<'_>) -> Poll<CloseReason> {
+        if let Some(r) = self.reason() {
+            return Poll::Ready(r);
+        }
+        self.register(cx);
+        self.reason().map_or(Poll::Pending, Poll::Ready)
+    }
+
+    /// Waits until [`Closer::close`] is called (returns at once if it already was). Only the
+    /// connection's own task waits on it.
+    pub async fn closed(&self) -> CloseReason {
+        poll_fn(|cx| self.poll_closed(cx)).await
     }
 }
 
@@ -114,7 +141,6 @@ pub struct QueueSink {
 #[derive(Debug)]
 struct Queue {
     state: Mutex<QueueState>,
-    ready: Notify,
     capacity: usize,
 }
 
@@ -136,6 +162,8 @@ impl Queue {
 #[derive(Debug)]
 pub struct Receiver {
     queue: Arc<Queue>,
+    /// Its waker.
+    closer: Arc<Closer>,
 }
 
 /// [`Receiver::try_recv`] found nothing.
@@ -148,39 +176,41 @@ const KEEP_SLOTS: usize = 8;
 impl Receiver {
     /// The next frame; `None` once every sender is gone and the queue is empty.
     pub async fn recv(&mut self) -> Option<Bytes> {
-        loop {
-            {
-                let mut st = self.queue.lock();
-                if let Some(f) = st.frames.pop_front() {
-                    shrink(&mut st.frames);
-                    return Some(f);
-                }
-                if st.senders == 0 {
-                    return None;
-                }
-            }
-            self.queue.ready.notified().await;
-        }
+        let mut got = None;
+        let n = poll_fn(|cx| self.poll_take(cx, 1, |f| got = Some(f))).await;
+        debug_assert!(n == usize::from(got.is_some()));
+        got
     }
 
     /// Waits for at least one frame, then moves up to `limit` frames onto `buf`. Returns how many
     /// (0 once every sender is gone and the queue is empty).
     pub async fn recv_many(&mut self, buf: &mut Vec<Bytes>, limit: usize) -> usize {
-        loop {
-            {
-                let mut st = self.queue.lock();
-                if !st.frames.is_empty() {
-                    let n = st.frames.len().min(limit.max(1));
-                    buf.extend(st.frames.drain(..n));
-                    shrink(&mut st.frames);
-                    return n;
-                }
-                if st.senders == 0 {
-                    return 0;
-                }
-            }
-            self.queue.ready.notified().await;
+        poll_fn(|cx| self.poll_take(cx, limit, |f| buf.push(f))).await
+    }
+
+    /// Ready once up to `limit` (at least one) queued frames were handed to `each`, oldest
+    /// first, with how many; ready with 0 once every sender is gone and the queue is empty.
+    pub fn poll_take(&mut self, cx: &Context<'_>, limit: usize, mut each: impl FnMut(Bytes)) -> Poll<usize> {
+        if let Some(n) = self.take(limit, &mut each) {
+            return Poll::Ready(n);
         }
+        self.closer.register(cx);
+        self.take(limit, each).map_or(Poll::Pending, Poll::Ready)
+    }
+
+    /// Hands up to `limit` (at least one) queued frames to `each`: how many, 0 if the queue has
+    /// ended, `None` if it is empty and may still get some.
+    fn take(&mut self, limit: usize, mut each: impl FnMut(Bytes)) -> Option<usize> {
+        let mut st = self.queue.lock();
+        if st.frames.is_empty() {
+            return (st.senders == 0).then_some(0);
+        }
+        let n = st.frames.len().min(limit.max(1));
+        for f in st.frames.drain(..n) {
+            each(f);
+        }
+        shrink(&mut st.frames);
+        Some(n)
     }
 
     /// The next frame if one is queued.
@@ -226,13 +256,9 @@ fn shrink(frames: &mut VecDeque<Bytes>) {
 impl QueueSink {
     /// A queue of `capacity` frames: the sink, the receiver and the close signal.
     pub fn channel(capacity: usize) -> (QueueSink, Receiver, Arc<Closer>) {
-        let queue = Arc::new(Queue {
-            state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }),
-            ready: Notify::new(),
-            capacity: capacity.max(1),
-        });
+        let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }), capacity: capacity.max(1) });
         let closer = Arc::new(Closer::default());
-        (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue }, closer)
+        (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue, closer: closer.clone() }, closer)
     }
 
     pub fn closer(&self) -> &Arc<Closer> {
@@ -256,7 +282,7 @@ impl Drop for QueueSink {
         };
         if last {
             // The receiver sees the end once it has read what is queued.
-            self.queue.ready.notify_one();
+            self.closer.waker.wake();
         }
     }
 }
@@ -278,7 +304,7 @@ impl Sink for QueueSink {
             }
             st.frames.push_back(frame.bytes.clone());
         }
-        self.queue.ready.notify_one();
+        self.closer.waker.wake();
         self.closer.pending.queued(frame.published_at);
         SendResult::Sent
     }
@@ -358,6 +384,35 @@ mod tests {
         let mut batch = Vec::new();
         assert_eq!(rx.recv_many(&mut batch, 512).await, 40);
         assert_eq!(rx.queue.lock().frames.capacity(), 0);
+    }
+
+    #[tokio::test]
+    async fn one_waker_serves_frames_the_end_and_a_close() {
+        // A task waiting on its queue and its close at once, as a subscriber's task does.
+        let (mut sink, mut rx, closer) = QueueSink::channel(8);
+        let waiter = {
+            let closer = closer.clone();
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                let why = poll_fn(|cx| {
+                    if let Poll::Ready(why) = closer.poll_closed(cx) {
+                        return Poll::Ready(why);
+                    }
+                    let _ = rx.poll_take(cx, 8, |f| got.push(f));
+                    Poll::Pending
+                })
+                .await;
+                (got, why)
+            })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(sink.try_send(&Bytes::from_static(b"a").into()), SendResult::Sent);
+        tokio::task::yield_now().await;
+        closer.close(CloseReason::TokenExpired);
+        let (got, why) = tokio::time::timeout(std::time::Duration::from_secs(2), waiter).await.expect("woken").unwrap();
+        assert_eq!(got, vec![Bytes::from_static(b"a")], "woken by the frame");
+        assert_eq!(why, CloseReason::TokenExpired, "then by the close");
+        assert_eq!(closer.reason(), Some(CloseReason::TokenExpired));
     }
 
     #[test]

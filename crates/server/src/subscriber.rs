@@ -3,8 +3,10 @@
 //! ends it (client gone, eviction, shutdown). Also the one step of every SSE stream's writer
 //! loop ([`Connection::next_sse_write`]), shared by the bare-socket and the hyper paths.
 
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -89,21 +91,29 @@ impl Connection {
     /// Waits for what the stream writes next and hands its frames to `each`, oldest first: up
     /// to [`SSE_BATCH`] frames already queued go out in one write.
     pub async fn next_sse_write(&mut self, mut each: impl FnMut(Bytes)) -> SseWrite {
-        tokio::select! {
-            biased;
-            reason = self.closer.closed() => {
-                let Some(why) = reason.reconnect_reason() else { return SseWrite::End };
-                self.rx.drain(usize::MAX, &mut each);
-                each(Bytes::from(frame::encode_reconnect(why)));
-                SseWrite::Last
-            }
-            first = self.rx.recv() => {
-                let Some(first) = first else { return SseWrite::End };
-                each(first);
-                self.rx.drain(SSE_BATCH - 1, each);
-                SseWrite::Frames
-            }
+        poll_fn(|cx| self.poll_sse_write(cx, &mut each)).await
+    }
+
+    /// [`Connection::next_sse_write`] as a poll, for a task that also polls its socket: a close
+    /// first (the frames still queued, then `event: reconnect`), else the queued frames.
+    pub fn poll_sse_write(&mut self, cx: &Context<'_>, mut each: impl FnMut(Bytes)) -> Poll<SseWrite> {
+        if let Some(last) = self.last_write(&mut each) {
+            return Poll::Ready(last);
         }
+        if let Poll::Ready(n) = self.rx.poll_take(cx, SSE_BATCH, &mut each) {
+            return Poll::Ready(if n == 0 { SseWrite::End } else { SseWrite::Frames });
+        }
+        // `poll_take` registered the waker: a close since the first look is seen now.
+        self.last_write(each).map_or(Poll::Pending, Poll::Ready)
+    }
+
+    /// How the stream ends if the gateway is closing it.
+    fn last_write(&mut self, mut each: impl FnMut(Bytes)) -> Option<SseWrite> {
+        let why = self.closer.reason()?.reconnect_reason();
+        let Some(why) = why else { return Some(SseWrite::End) };
+        self.rx.drain(usize::MAX, &mut each);
+        each(Bytes::from(frame::encode_reconnect(why)));
+        Some(SseWrite::Last)
     }
 }
 
