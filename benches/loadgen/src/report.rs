@@ -229,6 +229,32 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
         }
         _ => g.push(Goal { name: BOUND, measured: "not measured in this run".into(), status: "n/a" }),
     }
+    // 1b. How close the native node is to that kernel-bound ceiling: its user-space share of
+    // its own CPU per delivery (the rest is the kernel's, which no server can cut).
+    const CEILING: &str = "10k fan-out at the kernel's limit (native): user space ≤ 5 % of our CPU per delivery, p99 ≤ nchan's";
+    match (ou, os) {
+        (Some(ou), Some(os)) if ou + os > 0.0 => {
+            let user_share = ou / (ou + os) * 100.0;
+            let p99 = (v("native", s, "p99 latency ms"), v("nchan", s, "p99 latency ms"));
+            let p99_text = match p99 {
+                (Some(o), Some(n)) => format!("; p99 {} vs nchan {} ms", fmt(o), fmt(n)),
+                _ => String::new(),
+            };
+            let p99_ok = matches!(p99, (Some(o), Some(n)) if o <= n);
+            g.push(Goal {
+                name: CEILING,
+                measured: format!(
+                    "{s}: user {} µs of {} µs per delivery = {:.1} % (the kernel's share {:.1} % of the ceiling){p99_text}",
+                    fmt(ou),
+                    fmt(ou + os),
+                    user_share,
+                    100.0 - user_share
+                ),
+                status: if user_share <= 5.0 && p99_ok { "met" } else { "missed" },
+            });
+        }
+        _ => g.push(Goal { name: CEILING, measured: "not measured in this run".into(), status: "n/a" }),
+    }
     // 2. Idle memory.
     let idle = first_scenario(figs, "native", "idle-");
     match idle.as_deref().and_then(|s| v("native", s, "KiB RSS per connection")) {
