@@ -1,6 +1,7 @@
 //! Response helpers and the pieces of request handling the Worker and its objects share.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use sse_core::cors::ALLOW_ORIGIN;
 use sse_core::{routes, Config, GatewayError};
@@ -59,19 +60,13 @@ pub fn sse(resp: Response) -> Response {
 /// `CREDENTIALED_ORIGINS` that becomes the origin with credentials (the core's rule). An answer
 /// without CORS headers (a WebSocket upgrade) is left as it is.
 pub fn cors(resp: Response, origin: Option<&str>, env: &Env) -> Response {
-    if !resp.headers().has(ALLOW_ORIGIN).unwrap_or(false) {
+    let Ok(cfg) = config(env) else { return resp };
+    if cfg.credentialed_origins.is_empty() || !resp.headers().has(ALLOW_ORIGIN).unwrap_or(false) {
         return resp;
     }
-    if CONFIG.with(|slot| slot.borrow().is_none()) && config(env).is_err() {
-        return resp;
+    for (k, v) in cfg.credentialed_origins.headers(origin.map(str::as_bytes)) {
+        let _ = resp.headers().set(k, v);
     }
-    CONFIG.with(|slot| {
-        let slot = slot.borrow();
-        let Some(origins) = slot.as_ref().map(|c| &c.credentialed_origins).filter(|o| !o.is_empty()) else { return };
-        for (k, v) in origins.headers(origin.map(str::as_bytes)) {
-            let _ = resp.headers().set(k, v);
-        }
-    });
     resp
 }
 
@@ -83,16 +78,18 @@ pub fn internal(e: worker::Error) -> GatewayError {
 thread_local! {
     /// The configuration, read once per isolate: `[vars]` and secrets do not change while an
     /// isolate lives (a deploy starts new ones), and reading it parses the subscriber-token keys.
-    static CONFIG: RefCell<Option<Config>> = const { RefCell::new(None) };
+    static CONFIG: RefCell<Option<Rc<Config>>> = const { RefCell::new(None) };
 }
 
-/// The configuration from `[vars]` and secrets (read on the isolate's first request).
-pub fn config(env: &Env) -> Result<Config, GatewayError> {
+/// The configuration from `[vars]` and secrets (read on the isolate's first request, shared
+/// after that).
+pub fn config(env: &Env) -> Result<Rc<Config>, GatewayError> {
     if let Some(c) = CONFIG.with(|slot| slot.borrow().clone()) {
         return Ok(c);
     }
     let c = Config::from_lookup(|key| env.var(key).map(|v| v.to_string()).or_else(|_| env.secret(key).map(|v| v.to_string())).ok())
         .map_err(|e| GatewayError::Internal(format!("configuration: {e}")))?;
+    let c = Rc::new(c);
     CONFIG.with(|slot| *slot.borrow_mut() = Some(c.clone()));
     Ok(c)
 }

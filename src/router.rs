@@ -53,7 +53,7 @@ async fn dispatch(req: Request, env: Env) -> Result<Response, GatewayError> {
     let key = if route.needs_key() {
         let h = req.headers();
         let (auth, key) = (header(h, "authorization"), header(h, "x-api-key"));
-        let grant = cfg.api_keys.grant(auth.as_deref().map(str::as_bytes), key.as_deref().map(str::as_bytes))?;
+        let grant = cfg.api_keys.grant(bytes(&auth), bytes(&key))?;
         grant.check_route(&route)?;
         if route == Route::Publish && cfg.publish_rate_per_key > 0 {
             take_publish_token(&env, &cfg, grant.index).await?;
@@ -201,7 +201,7 @@ fn attach(topic: &str, id: &str, sub: &Subscribe, format: Format, node: &str, he
 fn subscription(req: &Request, transport: Transport, query: &Query, cfg: &Config) -> Result<Subscribe, GatewayError> {
     let h = req.headers();
     let (topics, last_id) = (header(h, "x-sse-topic"), header(h, "last-event-id"));
-    let mut sub = Subscribe::parse(transport, topics.as_deref().map(str::as_bytes), last_id.as_deref().map(str::as_bytes), query, cfg)?;
+    let mut sub = Subscribe::parse(transport, bytes(&topics), bytes(&last_id), query, cfg)?;
     // Private topics: checked here, before any Durable Object is asked (a refused subscriber
     // costs no object request). The cookie is used only as `Origin` and the host allow.
     let (authorization, cookie, origin) = (header(h, "authorization"), header(h, "cookie"), header(h, "origin"));
@@ -210,21 +210,20 @@ fn subscription(req: &Request, transport: Transport, query: &Query, cfg: &Config
         Some(port) => format!("{host}:{port}"),
         None => host.to_string(),
     });
-    fn bytes(v: &Option<String>) -> Option<&[u8]> {
-        v.as_deref().map(str::as_bytes)
-    }
     let creds = Credentials { authorization: bytes(&authorization), cookie: bytes(&cookie), origin: bytes(&origin), host: bytes(&host) };
     sub.authorize(cfg, creds, query, http::now_ms() / 1000)?;
     Ok(sub)
+}
+
+/// A header value read as text, as the core's parsers take it (bytes).
+fn bytes(v: &Option<String>) -> Option<&[u8]> {
+    v.as_deref().map(str::as_bytes)
 }
 
 /// The validated publish headers of a request (the body is not touched).
 pub fn publish_headers(h: &Headers, cfg: &Config, with_length: bool) -> Result<Publish, GatewayError> {
     let (topic, id, event) = (header(h, "x-sse-topic"), header(h, "x-sse-id"), header(h, "x-sse-event"));
     let length = if with_length { header(h, "content-length") } else { None };
-    fn bytes(v: &Option<String>) -> Option<&[u8]> {
-        v.as_deref().map(str::as_bytes)
-    }
     Publish::parse(PublishHeaders { topic: bytes(&topic), id: bytes(&id), event: bytes(&event), content_length: bytes(&length) }, cfg)
 }
 

@@ -220,7 +220,7 @@ fn attachment(ws: &WebSocket) -> Option<SocketAttachment> {
 
 impl TopicObject {
     /// The isolate's configuration (read once, `http::config`).
-    fn config(&self) -> std::result::Result<Config, GatewayError> {
+    fn config(&self) -> std::result::Result<std::rc::Rc<Config>, GatewayError> {
         http::config(&self.env)
     }
 

@@ -103,7 +103,6 @@ pub(crate) async fn open_sse(
     subscribe::open(gw, headers, &query).await
 }
 
-/// A header's raw bytes (the core validates the content).
 /// The subscribe check of private topics (`PRIVATE_TOPICS`, [`Subscribe::authorize`]) on a
 /// request's headers and query; several `cookie` headers count as one. The cookie is used only
 /// as `Origin` and `Host` allow (`CREDENTIALED_ORIGINS`).
@@ -119,6 +118,7 @@ pub(crate) fn authorize(gw: &GatewayState, sub: &mut Subscribe, h: &HeaderMap, q
     sub.authorize(&gw.cfg.core, creds, q, crate::clock::now_ms() / 1000)
 }
 
+/// A header's raw bytes (the core validates the content).
 pub(crate) fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a [u8]> {
     h.get(name).map(|v| v.as_bytes())
 }
