@@ -5,7 +5,7 @@
 //   node tests/native/run.mjs unit      cargo tests of crates/server: unit tests, the Redis adapter
 //                                       against a real redis-server, one node in process
 //                                       (WebSocket, eviction, 408), the embedding example
-//   node tests/native/run.mjs cluster   crates/server/tests/cluster.rs: three real nodes and a real
+//   node tests/native/run.mjs cluster   crates/server/tests/cluster.rs and redis_cluster.rs: three real nodes and a real
 //                                       Redis (fan-out across nodes, drop path, SIGKILL, Redis
 //                                       restart, graceful shutdown, retention and resume across
 //                                       nodes, the at-least-once chaos test); also writes
@@ -120,7 +120,8 @@ async function partUnit() {
 
 async function partCluster() {
   const log = path.join(LOGS, 'native-cluster-tests.log');
-  const rc = await runTee('cargo', ['test', '-p', 'sse-gateway-server', '--test', 'cluster', '--', '--nocapture'], { logFile: log });
+  // crates/server/tests/cluster.rs (one Redis) and redis_cluster.rs (a three-shard Redis Cluster).
+  const rc = await runTee('cargo', ['test', '-p', 'sse-gateway-server', '--test', 'cluster', '--test', 'redis_cluster', '--', '--nocapture'], { logFile: log });
   const totals = cargoReport('cluster', [log]);
   faultsReport(log);
   return { ok: rc === 0, totals };

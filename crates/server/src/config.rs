@@ -99,10 +99,14 @@ pub enum ServerConfigError {
     Invalid { key: &'static str, value: String, reason: String },
 }
 
-/// The cluster part of the configuration (present when `REDIS_URL` is set).
+/// The cluster part of the configuration (present when `REDIS_URL` or `REDIS_CLUSTER_URLS` is
+/// set).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
+    /// `REDIS_URL`, or the first of `REDIS_CLUSTER_URLS` (for messages).
     pub redis_url: String,
+    /// `REDIS_CLUSTER_URLS`: seed nodes of a Redis Cluster (sharded); empty with one Redis.
+    pub redis_cluster_urls: Vec<String>,
     /// Prefix of every Redis key, so several gateways can share one Redis.
     pub prefix: String,
     /// Shared by the nodes of a cluster; authenticates node-to-node forwarding.
@@ -173,7 +177,29 @@ impl ServerConfig {
             }
             None => default_advertise(listen_addr),
         };
-        let cluster = match get("REDIS_URL") {
+        let redis_cluster_urls: Vec<String> = match get("REDIS_CLUSTER_URLS") {
+            None => Vec::new(),
+            Some(list) => {
+                let urls: Vec<String> = list.split(',').map(|u| u.trim().to_string()).filter(|u| !u.is_empty()).collect();
+                if urls.is_empty() || urls.iter().any(|u| !(u.starts_with("redis://") || u.starts_with("rediss://"))) {
+                    return Err(invalid(
+                        "REDIS_CLUSTER_URLS",
+                        &list,
+                        "expected redis://host:port[,redis://host:port...] (seed nodes of a Redis Cluster)",
+                    ));
+                }
+                urls
+            }
+        };
+        let redis_url = match (get("REDIS_URL"), redis_cluster_urls.first()) {
+            (Some(url), Some(_)) => {
+                return Err(invalid("REDIS_URL", &url, "set REDIS_URL (one Redis) or REDIS_CLUSTER_URLS (a Redis Cluster), not both"));
+            }
+            (Some(url), None) => Some(url),
+            (None, Some(first)) => Some(first.clone()),
+            (None, None) => None,
+        };
+        let cluster = match redis_url {
             None => None,
             Some(url) => {
                 if !(url.starts_with("redis://")
@@ -201,8 +227,16 @@ impl ServerConfig {
                     ));
                 }
                 let prefix = get("REDIS_KEY_PREFIX").unwrap_or_else(|| DEFAULT_PREFIX.to_string());
+                if prefix.contains(['{', '}']) {
+                    return Err(invalid(
+                        "REDIS_KEY_PREFIX",
+                        &prefix,
+                        "must not contain { or } (the gateway puts its own hash tags in every key)",
+                    ));
+                }
                 Some(ClusterConfig {
                     redis_url: url,
+                    redis_cluster_urls,
                     prefix,
                     secret,
                     node_ttl_ms,
@@ -319,7 +353,17 @@ mod tests {
         ] {
             assert!(row(key).is_some(), "{key} is not in docs/configuration.md");
         }
-        for key in ["API_KEYS", "LISTEN_ADDR", "NODE_ID", "ADVERTISE_ADDR", "REDIS_URL", "REDIS_KEY_PREFIX", "CLUSTER_SECRET", "RUST_LOG"] {
+        for key in [
+            "API_KEYS",
+            "LISTEN_ADDR",
+            "NODE_ID",
+            "ADVERTISE_ADDR",
+            "REDIS_URL",
+            "REDIS_CLUSTER_URLS",
+            "REDIS_KEY_PREFIX",
+            "CLUSTER_SECRET",
+            "RUST_LOG",
+        ] {
             assert!(row(key).is_some(), "{key} is not in docs/configuration.md");
         }
         assert!(row("LISTEN_ADDR").unwrap().contains(DEFAULT_LISTEN));
@@ -336,6 +380,12 @@ mod tests {
         assert!(err(&[("REDIS_URL", "http://x")]).starts_with("REDIS_URL="));
         assert!(err(&[("REDIS_URL", "redis://x")]).starts_with("CLUSTER_SECRET="));
         assert!(err(&[("REDIS_URL", "redis://x"), ("API_KEYS", "k"), ("NODE_REFRESH_MS", "6000")]).starts_with("NODE_REFRESH_MS="));
+        assert!(err(&[("REDIS_CLUSTER_URLS", "http://x")]).starts_with("REDIS_CLUSTER_URLS="));
+        assert!(err(&[("REDIS_CLUSTER_URLS", "redis://a:1"), ("REDIS_URL", "redis://b:1")]).starts_with("REDIS_URL="));
+        assert!(err(&[("REDIS_URL", "redis://x"), ("API_KEYS", "k"), ("REDIS_KEY_PREFIX", "a{b}")]).starts_with("REDIS_KEY_PREFIX="));
+        let c = cfg(&[("REDIS_CLUSTER_URLS", "redis://a:1, redis://b:2"), ("API_KEYS", "k")]).unwrap();
+        let cl = c.cluster.unwrap();
+        assert_eq!((cl.redis_url.as_str(), cl.redis_cluster_urls.len()), ("redis://a:1", 2));
         assert!(err(&[("MAX_BODY_BYTES", "0")]).contains("out of range"));
         assert!(err(&[("PUBLISH_BODY_TIMEOUT_MS", "x")]).contains("not a whole number"));
     }

@@ -33,6 +33,29 @@ async fn a_thousand_events_published_on_node_2_reach_nodes_1_and_3_once_in_order
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_told_connected_gets_a_publish_made_at_once_on_any_other_node() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(3).await;
+    // Past the nodes' start (when they still route through Redis): from memory, kept current by
+    // the notices a node's new subscribers wait for.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for i in 0..60 {
+        let (at, from) = (i % 3, (i + 1 + i / 3 % 2) % 3);
+        let topic = format!("race-{i}");
+        let mut s = Subscriber::open(&c.base(at), &topic).await;
+        let r = publish(&c.base(from), &topic, "first", "x").await;
+        assert_eq!(r["delivered"], 1, "topic {topic}, subscriber on node {} and publish on node {}: {r}", at + 1, from + 1);
+        assert_eq!(s.next(Duration::from_secs(5)).await.expect("delivered").id.as_deref(), Some("first"));
+        drop(s);
+        // Its last subscriber gone, the topic leaves the other nodes' routing too.
+        eventually("the topic dropped again", Duration::from_secs(3), || async {
+            publish(&c.base(from), &topic, "after", "x").await["topics"][topic.as_str()] == serde_json::json!({"dropped": "no_subscribers"})
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drop_path_at_another_node_never_waits_for_the_body() {
     let _serial = SERIAL.lock().await;
     let c = Cluster::start(3).await;
@@ -93,8 +116,10 @@ async fn a_killed_node_leaves_placement_and_listings_within_the_ttl_then_rejoins
         }
     })
     .await;
-    let placed: Vec<String> = redis::cmd("HKEYS").arg("sse:place:on-3").query_async(&mut conn).await.unwrap();
+    let placed: Vec<String> = redis::cmd("HKEYS").arg("sse:{n:node-3}:place").query_async(&mut conn).await.unwrap();
     assert!(placed.is_empty(), "{placed:?}");
+    let holders: Vec<String> = redis::cmd("SMEMBERS").arg("sse:{g}:tn:on-3").query_async(&mut conn).await.unwrap();
+    assert!(holders.is_empty(), "{holders:?}");
     // Restarted, it rejoins.
     c.spawn(2).await;
     let mut again = Subscriber::open(&c.base(2), "on-3").await;
@@ -187,8 +212,24 @@ async fn redis_unreachable_gets_a_quick_503_subscribers_are_told_to_reconnect_be
     assert_eq!(s1.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("before"));
 
     // Paused (SIGSTOP): connections stay open, nothing answers — the worst case, no RST.
+    // Publishes are routed from memory, so until the nodes notice (their placement sync gets
+    // no answer) one may still be delivered, never lost; within a second they are all 503.
     c.redis.pause();
     let paused = Instant::now();
+    let mut i = 0;
+    let noticed = loop {
+        let (status, _, r) = try_publish(&n2, "cut", &format!("early-{i}"), "x").await;
+        if status == 503 {
+            break paused.elapsed();
+        }
+        assert_eq!((status, r["delivered"].as_u64()), (202, Some(1)), "delivered or refused, never lost: {r}");
+        let e = s1.next(Duration::from_secs(2)).await.expect("the early publish arrives");
+        assert_eq!(e.id, Some(format!("early-{i}")));
+        assert!(paused.elapsed() < Duration::from_millis(1_500), "still 202 {:?} after the pause", paused.elapsed());
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    figure("redis_paused_noticed", "Redis paused (SIGSTOP): first publish answered 503 (those before were delivered)", noticed);
     let mut worst = Duration::ZERO;
     for (i, base) in [&n2, &c.base(0), &n2].into_iter().enumerate() {
         let t = Instant::now();

@@ -7,6 +7,8 @@
 //! - [`plan`]: one publish from probes to the `202` body ([`PublishPlan`]).
 //! - [`attach`], [`probe`], [`deliver`], [`answer`]: the internal messages, each a type whose
 //!   encode and decode sit side by side (as mini-redis keeps a command's parse and encode).
+//! - [`cluster`]: what native cluster nodes send each other: event batches and placement
+//!   notices.
 //! - [`conn`]: connection summaries, eviction outcomes and replay resume, transport-aware.
 //! - [`shards`]: a hot topic spread over several objects: where a subscriber goes, which
 //!   shards a publish reaches, and the shards' reports to the topic's own object.
@@ -15,6 +17,7 @@
 
 pub mod answer;
 pub mod attach;
+pub mod cluster;
 pub mod conn;
 pub mod deliver;
 pub mod drop_rule;

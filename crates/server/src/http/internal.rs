@@ -15,6 +15,6 @@ pub async fn handle(gw: &Arc<GatewayState>, call: &str, parts: &Parts, body: &mu
     let Some(endpoint) = gw.ns.internal() else { return Err(GatewayError::NotFound) };
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let unread = body.take().unwrap_or_default();
-    let data = Box::pin(body::read_text(unread, gw.cfg.core.max_body_bytes, gw.cfg.publish_body_timeout_ms));
+    let data = Box::pin(body::read_text(unread, crate::redis::INTERNAL_MAX_BODY, gw.cfg.publish_body_timeout_ms));
     Ok(respond::json(200, endpoint.handle(call, &header, data).await?))
 }

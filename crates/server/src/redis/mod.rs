@@ -1,9 +1,13 @@
 //! The Redis adapter: the cluster's stand-in for the Durable Object API. Each node keeps its
 //! own connections in its hub; Redis records who is alive ([`node`]), which nodes hold each
 //! topic ([`placement`]), and the connection records behind the admin listings ([`listing`]).
-//! A publish at any node asks Redis where the topic lives (one script call), then hands the
-//! event to exactly those nodes ([`forward`]); with nobody anywhere it is dropped unread.
+//! Every node keeps where the others hold topics in memory ([`cache`]), kept current by their
+//! notices and by Redis, so a publish at any node is routed without asking Redis, and handed
+//! to exactly the nodes that hold the topic ([`forward`], batched per node); with nobody
+//! anywhere it is dropped unread. One Redis or a Redis Cluster ([`conn`]).
 
+mod cache;
+mod conn;
 mod forward;
 mod keys;
 mod listing;
@@ -18,8 +22,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::Value;
 use sse_core::frame::Event;
 use sse_core::protocol::{drop_rule, DroppedNotice, TopicResult};
 use sse_core::registry::{ConnectionView, Page, TopicView};
@@ -30,6 +32,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use cache::Holder;
+pub use forward::INTERNAL_MAX_BODY;
 pub use keys::Keys;
 pub use node::Identity;
 
@@ -37,6 +41,8 @@ use crate::clock;
 use crate::config::{ClusterConfig, ServerConfig};
 use crate::hub::{Change, Hub};
 use crate::objects::{delivered, BoxFuture, InternalEndpoint, Namespace, Peer, Probe};
+use cache::Placement;
+use conn::Conn;
 use node::Node;
 use placement::{Control, Writer};
 
@@ -49,10 +55,11 @@ mod redis_server;
 #[error("{0}")]
 pub struct JoinError(String);
 
-/// How long a publish waits for Redis to say where a topic lives. Past it (Redis down, paused,
-/// or unreachable) the publish is answered 503 `unavailable` with `retry-after` rather than
-/// stalling; this node's subscribers stay connected and the node heals by itself when Redis
-/// answers again (the liveness task re-registers it, the writer re-asserts its placement).
+/// How long a publish waits for Redis when it needs it (a retained topic's stream; where a topic
+/// lives, on a node that has just started). Past it (Redis down, paused, or unreachable) the
+/// publish is answered 503 `unavailable` with `retry-after` rather than stalling; this node's
+/// subscribers stay connected and the node heals by itself when Redis answers again (the
+/// liveness task re-registers it, the writer re-asserts its placement).
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// How long a resume waits for a retained topic's stream; past it the client gets `replay-gap`
@@ -62,21 +69,16 @@ const RESUME_TIMEOUT: Duration = Duration::from_secs(2);
 /// A node of a cluster whose shared state is in Redis.
 pub struct RedisNamespace {
     hub: Arc<Hub>,
-    conn: ConnectionManager,
+    conn: Conn,
     node: Node,
+    placement: Arc<Placement>,
+    sync: JoinHandle<()>,
     forwarder: forward::Forwarder,
     endpoint: forward::Endpoint,
     control: mpsc::UnboundedSender<Control>,
     liveness: Mutex<Option<JoinHandle<()>>>,
     /// When the last "redis unreachable" warning of a probe was logged (at most one a second).
     last_probe_warning: AtomicU64,
-}
-
-/// A holder of a topic as [`RedisNamespace::holders`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    pub peer: Peer,
-    pub tails: usize,
 }
 
 impl RedisNamespace {
@@ -88,17 +90,11 @@ impl RedisNamespace {
         cfg: &ServerConfig,
         cluster: &ClusterConfig,
     ) -> Result<Self, JoinError> {
-        let client = redis::Client::open(cluster.redis_url.as_str()).map_err(|e| JoinError(format!("REDIS_URL: {e}")))?;
         let timeout = Duration::from_millis(cluster.node_ttl_ms.min(5_000));
-        let manager_cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout)
-            .set_response_timeout(timeout)
-            .set_number_of_retries(2)
-            .set_max_delay(1_000);
         let mut last = String::new();
         let mut conn = None;
         for _ in 0..30 {
-            match ConnectionManager::new_with_config(client.clone(), manager_cfg.clone()).await {
+            match Conn::open(cluster, timeout).await {
                 Ok(c) => {
                     conn = Some(c);
                     break;
@@ -109,15 +105,22 @@ impl RedisNamespace {
                 }
             }
         }
-        let mut conn = conn.ok_or_else(|| JoinError(format!("cannot connect to {}: {last}", cluster.redis_url)))?;
+        let what = if cluster.redis_cluster_urls.is_empty() { cluster.redis_url.clone() } else { cluster.redis_cluster_urls.join(",") };
+        let mut conn = conn.ok_or_else(|| JoinError(format!("cannot connect to {what}: {last}")))?;
         let node = Node {
             identity: Identity { id: cfg.node_id.clone(), addr: cfg.advertise_addr.clone(), started_at: clock::now_ms() },
             keys: Keys::new(&cluster.prefix),
             ttl_ms: cluster.node_ttl_ms,
         };
         node.register(&mut conn).await.map_err(|e| JoinError(format!("registering node {}: {e}", cfg.node_id)))?;
+        let placement = Placement::new(&cfg.node_id, node.keys.clone(), cluster.node_ttl_ms);
+        // The first view of the other nodes, so notices reach them from the start.
+        placement.sync(&conn).await;
+        let sync = tokio::spawn(placement.clone().run(conn.clone()));
+        let forwarder = forward::Forwarder::new(&cluster.secret, cluster.forward_timeout_ms, cfg.core.max_body_bytes);
         let (control, control_rx) = mpsc::unbounded_channel();
-        tokio::spawn(Writer::new(conn.clone(), node.keys.clone(), cfg.node_id.clone()).run(changes, control_rx));
+        let writer = Writer::new(conn.clone(), node.keys.clone(), node.identity.clone(), placement.clone(), forwarder.clone());
+        tokio::spawn(writer.run(changes, control_rx));
         let liveness = tokio::spawn(liveness(
             conn.clone(),
             node.clone(),
@@ -125,13 +128,15 @@ impl RedisNamespace {
             control.clone(),
             Duration::from_millis(cluster.node_refresh_ms),
         ));
-        tracing::info!(node = %cfg.node_id, addr = %cfg.advertise_addr, ttl_ms = cluster.node_ttl_ms, "joined the cluster");
+        tracing::info!(node = %cfg.node_id, addr = %cfg.advertise_addr, ttl_ms = cluster.node_ttl_ms, redis_cluster = conn.is_cluster(), "joined the cluster");
         Ok(Self {
-            endpoint: forward::Endpoint { hub: hub.clone(), secret: cluster.secret.clone() },
+            endpoint: forward::Endpoint { hub: hub.clone(), placement: placement.clone(), secret: cluster.secret.clone() },
             hub,
             conn,
             node,
-            forwarder: forward::Forwarder::new(&cluster.secret, cluster.forward_timeout_ms, cfg.core.max_body_bytes),
+            placement,
+            sync,
+            forwarder,
             control,
             liveness: Mutex::new(Some(liveness)),
             last_probe_warning: AtomicU64::new(0),
@@ -142,22 +147,20 @@ impl RedisNamespace {
         &self.node.identity.id
     }
 
-    /// The live nodes holding connections of `topic` (this one included, as Redis sees it).
+    /// The other live nodes holding connections of `topic`: from memory, or from Redis just
+    /// after this node started ([`cache`]).
     pub async fn holders(&self, topic: &str) -> redis::RedisResult<Vec<Holder>> {
-        let mut conn = self.conn.clone();
-        let out: Vec<Value> = scripts::PROBE.arg(&self.node.keys.prefix).arg(topic).invoke_async(&mut conn).await?;
-        let text = |v: &Value| match v {
-            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-            _ => String::new(),
-        };
-        let num = |v: &Value| match v {
-            Value::Int(n) => (*n).max(0) as usize,
-            _ => 0,
-        };
-        Ok(out
-            .chunks_exact(4)
-            .map(|c| Holder { peer: Peer { node: text(&c[0]), addr: text(&c[1]), subscribers: num(&c[2]) }, tails: num(&c[3]) })
-            .collect())
+        if self.placement.is_warm() {
+            return Ok(self.placement.holders(topic));
+        }
+        self.placement.holders_from_redis(&self.conn, topic).await
+    }
+
+    /// The live nodes as Redis has them now (for the listings: a node that has just joined is
+    /// listed before this node's placement sync has seen it).
+    async fn live_nodes(&self) -> Result<Vec<String>, GatewayError> {
+        let seen = node::seen(&self.conn, &self.node.keys).await.map_err(listing::unavailable)?;
+        Ok(seen.into_iter().filter(|s| s.identity.is_some()).map(|s| s.id).collect())
     }
 }
 
@@ -170,11 +173,7 @@ impl RedisNamespace {
         let (seq, holders) = match stored {
             Ok(Ok(seq)) => {
                 let holders = match tokio::time::timeout(PROBE_TIMEOUT, self.holders(&ev.topic)).await {
-                    Ok(Ok(h)) => {
-                        let me = self.node_id();
-                        let local = self.hub.holds(&ev.topic);
-                        (local, h.into_iter().filter(|h| h.peer.node != me).map(|h| h.peer).collect())
-                    }
+                    Ok(Ok(h)) => (self.hub.holds(&ev.topic), h.into_iter().map(|h| h.peer).collect()),
                     _ => (local, peers.to_vec()),
                 };
                 (Some(seq), holders)
@@ -206,6 +205,7 @@ impl RedisNamespace {
         if let Some(task) = self.liveness.lock().unwrap().take() {
             task.abort();
         }
+        self.sync.abort();
     }
 }
 
@@ -218,7 +218,7 @@ impl RedisNamespace {
 /// isolates itself: every subscriber gets `event: reconnect` and is closed (so it reconnects
 /// through the load balancer to a node that is routed to, and resumes by `Last-Event-ID`), and
 /// new subscriptions get 503 until Redis answers again. Nothing is lost silently.
-async fn liveness(mut conn: ConnectionManager, node: Node, hub: Arc<Hub>, control: mpsc::UnboundedSender<Control>, every: Duration) {
+async fn liveness(mut conn: Conn, node: Node, hub: Arc<Hub>, control: mpsc::UnboundedSender<Control>, every: Duration) {
     let refreshed = Arc::new(Refreshed::new());
     let watchdog = tokio::spawn(watchdog(hub.clone(), node.clone(), refreshed.clone(), every));
     // The watchdog ends with this task (node shutdown aborts it).
@@ -338,14 +338,18 @@ impl Namespace for RedisNamespace {
 
     fn probe<'a>(&'a self, topic: &'a str, id: &'a str) -> BoxFuture<'a, Probe> {
         Box::pin(async move {
-            let holders = match tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic))
-                .await
-                .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "probe timed out"))))
-            {
+            let holders = if !self.placement.available() {
+                Err(redis::RedisError::from((redis::ErrorKind::IoError, "redis has not answered this node's placement sync")))
+            } else {
+                tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic))
+                    .await
+                    .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "probe timed out"))))
+            };
+            let peers = match holders {
                 Ok(h) => h,
                 Err(e) => {
-                    // Without Redis nobody knows where the topic's other subscribers are:
-                    // refuse (503, retry-after) rather than deliver to a part of them.
+                    // Without Redis, subscribers that join elsewhere cannot be recorded: refuse
+                    // (503, retry-after) rather than deliver to a part of them.
                     let now = clock::now_ms();
                     if now.saturating_sub(self.last_probe_warning.swap(now, Ordering::Relaxed)) >= 1_000 {
                         tracing::warn!(error = %e, topic, "redis unreachable: publishes are answered 503 unavailable until it answers again");
@@ -353,15 +357,13 @@ impl Namespace for RedisNamespace {
                     return Probe::Unavailable;
                 }
             };
-            let me = self.node_id();
-            let peers: Vec<Holder> = holders.into_iter().filter(|h| h.peer.node != me).collect();
             // A retained topic takes every event: `deliver` stores it, then looks up the holders
             // again (this answer may be stale by then).
             let subscribed = peers.iter().any(|h| h.peer.subscribers > 0) || self.hub.is_live(topic);
             if !drop_rule::takes(subscribed, self.hub.retains(topic)) {
                 let ts = clock::now_ms();
                 self.hub.notify_dropped(topic, id, ts);
-                for h in peers.into_iter().filter(|h| h.tails > 0) {
+                for h in peers.into_iter().filter(|h| h.tails) {
                     let fwd = self.forwarder.clone();
                     let notice = DroppedNotice { topic: topic.to_string(), id: id.to_string(), ts };
                     tokio::spawn(async move { fwd.dropped(&h.peer, &notice).await });
@@ -403,11 +405,11 @@ impl Namespace for RedisNamespace {
     }
 
     fn topics(&self, q: ListQuery) -> BoxFuture<'_, Result<Page<TopicView>, GatewayError>> {
-        Box::pin(async move { listing::topics(&mut self.conn.clone(), &self.node.keys, &q).await })
+        Box::pin(async move { listing::topics(&self.conn, &self.node.keys, &self.live_nodes().await?, &q).await })
     }
 
     fn connections(&self, q: ListQuery) -> BoxFuture<'_, Result<Page<ConnectionView>, GatewayError>> {
-        Box::pin(async move { listing::connections(&mut self.conn.clone(), &self.node.keys, &q).await })
+        Box::pin(async move { listing::connections(&self.conn, &self.node.keys, &self.live_nodes().await?, &q).await })
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
@@ -415,6 +417,7 @@ impl Namespace for RedisNamespace {
             if let Some(task) = self.liveness.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 task.abort();
             }
+            self.sync.abort();
             let (done, stopped) = oneshot::channel();
             if self.control.send(Control::Stop(done)).is_ok() {
                 let _ = tokio::time::timeout(Duration::from_secs(2), stopped).await;

@@ -1,23 +1,25 @@
 //! Retention on a native cluster: each retained topic's recent events in a Redis Stream
-//! `{p}rt:{topic}` (fields `seq`, `id`, `event`, `data`, `ts`), with a per-topic sequence
-//! `{p}rt-seq:{topic}`. The publishing node appends (one script: sequence, XADD, trims) before it
+//! `{p}{t:TOPIC}:rt` (fields `seq`, `id`, `event`, `data`, `ts`), with a per-topic sequence
+//! `{p}{t:TOPIC}:rt-seq`. The publishing node appends (one script: sequence, XADD, trims) before it
 //! looks up where the topic's subscribers are; a resuming subscriber's node reads the stream
 //! after its attachment is recorded (docs/replay.md, "Native cluster").
 
-use redis::aio::ConnectionManager;
 use redis::{RedisResult, Value};
 use sse_core::frame::Event;
 use sse_core::replay::{Retained, Window};
 
+use super::conn::Conn;
 use super::keys::Keys;
 use super::scripts;
 use crate::hub::Snapshot;
 
 /// Appends `ev` to its topic's stream, trimmed to `window`; returns its sequence.
-pub async fn append(conn: &mut ConnectionManager, keys: &Keys, window: Window, ev: &Event) -> RedisResult<u64> {
+pub async fn append(conn: &mut Conn, keys: &Keys, window: Window, ev: &Event) -> RedisResult<u64> {
     scripts::RETAIN_APPEND
-        .arg(&keys.prefix)
-        .arg(&ev.topic)
+        .key(keys.retained(&ev.topic))
+        .key(keys.retained_seq(&ev.topic))
+        .arg("")
+        .arg("")
         .arg(window.max_count)
         .arg(window.max_age_ms.unwrap_or(0))
         .arg(&ev.id)
@@ -29,8 +31,13 @@ pub async fn append(conn: &mut ConnectionManager, keys: &Keys, window: Window, e
 }
 
 /// The topic's retained events now (after an age trim).
-pub async fn snapshot(conn: &mut ConnectionManager, keys: &Keys, topic: &str, window: Window) -> RedisResult<Snapshot> {
-    let out: Vec<Value> = scripts::RETAIN_READ.arg(&keys.prefix).arg(topic).arg(window.max_age_ms.unwrap_or(0)).invoke_async(conn).await?;
+pub async fn snapshot(conn: &mut Conn, keys: &Keys, topic: &str, window: Window) -> RedisResult<Snapshot> {
+    let out: Vec<Value> = scripts::RETAIN_READ
+        .key(keys.retained(topic))
+        .key(keys.retained_seq(topic))
+        .arg(window.max_age_ms.unwrap_or(0))
+        .invoke_async(conn)
+        .await?;
     let last_seq = match out.first() {
         Some(Value::Int(n)) => (*n).max(0) as u64,
         _ => 0,

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use redis_server::{free_port, RedisServer};
+use redis_server::{free_port, RedisCluster, RedisServer};
 use sse_core::frame::{ParsedEvent, SseItem, SseParser};
 use tokio::sync::mpsc;
 
@@ -39,6 +39,8 @@ pub struct Cluster {
     pub env: Vec<(String, String)>,
     /// A node (0-based) whose `REDIS_URL` goes through [`CutProxy`], and that proxy.
     pub proxied: Option<(usize, CutProxy)>,
+    /// With [`Cluster::start_on_redis_cluster`]: the nodes use it (`REDIS_CLUSTER_URLS`).
+    pub redis_cluster: Option<RedisCluster>,
 }
 
 impl Cluster {
@@ -50,7 +52,17 @@ impl Cluster {
     pub async fn start_with(n: usize, env: &[(&str, &str)]) -> Cluster {
         let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut c = Cluster { redis, nodes: Vec::new(), env, proxied: None };
+        let mut c = Cluster { redis, nodes: Vec::new(), env, proxied: None, redis_cluster: None };
+        c.start_nodes(n).await;
+        c
+    }
+
+    /// `n` nodes on a Redis Cluster of `shards` shards, with more environment for every node.
+    pub async fn start_on_redis_cluster(n: usize, shards: usize, env: &[(&str, &str)]) -> Cluster {
+        let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
+        let rc = RedisCluster::start(shards).unwrap_or_else(|e| panic!("{e}"));
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut c = Cluster { redis, nodes: Vec::new(), env, proxied: None, redis_cluster: Some(rc) };
         c.start_nodes(n).await;
         c
     }
@@ -60,7 +72,7 @@ impl Cluster {
     pub async fn start_proxied(n: usize, via: usize) -> Cluster {
         let redis = RedisServer::start().unwrap_or_else(|e| panic!("{e}"));
         let proxy = CutProxy::start(redis.port).await;
-        let mut c = Cluster { redis, nodes: Vec::new(), env: Vec::new(), proxied: Some((via, proxy)) };
+        let mut c = Cluster { redis, nodes: Vec::new(), env: Vec::new(), proxied: Some((via, proxy)), redis_cluster: None };
         c.start_nodes(n).await;
         c
     }
@@ -85,11 +97,15 @@ impl Cluster {
             Some((via, p)) if *via == i => format!("redis://127.0.0.1:{}", p.port),
             _ => self.redis.url(),
         };
+        let (redis_var, redis_url) = match &self.redis_cluster {
+            Some(rc) => ("REDIS_CLUSTER_URLS", rc.urls()),
+            None => ("REDIS_URL", redis_url),
+        };
         let node = &mut self.nodes[i];
         let child = Command::new(env!("CARGO_BIN_EXE_sse-gateway"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{}", node.port))
             .env("NODE_ID", &node.id)
-            .env("REDIS_URL", redis_url)
+            .env(redis_var, redis_url)
             .env("API_KEYS", KEY)
             .env("HEARTBEAT_INTERVAL_MS", HEARTBEAT_MS.to_string())
             .env("NODE_TTL_MS", TTL_MS.to_string())

@@ -110,3 +110,96 @@ fn ping(port: u16) -> bool {
     let mut buf = [0u8; 7];
     s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
 }
+
+/// A Redis Cluster of `redis-server --cluster-enabled yes` processes (one shard each, no
+/// replicas) on free ports, its slots spread by `redis-cli --cluster create`; stopped when
+/// dropped.
+pub struct RedisCluster {
+    children: Vec<Child>,
+    pub ports: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub fn start(shards: usize) -> Result<RedisCluster, String> {
+        let dir = std::env::temp_dir().join(format!("sse-redis-cluster-{}-{}", std::process::id(), free_port()?));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut c = RedisCluster { children: Vec::new(), ports: Vec::new(), dir };
+        for _ in 0..shards {
+            let port = free_port()?;
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+                .arg("--dir")
+                .arg(&c.dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot start redis-server ({e}); install it with `bash scripts/setup.sh --with-redis`"))?;
+            c.children.push(child);
+            c.ports.push(port);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !ping(port) {
+                if Instant::now() > deadline {
+                    return Err(format!("redis-server on port {port} did not answer PING"));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let addrs: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .map_err(|e| format!("redis-cli --cluster create: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout)));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !c.ports.iter().all(|p| c.cli(*p, &["CLUSTER", "INFO"]).contains("cluster_state:ok")) {
+            if Instant::now() > deadline {
+                return Err("the Redis Cluster did not reach cluster_state:ok in 20 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(c)
+    }
+
+    /// `REDIS_CLUSTER_URLS` for it.
+    pub fn urls(&self) -> String {
+        self.ports.iter().map(|p| format!("redis://127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
+    }
+
+    /// `redis-cli -p <port> <args>`'s output.
+    pub fn cli(&self, port: u16, args: &[&str]) -> String {
+        Command::new("redis-cli")
+            .args(["-p", &port.to_string()])
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The number of keys each shard holds.
+    pub fn keys_per_shard(&self) -> Vec<usize> {
+        self.ports.iter().map(|p| self.cli(*p, &["DBSIZE"]).trim().parse().unwrap_or(0)).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,34 +1,14 @@
--- A page of topics with their connection counts (summed over live nodes), by name, after a
--- cursor. ARGV: prefix, after ('' = from the start), how many (page size + 1).
--- Returns: total, then topic, count, topic, count...
-local p, after, want = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local alive = {}
-local function live(node)
-  if alive[node] == nil then
-    alive[node] = redis.call('EXISTS', p .. 'node:' .. node) == 1
-  end
-  return alive[node]
-end
-local out = {}
-local found = 0
+-- A page of the cluster-wide topic index after a cursor. KEYS[1]: {p}{g}:topics.
+-- ARGV: after ('' = from the start), how many. Returns: the index's size, then for each topic
+-- its name and the nodes that hold it (an array); the caller keeps live nodes and adds up
+-- their counts.
+local topics = KEYS[1]
+local base = string.sub(topics, 1, #topics - #'topics')
+local after, want = ARGV[1], tonumber(ARGV[2])
 local min = (after == '') and '-' or ('(' .. after)
-while found < want do
-  local topics = redis.call('ZRANGEBYLEX', p .. 'topics', min, '+', 'LIMIT', 0, want)
-  if #topics == 0 then break end
-  for _, t in ipairs(topics) do
-    min = '(' .. t
-    local kv = redis.call('HGETALL', p .. 'place:' .. t)
-    local n = 0
-    for i = 1, #kv, 2 do
-      if live(kv[i]) then n = n + (tonumber(kv[i + 1]) or 0) end
-    end
-    if n > 0 then
-      table.insert(out, t)
-      table.insert(out, n)
-      found = found + 1
-      if found >= want then break end
-    end
-  end
+local out = { redis.call('ZCARD', topics) }
+for _, t in ipairs(redis.call('ZRANGEBYLEX', topics, min, '+', 'LIMIT', 0, want)) do
+  table.insert(out, t)
+  table.insert(out, redis.call('SMEMBERS', base .. 'tn:' .. t))
 end
-table.insert(out, 1, redis.call('ZCARD', p .. 'topics'))
 return out

@@ -1,31 +1,22 @@
--- Removes everything a node recorded: its placement, tails, connection records, and its entry
--- in the node set. ARGV: prefix, node id, 1 to purge only if the node's identity has expired
--- (a dead node) or 0 to purge unconditionally (a node leaving, or starting again).
--- Returns 1 if purged, 0 if the node is alive and was kept.
-local p, node, only_dead = ARGV[1], ARGV[2], ARGV[3] == '1'
-if only_dead and redis.call('EXISTS', p .. 'node:' .. node) == 1 then
-  return 0
+-- Removes everything a node recorded in its own slot. KEYS[1]: the node's placement hash
+-- ({p}{n:ID}:place); the node's other keys share its start. ARGV[1]: 1 to purge only if the
+-- node's identity has expired (a dead node), 0 to purge unconditionally (leaving, starting
+-- again, rewriting). Returns {1, topic, ...} with the topics it held subscribers of (the caller
+-- takes the node out of the cluster-wide topic index), or {0} if the node is alive and kept.
+local place = KEYS[1]
+local base = string.sub(place, 1, #place - #'place')
+if ARGV[1] == '1' and redis.call('EXISTS', base .. 'ident') == 1 then
+  return { 0 }
 end
-for _, t in ipairs(redis.call('SMEMBERS', p .. 'node-topics:' .. node)) do
-  redis.call('HDEL', p .. 'tails:' .. t, node)
-  redis.call('HDEL', p .. 'place:' .. t, node)
-  if redis.call('HLEN', p .. 'place:' .. t) == 0 then
-    redis.call('ZREM', p .. 'topics', t)
+local out = { 1 }
+local kv = redis.call('HGETALL', place)
+for i = 1, #kv, 2 do
+  local t = kv[i]
+  if t ~= '#gen' then
+    redis.call('DEL', base .. 'tc:' .. t)
+    local subs = tonumber(string.match(kv[i + 1], '^(%d+)')) or 0
+    if subs > 0 then table.insert(out, t) end
   end
 end
-for _, c in ipairs(redis.call('SMEMBERS', p .. 'node-conns:' .. node)) do
-  local rec = redis.call('GET', p .. 'conn:' .. c)
-  if rec then
-    local ok, r = pcall(cjson.decode, rec)
-    if ok and type(r) == 'table' and type(r.topics) == 'table' then
-      for _, t in ipairs(r.topics) do
-        redis.call('ZREM', p .. 'topic-conns:' .. t, c)
-      end
-    end
-  end
-  redis.call('DEL', p .. 'conn:' .. c)
-  redis.call('ZREM', p .. 'conns', c)
-end
-redis.call('DEL', p .. 'node-topics:' .. node, p .. 'node-conns:' .. node)
-redis.call('SREM', p .. 'nodes', node)
-return 1
+redis.call('DEL', place, base .. 'topics', base .. 'conns', base .. 'recs')
+return out

@@ -1,8 +1,8 @@
--- A retained topic's snapshot for one resume (native cluster). ARGV: prefix, topic, max age in
--- ms (0 = count only). Trims by age first, then returns { last sequence given out (0 = none),
+-- A retained topic's snapshot for one resume (native cluster). KEYS: the stream and the
+-- sequence ({p}{t:TOPIC}:rt, :rt-seq). ARGV: max age in ms (0 = count only). Trims by age first, then returns { last sequence given out (0 = none),
 -- XRANGE of the whole stream }.
-local p, t, age = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local sk, qk = p .. 'rt:' .. t, p .. 'rt-seq:' .. t
+local age = tonumber(ARGV[1])
+local sk, qk = KEYS[1], KEYS[2]
 if age > 0 then
   local now = redis.call('TIME')
   local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
