@@ -108,10 +108,21 @@ pub type UnreadBody = BoxFuture<'static, Result<String, GatewayError>>;
 /// A request header's text by name (lower case), if present.
 pub type HeaderLookup<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
 
+/// A byte stream between two nodes (an upgraded HTTP connection).
+pub trait StreamIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> StreamIo for T {}
+
+/// The stream of a `POST /_cluster/stream` once the upgrade completed (`None`: it failed).
+pub type PendingStream = BoxFuture<'static, Option<Box<dyn StreamIo>>>;
+
 /// Calls one node makes to another over HTTP.
 pub trait InternalEndpoint: Send + Sync {
     /// Answers `POST /_cluster/<call>`: the JSON body of a `200`, or the error to answer.
     fn handle<'a>(&'a self, call: &'a str, header: HeaderLookup<'a>, body: UnreadBody) -> BoxFuture<'a, Result<String, GatewayError>>;
+
+    /// Accepts `POST /_cluster/stream` (checking the caller like [`InternalEndpoint::handle`]):
+    /// the task that serves the stream once upgraded (the caller answers `101`).
+    fn stream(&self, header: HeaderLookup<'_>, io: PendingStream) -> Result<BoxFuture<'static, ()>, GatewayError>;
 }
 
 impl dyn Namespace {

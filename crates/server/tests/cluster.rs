@@ -56,6 +56,39 @@ async fn a_subscriber_told_connected_gets_a_publish_made_at_once_on_any_other_no
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_to_node_stream_refuses_strangers_and_survives_garbage() {
+    let _serial = SERIAL.lock().await;
+    let c = Cluster::start(2).await;
+    let mut s1 = Subscriber::open(&c.base(0), "guarded").await;
+    let port = c.nodes[0].port;
+    let ask = |head: String| async move {
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await.expect("answered").unwrap();
+        (String::from_utf8_lossy(&buf[..n]).into_owned(), tcp)
+    };
+    let stream = |key: &str| {
+        format!("POST /_cluster/stream HTTP/1.1\r\nhost: x\r\nx-sse-cluster-key: {key}\r\nconnection: upgrade\r\nupgrade: sse-cluster/1\r\ncontent-length: 0\r\n\r\n")
+    };
+    let (wrong, _) = ask(stream("not-the-secret")).await;
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    let (plain, _) =
+        ask(format!("POST /_cluster/stream HTTP/1.1\r\nhost: x\r\nx-sse-cluster-key: {KEY}\r\ncontent-length: 0\r\n\r\n")).await;
+    assert!(plain.starts_with("HTTP/1.1 426"), "{plain}");
+    // With the secret, a frame that is not a batch closes that stream, and only it.
+    let (ok, mut tcp) = ask(stream(KEY)).await;
+    assert!(ok.starts_with("HTTP/1.1 101"), "{ok}");
+    tcp.write_all(&[0, 0, 0, 5, 0, 0, 0, 9, 1]).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(3), tcp.read(&mut buf)).await.expect("closed").unwrap_or(0);
+    assert_eq!(n, 0, "the stream is closed without an answer");
+    let r = publish(&c.base(1), "guarded", "after", "x").await;
+    assert_eq!(r["delivered"], 1, "{r}");
+    assert_eq!(s1.next(Duration::from_secs(5)).await.unwrap().id.as_deref(), Some("after"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_drop_path_at_another_node_never_waits_for_the_body() {
     let _serial = SERIAL.lock().await;
     let c = Cluster::start(3).await;

@@ -1,9 +1,10 @@
 //! The messages between the nodes of a native cluster, beside the single-event [`Deliver`]
 //! (still what a Worker sends a topic object):
 //!
-//! - [`DeliverBatch`] (`POST /_cluster/deliver`): every event one node hands another in one
-//!   request, in the order they were published, and [`BatchAnswer`], what the receiving node's
-//!   connections took of each.
+//! - [`DeliverBatch`]: every event one node hands another at once, in the order they were
+//!   published, and [`BatchAnswer`], what the receiving node's connections took of each. They
+//!   travel as length-prefixed binary frames ([`frame`], [`take_frame`]) on a connection each
+//!   node keeps to each other (`POST /_cluster/stream`, upgraded), one batch in flight.
 //! - [`PlacementNotice`] (`POST /_cluster/placement`): the topics where a node's presence changed
 //!   (it gained or lost its first subscriber or tail), so every other node routes from memory.
 //!   `gen` orders one node's notices and its placement in Redis: a reader keeps whatever it
@@ -18,75 +19,134 @@ use crate::frame::Event;
 use crate::names;
 use crate::protocol::TopicResult;
 
-/// One event of a batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchedEvent {
-    pub topic: String,
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event: Option<String>,
-    pub ts: u64,
-    /// The per-topic retention sequence (retained topics).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seq: Option<u64>,
-    pub data: String,
+/// The version string of the node-to-node stream (the `upgrade` header of `/_cluster/stream`).
+pub const STREAM_PROTOCOL: &str = "sse-cluster/1";
+
+/// `payload` as a frame: its length (4 bytes, big-endian), then itself.
+pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    out.extend_from_slice(payload);
 }
 
-impl BatchedEvent {
-    pub fn of(ev: &Event, seq: Option<u64>) -> BatchedEvent {
-        BatchedEvent { topic: ev.topic.clone(), id: ev.id.clone(), event: ev.event.clone(), ts: ev.ts, seq, data: ev.data.clone() }
+/// Appends a frame whose payload `write` appends (no copy).
+pub fn frame_with(out: &mut Vec<u8>, write: impl FnOnce(&mut Vec<u8>)) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    write(out);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// The first whole frame's payload range in `buf` and the frame's length, if `buf` holds one.
+/// A frame longer than `max` is an error (the stream is then closed).
+pub fn take_frame(buf: &[u8], max: usize) -> Result<Option<(std::ops::Range<usize>, usize)>> {
+    let Some(head) = buf.get(..4) else { return Ok(None) };
+    let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+    if len > max {
+        return Err(GatewayError::PayloadTooLarge { max });
     }
+    Ok((buf.len() >= 4 + len).then_some((4..4 + len, 4 + len)))
+}
 
-    /// The event and its sequence.
-    pub fn into_parts(self) -> (Event, Option<u64>) {
-        (Event { topic: self.topic, id: self.id, event: self.event, data: self.data, ts: self.ts }, self.seq)
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Reads what [`put_str`] and the integer writers wrote.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(GatewayError::InvalidRequest("deliver batch: truncated".into()));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let b = self.bytes(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let b = self.bytes(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_be_bytes(a))
+    }
+    fn string(&mut self) -> Result<String> {
+        let n = self.u32()? as usize;
+        let b = self.bytes(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| GatewayError::InvalidRequest("deliver batch: not UTF-8".into()))
     }
 }
 
-/// Several events for one node, in publish order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeliverBatch {
-    pub events: Vec<BatchedEvent>,
-}
+/// Several events for one node, in publish order (binary; see [`DeliverBatch::write`]).
+pub struct DeliverBatch;
 
 impl DeliverBatch {
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("a batch serialises")
+    /// Writes the events: their count, then per event topic, id, event (empty: none), ts,
+    /// seq + 1 (0: none), data; strings as a 4-byte length and the bytes.
+    pub fn write<'a>(events: impl ExactSizeIterator<Item = (&'a Event, Option<u64>)>, out: &mut Vec<u8>) {
+        out.extend_from_slice(&(events.len() as u32).to_be_bytes());
+        for (e, seq) in events {
+            put_str(out, &e.topic);
+            put_str(out, &e.id);
+            put_str(out, e.event.as_deref().unwrap_or(""));
+            out.extend_from_slice(&e.ts.to_be_bytes());
+            out.extend_from_slice(&seq.map_or(0, |s| s.saturating_add(1)).to_be_bytes());
+            put_str(out, &e.data);
+        }
     }
 
-    /// Reads a batch, checking every name as a publish would.
-    pub fn decode(body: &str) -> Result<DeliverBatch> {
-        let batch: DeliverBatch = serde_json::from_str(body).map_err(|e| GatewayError::InvalidRequest(format!("deliver batch: {e}")))?;
-        for e in &batch.events {
-            names::check_topic(&e.topic)?;
-            names::check_id(&e.id)?;
-            if let Some(t) = &e.event {
-                names::check_event(t)?;
+    /// Reads them back, checking every name as a publish would.
+    pub fn read(buf: &[u8]) -> Result<Vec<(Event, Option<u64>)>> {
+        let mut r = Reader(buf);
+        let n = r.u32()? as usize;
+        let mut events = Vec::with_capacity(n.min(4096));
+        for _ in 0..n {
+            let topic = r.string()?;
+            names::check_topic(&topic)?;
+            let id = r.string()?;
+            names::check_id(&id)?;
+            let event = Some(r.string()?).filter(|e| !e.is_empty());
+            if let Some(e) = &event {
+                names::check_event(e)?;
             }
+            let ts = r.u64()?;
+            let seq = r.u64()?.checked_sub(1);
+            let data = r.string()?;
+            events.push((Event { topic, id, event, data, ts }, seq));
         }
-        Ok(batch)
+        if !r.0.is_empty() {
+            return Err(GatewayError::InvalidRequest("deliver batch: bytes after the last event".into()));
+        }
+        Ok(events)
     }
 }
 
 /// What one node did with each event of a batch, in the batch's order: how many of its
 /// connections took it, or `None` when nobody there subscribes to its topic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchAnswer {
-    pub delivered: Vec<Option<usize>>,
-}
+pub struct BatchAnswer;
 
 impl BatchAnswer {
-    pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("an answer serialises")
+    /// Writes the count, then per event its connections (`u32::MAX`: nobody there).
+    pub fn write(delivered: &[Option<usize>], out: &mut Vec<u8>) {
+        out.extend_from_slice(&(delivered.len() as u32).to_be_bytes());
+        for d in delivered {
+            out.extend_from_slice(&d.map_or(u32::MAX, |n| n.min(u32::MAX as usize - 1) as u32).to_be_bytes());
+        }
     }
 
-    /// The answer to a batch of `n` events; one of another length is an error.
-    pub fn decode(body: &str, n: usize) -> Result<Vec<TopicResult>> {
-        let a: BatchAnswer = serde_json::from_str(body).map_err(|e| GatewayError::InvalidRequest(format!("deliver answer: {e}")))?;
-        if a.delivered.len() != n {
-            return Err(GatewayError::InvalidRequest(format!("deliver answer: {} results for {n} events", a.delivered.len())));
+    /// Reads the answer to a batch of `n` events.
+    pub fn read(buf: &[u8], n: usize) -> Result<Vec<TopicResult>> {
+        let mut r = Reader(buf);
+        let got = r.u32()? as usize;
+        if got != n || r.0.len() != 4 * n {
+            return Err(GatewayError::InvalidRequest(format!("deliver answer: {got} results for {n} events")));
         }
-        Ok(a.delivered.into_iter().map(|c| TopicResult::of_delivery(c, false)).collect())
+        (0..n).map(|_| r.u32().map(|c| TopicResult::of_delivery((c != u32::MAX).then_some(c as usize), false))).collect()
     }
 }
 
@@ -155,29 +215,36 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_round_trips_in_order_with_sequences() {
-        let b =
-            DeliverBatch { events: vec![BatchedEvent::of(&ev("a", "1", "x\ny"), None), BatchedEvent::of(&ev("b", "2", "\"q\""), Some(9))] };
-        let back = DeliverBatch::decode(&b.encode()).unwrap();
-        assert_eq!(back, b);
-        let (e, seq) = back.events[1].clone().into_parts();
-        assert_eq!((e.topic.as_str(), e.data.as_str(), seq), ("b", "\"q\"", Some(9)));
-    }
-
-    #[test]
-    fn a_batch_with_a_bad_name_or_shape_is_refused() {
-        let bad = r#"{"events":[{"topic":"a b","id":"1","ts":1,"data":""}]}"#;
-        assert!(matches!(DeliverBatch::decode(bad), Err(GatewayError::InvalidTopic(_))));
-        assert!(matches!(DeliverBatch::decode("{"), Err(GatewayError::InvalidRequest(_))));
-        let bad_event = r#"{"events":[{"topic":"a","id":"1","event":"x\ny","ts":1,"data":""}]}"#;
-        assert!(DeliverBatch::decode(bad_event).is_err());
+    fn a_batch_round_trips_in_frames_and_refuses_damage() {
+        let tick = Event { event: Some("tick".into()), ..ev("b", "2", "") };
+        let events = vec![(ev("a", "1", "x\ny"), None), (tick, Some(0))];
+        let mut framed = Vec::new();
+        frame_with(&mut framed, |out| DeliverBatch::write(events.iter().map(|(e, s)| (e, *s)), out));
+        framed.extend_from_slice(&[0, 0]);
+        let (range, used) = take_frame(&framed, 1 << 20).unwrap().unwrap();
+        assert_eq!(used, framed.len() - 2);
+        let body = framed[range].to_vec();
+        assert_eq!(DeliverBatch::read(&body).unwrap(), events);
+        assert_eq!(take_frame(&framed[..10], 1 << 20).unwrap(), None);
+        assert!(take_frame(&framed, 8).is_err(), "over the limit");
+        assert!(DeliverBatch::read(&body[..body.len() - 1]).is_err(), "truncated");
+        let mut longer = body.clone();
+        longer.push(0);
+        assert!(DeliverBatch::read(&longer).is_err(), "trailing bytes");
+        let mut bad = Vec::new();
+        DeliverBatch::write(std::iter::once((&ev("a b", "1", ""), None)), &mut bad);
+        assert!(matches!(DeliverBatch::read(&bad), Err(GatewayError::InvalidTopic(_))));
+        let mut plain = Vec::new();
+        frame(&body, &mut plain);
+        assert_eq!(&plain[4..], &body[..]);
     }
 
     #[test]
     fn an_answer_must_have_one_result_per_event() {
-        let a = BatchAnswer { delivered: vec![Some(2), None] }.encode();
-        assert_eq!(BatchAnswer::decode(&a, 2).unwrap(), vec![TopicResult::Delivered(2), TopicResult::Dropped]);
-        assert!(BatchAnswer::decode(&a, 3).is_err());
+        let mut a = Vec::new();
+        BatchAnswer::write(&[Some(3), None], &mut a);
+        assert_eq!(BatchAnswer::read(&a, 2).unwrap(), vec![TopicResult::Delivered(3), TopicResult::Dropped]);
+        assert!(BatchAnswer::read(&a, 1).is_err());
     }
 
     #[test]

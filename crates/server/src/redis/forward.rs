@@ -1,11 +1,12 @@
 //! Between nodes, over HTTP/2 (cleartext, one multiplexed connection per peer), authenticated by
 //! the cluster secret:
 //!
-//! - `/_cluster/deliver`: events for the nodes that hold their topics. Each peer has one lane:
-//!   events queue there in publish order, and the lane sends whatever is waiting as one
-//!   [`DeliverBatch`] with one request in flight at a time, so under load many events share
-//!   one request, and a topic's events reach the peer in order. The peer answers how many of
-//!   its connections took each.
+//! - `/_cluster/stream`: events for the nodes that hold their topics. Each peer has one lane
+//!   with one connection to it (an HTTP/1.1 request upgraded to [`STREAM_PROTOCOL`], then binary
+//!   frames both ways): events queue in the lane in publish order, and the lane sends whatever
+//!   is waiting as one [`DeliverBatch`] frame, one in flight at a time, so under load many
+//!   events share one frame and a topic's events reach the peer in order. The peer answers with
+//!   a [`BatchAnswer`] frame: how many of its connections took each.
 //! - `/_cluster/placement`: a node's [`PlacementNotice`] (the placement cache, `cache.rs`).
 //! - `/_cluster/dropped`: tells a peer's tails that an event was dropped.
 //!
@@ -15,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::join_all;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,32 +24,32 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sse_core::frame::Event;
 use sse_core::protocol::answer::decode_error;
-use sse_core::protocol::cluster::{BatchAnswer, BatchedEvent, DeliverBatch, PlacementNotice};
+use sse_core::protocol::cluster::{frame_with, take_frame, BatchAnswer, DeliverBatch, PlacementNotice, STREAM_PROTOCOL};
 use sse_core::protocol::{DroppedNotice, TopicResult};
 use sse_core::{auth, GatewayError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::cache::Placement;
 use crate::hub::Hub;
-use crate::objects::{delivered, BoxFuture, HeaderLookup, InternalEndpoint, Peer, UnreadBody};
+use crate::objects::{delivered, BoxFuture, HeaderLookup, InternalEndpoint, Peer, PendingStream, StreamIo, UnreadBody};
 
 /// The header carrying the cluster secret.
 const KEY: &str = "x-sse-cluster-key";
 
 /// The calls, under `/_cluster/`.
-const DELIVER: &str = "deliver";
 const PLACEMENT: &str = "placement";
 const DROPPED: &str = "dropped";
 
 /// At most this many events, and about this much data, in one batch.
 const BATCH_EVENTS: usize = 512;
 const BATCH_BYTES: usize = 4 << 20;
-/// The largest body a node accepts from another (a full batch of events at the largest body
-/// size, JSON-escaped).
+/// The largest frame (or request body) a node accepts from another: a full batch.
 pub const INTERNAL_MAX_BODY: usize = 16 << 20;
 
 struct Job {
-    event: BatchedEvent,
+    event: Arc<(Event, Option<u64>)>,
     done: oneshot::Sender<TopicResult>,
 }
 
@@ -91,11 +92,12 @@ impl Forwarder {
         if peers.is_empty() {
             return TopicResult::Dropped;
         }
+        let event = Arc::new((ev.clone(), seq));
         let answers: Vec<_> = peers
             .iter()
             .map(|p| {
                 let (done, answer) = oneshot::channel();
-                let _ = self.lane(p).send(Job { event: BatchedEvent::of(ev, seq), done });
+                let _ = self.lane(p).send(Job { event: event.clone(), done });
                 answer
             })
             .collect();
@@ -116,43 +118,62 @@ impl Forwarder {
     /// Sends what waits for `peer`, one batch at a time, until the forwarder is dropped.
     async fn run_lane(self, peer: Peer, mut rx: mpsc::UnboundedReceiver<Job>) {
         let mut jobs = Vec::with_capacity(64);
+        let mut stream: Option<Stream> = None;
+        let mut out = Vec::new();
         while rx.recv_many(&mut jobs, BATCH_EVENTS).await > 0 {
+            // Let the publishes that are ready on this thread queue theirs too, so they share
+            // this frame (on a busy node, otherwise, most frames would carry one event).
+            tokio::task::yield_now().await;
+            while jobs.len() < BATCH_EVENTS {
+                match rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
             while !jobs.is_empty() {
                 let mut bytes = 0;
                 let n = jobs
                     .iter()
                     .position(|j| {
-                        bytes += j.event.data.len();
+                        bytes += j.event.0.data.len();
                         bytes > BATCH_BYTES
                     })
                     .unwrap_or(jobs.len())
                     .max(1);
                 let rest = jobs.split_off(n);
                 let batch = std::mem::replace(&mut jobs, rest);
-                self.send_batch(&peer, batch).await;
+                out.clear();
+                frame_with(&mut out, |o| DeliverBatch::write(batch.iter().map(|j| (&j.event.0, j.event.1)), o));
+                let answer = tokio::time::timeout(self.inner.timeout, self.exchange(&peer, &mut stream, &out, batch.len())).await;
+                match answer.unwrap_or_else(|_| Err(format!("no answer within {:?}", self.inner.timeout))) {
+                    Ok(results) => {
+                        for (job, r) in batch.into_iter().zip(results) {
+                            let _ = job.done.send(r);
+                        }
+                    }
+                    Err(e) => {
+                        // The connection's state is unknown: the next batch opens a new one.
+                        stream = None;
+                        let first = &batch[0].event.0;
+                        tracing::warn!(peer = %peer.node, addr = %peer.addr, events = batch.len(), topic = %first.topic, id = %first.id, error = %e, "forwarding events failed");
+                        for job in batch {
+                            let _ = job.done.send(TopicResult::Dropped);
+                        }
+                    }
+                }
             }
         }
     }
 
-    async fn send_batch(&self, peer: &Peer, batch: Vec<Job>) {
-        let n = batch.len();
-        let (events, dones): (Vec<_>, Vec<_>) = batch.into_iter().map(|j| (j.event, j.done)).unzip();
-        let first = (events[0].topic.clone(), events[0].id.clone());
-        let body = Bytes::from(DeliverBatch { events }.encode());
-        let answer = self.post(&peer.addr, DELIVER, body).await;
-        match answer.and_then(|body| BatchAnswer::decode(&body, n).map_err(|e| e.to_string())) {
-            Ok(results) => {
-                for (done, r) in dones.into_iter().zip(results) {
-                    let _ = done.send(r);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer.node, addr = %peer.addr, events = n, topic = %first.0, id = %first.1, error = %e, "forwarding events failed");
-                for done in dones {
-                    let _ = done.send(TopicResult::Dropped);
-                }
-            }
+    /// Sends one framed batch on the lane's stream (opened if needed) and reads its answer.
+    async fn exchange(&self, peer: &Peer, stream: &mut Option<Stream>, frame: &[u8], n: usize) -> Result<Vec<TopicResult>, String> {
+        if stream.is_none() {
+            *stream = Some(Stream::open(&peer.addr, &self.inner.secret).await?);
         }
+        let s = stream.as_mut().expect("opened");
+        s.io.write_all(frame).await.map_err(|e| e.to_string())?;
+        let payload = s.read_frame().await?;
+        BatchAnswer::read(&payload, n).map_err(|e| e.to_string())
     }
 
     /// Posts a call; the peer's `200` body, or why there is none.
@@ -217,18 +238,6 @@ impl Endpoint {
             return Err(GatewayError::Unauthorized);
         }
         match call {
-            DELIVER => {
-                let batch = DeliverBatch::decode(&body.await?)?;
-                let delivered = batch
-                    .events
-                    .into_iter()
-                    .map(|e| {
-                        let (ev, seq) = e.into_parts();
-                        delivered(&self.hub.deliver(&ev, seq))
-                    })
-                    .collect();
-                Ok(BatchAnswer { delivered }.encode())
-            }
             PLACEMENT => {
                 let notice = PlacementNotice::decode(&body.await?)?;
                 self.placement.apply_notice(notice);
@@ -247,5 +256,89 @@ impl Endpoint {
 impl InternalEndpoint for Endpoint {
     fn handle<'a>(&'a self, call: &'a str, header: HeaderLookup<'a>, body: UnreadBody) -> BoxFuture<'a, Result<String, GatewayError>> {
         Box::pin(self.call(call, header, body))
+    }
+
+    fn stream(&self, header: HeaderLookup<'_>, io: PendingStream) -> Result<BoxFuture<'static, ()>, GatewayError> {
+        let presented = header(KEY).unwrap_or_default();
+        if !auth::ct_eq(self.secret.as_bytes(), presented.as_bytes()) {
+            return Err(GatewayError::Unauthorized);
+        }
+        let hub = self.hub.clone();
+        Ok(Box::pin(async move {
+            if let Some(io) = io.await {
+                if let Err(e) = serve(hub, io).await {
+                    tracing::warn!(error = %e, "a node-to-node stream ended with an error");
+                }
+            }
+        }))
+    }
+}
+
+/// The receiving side of a lane: each batch frame delivered here, in order, and answered.
+async fn serve(hub: Arc<Hub>, mut io: Box<dyn StreamIo>) -> Result<(), String> {
+    let mut buf = BytesMut::with_capacity(16 << 10);
+    let mut out = Vec::new();
+    let mut delivered_here = Vec::new();
+    loop {
+        while let Some((range, used)) = take_frame(&buf, INTERNAL_MAX_BODY).map_err(|e| e.to_string())? {
+            let events = DeliverBatch::read(&buf[range]).map_err(|e| e.to_string())?;
+            buf.advance(used);
+            delivered_here.clear();
+            delivered_here.extend(events.iter().map(|(ev, seq)| delivered(&hub.deliver(ev, *seq))));
+            frame_with(&mut out, |o| BatchAnswer::write(&delivered_here, o));
+        }
+        if !out.is_empty() {
+            io.write_all(&out).await.map_err(|e| e.to_string())?;
+            out.clear();
+        }
+        if io.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
+            return Ok(());
+        }
+    }
+}
+
+/// The sending side's connection to a peer.
+struct Stream {
+    io: TcpStream,
+    buf: BytesMut,
+}
+
+impl Stream {
+    /// Connects and upgrades `POST /_cluster/stream`.
+    async fn open(addr: &str, secret: &str) -> Result<Stream, String> {
+        let io = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        io.set_nodelay(true).map_err(|e| e.to_string())?;
+        let mut s = Stream { io, buf: BytesMut::with_capacity(4 << 10) };
+        let head = format!(
+            "POST /_cluster/stream HTTP/1.1\r\nhost: {addr}\r\n{KEY}: {secret}\r\nconnection: upgrade\r\nupgrade: {STREAM_PROTOCOL}\r\ncontent-length: 0\r\n\r\n"
+        );
+        s.io.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+        let end = loop {
+            if let Some(i) = s.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if s.buf.len() > 16 << 10 || s.io.read_buf(&mut s.buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("the peer closed the stream's upgrade".into());
+            }
+        };
+        let status = String::from_utf8_lossy(&s.buf[..end.min(64)]).lines().next().unwrap_or_default().to_string();
+        if !status.starts_with("HTTP/1.1 101") {
+            return Err(format!("the peer refused the stream: {status}"));
+        }
+        s.buf.advance(end);
+        Ok(s)
+    }
+
+    async fn read_frame(&mut self) -> Result<Vec<u8>, String> {
+        loop {
+            if let Some((range, used)) = take_frame(&self.buf, INTERNAL_MAX_BODY).map_err(|e| e.to_string())? {
+                let payload = self.buf[range].to_vec();
+                self.buf.advance(used);
+                return Ok(payload);
+            }
+            if self.io.read_buf(&mut self.buf).await.map_err(|e| e.to_string())? == 0 {
+                return Err("the peer closed the stream".into());
+            }
+        }
     }
 }

@@ -201,7 +201,11 @@ impl Writer {
         if heartbeat_done {
             self.heartbeat(&mut pipe);
         }
-        self.stamp(&mut pipe);
+        // `#gen` moves only with presence (what routing reads), so the other nodes' syncs re-read
+        // this node's placement only when that changed.
+        if !changed.is_empty() {
+            self.stamp(&mut pipe);
+        }
         self.execute(pipe).await;
         if heartbeat_done {
             // Every topic held here, again (the index is idempotent): heals what Redis lost.
