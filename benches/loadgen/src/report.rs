@@ -255,6 +255,25 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
         }
         _ => g.push(Goal { name: CEILING, measured: "not measured in this run".into(), status: "n/a" }),
     }
+    // 1c. The cluster on many small topics (issue 16): a publish costs about what a single
+    // node's does, Redis and the forwards included; the cross-node p99 overhead beside it.
+    const CLUSTER: &str =
+        "cluster on 1,000 topics × 5: ≥ 0.9× a single node's deliveries per server CPU-second (three nodes and Redis counted)";
+    let t = "topics-1kx5";
+    match (v("cluster", t, "deliveries per server CPU-second"), v("native", t, "deliveries per server CPU-second")) {
+        (Some(c), Some(n)) => {
+            let p99 = match (v("cluster", t, "p99 latency ms"), v("native", t, "p99 latency ms")) {
+                (Some(a), Some(b)) => format!("; p99 {} vs {} ms (cross-node overhead {:+.2} ms)", fmt(a), fmt(b), a - b),
+                _ => String::new(),
+            };
+            g.push(Goal {
+                name: CLUSTER,
+                measured: format!("{t}: {} vs {} deliveries/CPU-s ({}){p99}", fmt(c), fmt(n), ratio(c, n)),
+                status: if c >= 0.9 * n { "met" } else { "missed" },
+            });
+        }
+        _ => g.push(Goal { name: CLUSTER, measured: "not measured in this run".into(), status: "n/a" }),
+    }
     // 2. Idle memory.
     let idle = first_scenario(figs, "native", "idle-");
     match idle.as_deref().and_then(|s| v("native", s, "KiB RSS per connection")) {
