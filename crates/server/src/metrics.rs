@@ -53,6 +53,33 @@ impl Pending {
     }
 }
 
+/// Writes measured by one writer between two [`Metrics::written_batch`]: the histogram's
+/// shared atomics are touched once per batch, not once per write.
+#[derive(Debug)]
+pub struct LatencyBatch {
+    counts: [u64; LATENCY_SLOTS],
+    sum_us: u64,
+    n: u64,
+}
+
+impl Default for LatencyBatch {
+    fn default() -> Self {
+        LatencyBatch { counts: [0; LATENCY_SLOTS], sum_us: 0, n: 0 }
+    }
+}
+
+impl LatencyBatch {
+    /// A write whose oldest frame was stamped `at` (0: nothing to measure), at `now`.
+    pub fn observe(&mut self, at: u64, now: u64) {
+        if at != 0 {
+            let us = now.saturating_sub(at) / 1_000;
+            self.counts[bucket_index(us)] += 1;
+            self.sum_us += us;
+            self.n += 1;
+        }
+    }
+}
+
 /// A histogram of atomics with the core's buckets.
 #[derive(Debug, Default)]
 struct AtomicHistogram {
@@ -130,6 +157,22 @@ impl Metrics {
         if at != 0 {
             self.latency.observe(mono_ns().saturating_sub(at) / 1_000);
         }
+    }
+
+    /// Adds what a writer measured since its last call ([`LatencyBatch`]), and clears it.
+    pub fn written_batch(&self, batch: &mut LatencyBatch) {
+        if batch.n == 0 {
+            return;
+        }
+        for (i, c) in batch.counts.iter_mut().enumerate() {
+            if *c > 0 {
+                self.latency.counts[i].fetch_add(*c, R);
+                *c = 0;
+            }
+        }
+        self.latency.sum_us.fetch_add(batch.sum_us, R);
+        batch.sum_us = 0;
+        batch.n = 0;
     }
 
     pub fn rejected(&self, code: &'static str) {

@@ -1,5 +1,8 @@
 //! A connection's outlet: a bounded queue of encoded frames and a close signal. The topic state
 //! (core) hands frames to [`QueueSink`] without waiting; the connection's task drains the queue.
+//! A bare-socket SSE connection is written by a writer instead ([`writer`]): its frames
+//! are staged for the writer, which writes them to the socket itself and leaves to the
+//! connection's task only what the socket does not take at once ([`Receiver::use_writer`]).
 //!
 //! One task serves a connection, so one waker per connection is enough: a frame, the end of the
 //! queue and a close all wake it through the [`Closer`]'s `AtomicWaker` (no lock, no list of
@@ -8,13 +11,19 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use sse_core::topic::{SendResult, Sink};
+use tokio::net::TcpStream;
+
+use crate::metrics::{mono_ns, LatencyBatch};
+pub(crate) mod writer;
+
+use writer::{push_chunk, write_now, Writer};
 
 /// Why a connection is being closed by the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +125,13 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// Whether `other` is this very frame (the same bytes, the same stamp).
+    pub fn same(&self, other: &Frame) -> bool {
+        self.bytes.as_ptr() == other.bytes.as_ptr() && self.bytes.len() == other.bytes.len() && self.published_at == other.published_at
+    }
+}
+
 impl From<Bytes> for Frame {
     fn from(bytes: Bytes) -> Frame {
         Frame { bytes, published_at: 0 }
@@ -138,10 +154,28 @@ pub struct QueueSink {
 /// A connection's queue of encoded frames: bounded, one receiver, a sender per topic. Idle, it
 /// holds no buffer at all (a subscriber spends most of its life idle, so this is most of what
 /// an idle connection costs).
+///
+/// Written by a writer (bare socket), the queue holds what the writer left to the connection's
+/// task; the writer writes to the socket only while the task does not (`task_owns`), so the
+/// bytes of two writes never mix.
 #[derive(Debug)]
-struct Queue {
+pub(crate) struct Queue {
     state: Mutex<QueueState>,
     capacity: usize,
+    closer: Arc<Closer>,
+    /// The writer and the socket, once the connection is written by a writer.
+    socket: OnceLock<Socket>,
+    /// The connection's task writes (its queue, `unsent`); the writer only queues. Always true
+    /// without a writer. Changed under the state's lock; read without it after a write.
+    task_owns: AtomicBool,
+    /// The writer is writing to the socket (outside the lock): the task must not, yet.
+    writing: AtomicBool,
+}
+
+#[derive(Debug)]
+struct Socket {
+    writer: Arc<Writer>,
+    stream: TcpStream,
 }
 
 #[derive(Debug, Default)]
@@ -150,11 +184,121 @@ struct QueueState {
     senders: usize,
     /// The receiver is gone.
     closed: bool,
+    /// Frames staged for the writer and not yet taken by it (they count in the queue's bound).
+    staged: usize,
+    /// Bytes of a write that the socket did not take, already framed: the task writes them
+    /// before anything queued.
+    unsent: Option<Bytes>,
 }
 
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stream(&self) -> &TcpStream {
+        &self.socket.get().expect("written by a writer").stream
+    }
+
+    /// The writer's turn for one frame staged for this connection: written straight to the
+    /// socket, unless the connection's task is writing (then queued for it). What the socket
+    /// does not take is left to the task.
+    pub(crate) fn deliver(&self, frame: &Frame, out: &mut Vec<u8>, latency: &mut LatencyBatch) {
+        {
+            let mut st = self.lock();
+            st.staged = st.staged.saturating_sub(1);
+            if st.closed {
+                return;
+            }
+            if self.task_owns.load(Ordering::Relaxed) {
+                st.frames.push_back(frame.bytes.clone());
+                drop(st);
+                self.closer.pending.queued(frame.published_at);
+                self.closer.waker.wake();
+                return;
+            }
+            self.writing.store(true, Ordering::Relaxed);
+        }
+        out.clear();
+        push_chunk(out, &frame.bytes);
+        self.write(out, frame.published_at, latency);
+    }
+
+    /// Several publishes waiting: queues `frame` for [`Queue::flush`]. True for the first
+    /// frame gathered (the connection then needs a flush).
+    pub(crate) fn gather(&self, frame: &Frame) -> bool {
+        let mut st = self.lock();
+        st.staged = st.staged.saturating_sub(1);
+        if st.closed {
+            return false;
+        }
+        st.frames.push_back(frame.bytes.clone());
+        let first = st.frames.len() == 1;
+        drop(st);
+        self.closer.pending.queued(frame.published_at);
+        if self.task_owns.load(Ordering::Relaxed) {
+            self.closer.waker.wake();
+            return false;
+        }
+        first
+    }
+
+    /// Writes what [`Queue::gather`] queued, in one write (unless the task writes now).
+    pub(crate) fn flush(&self, out: &mut Vec<u8>, latency: &mut LatencyBatch) {
+        out.clear();
+        {
+            let mut st = self.lock();
+            if st.closed || st.frames.is_empty() {
+                return;
+            }
+            if self.task_owns.load(Ordering::Relaxed) {
+                drop(st);
+                self.closer.waker.wake();
+                return;
+            }
+            for f in st.frames.drain(..) {
+                push_chunk(out, &f);
+            }
+            shrink(&mut st.frames);
+            self.writing.store(true, Ordering::Relaxed);
+        }
+        self.write(out, self.closer.pending.take(), latency);
+    }
+
+    /// Writes `out` (the writer, with `writing` set); what the socket does not take goes to the
+    /// task, which takes over the connection until it has written it.
+    fn write(&self, out: &[u8], at: u64, latency: &mut LatencyBatch) {
+        let n = write_now(self.stream(), out);
+        latency.observe(at, mono_ns());
+        if n < out.len() {
+            let mut st = self.lock();
+            if !st.closed {
+                st.unsent = Some(Bytes::copy_from_slice(&out[n..]));
+            }
+            self.task_owns.store(true, Ordering::SeqCst);
+            self.writing.store(false, Ordering::SeqCst);
+            drop(st);
+            self.closer.waker.wake();
+            return;
+        }
+        self.writing.store(false, Ordering::SeqCst);
+        // The task may have taken the connection over meanwhile (to close it): it waits for
+        // this write to end.
+        if self.task_owns.load(Ordering::SeqCst) {
+            self.closer.waker.wake();
+        }
+    }
+}
+
+/// The socket of a connection written by a writer, for its task (reads, and the writes the
+/// writer left to it).
+pub struct SocketRef(Arc<Queue>);
+
+impl std::ops::Deref for SocketRef {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        self.0.stream()
     }
 }
 
@@ -202,8 +346,13 @@ impl Receiver {
     /// ended, `None` if it is empty and may still get some.
     fn take(&mut self, limit: usize, mut each: impl FnMut(Bytes)) -> Option<usize> {
         let mut st = self.queue.lock();
+        let ended = st.senders == 0 && st.staged == 0;
+        if !self.queue.task_owns.load(Ordering::Relaxed) || self.queue.writing.load(Ordering::SeqCst) {
+            // The writer writes this connection (or is finishing a write): nothing for the task.
+            return (ended && st.frames.is_empty()).then_some(0);
+        }
         if st.frames.is_empty() {
-            return (st.senders == 0).then_some(0);
+            return ended.then_some(0);
         }
         let n = st.frames.len().min(limit.max(1));
         for f in st.frames.drain(..n) {
@@ -233,11 +382,57 @@ impl Receiver {
         n
     }
 
+    /// From now on the connection is written by `writer` on `stream` ([`writer`]). The
+    /// task keeps writing what is queued already, then hands the connection over
+    /// ([`Receiver::hand_back`]). Returns the socket, for the task.
+    pub fn use_writer(&mut self, writer: Arc<Writer>, stream: TcpStream) -> SocketRef {
+        let _st = self.queue.lock();
+        // Set under the lock: a sender sees the writer, or queues before it is set.
+        if self.queue.socket.set(Socket { writer, stream }).is_err() {
+            unreachable!("a connection gets one writer");
+        }
+        SocketRef(self.queue.clone())
+    }
+
+    /// Moves what the writer could not write onto `out`: true if there was some.
+    pub fn take_unsent(&mut self, out: &mut Vec<u8>) -> bool {
+        let Some(rest) = self.queue.lock().unsent.take() else { return false };
+        out.extend_from_slice(&rest);
+        true
+    }
+
+    /// After the task wrote everything it took: if nothing else is queued, the writer writes
+    /// the connection again.
+    pub fn hand_back(&mut self) {
+        if self.queue.socket.get().is_none() || self.closer.reason().is_some() {
+            return;
+        }
+        let st = self.queue.lock();
+        if st.frames.is_empty() && st.unsent.is_none() {
+            self.queue.task_owns.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The connection is being closed: the task takes it over from the writer, to write what is
+    /// queued and its last frame. False while the writer is still writing (the task is woken
+    /// when it is done).
+    pub fn claim(&mut self) -> bool {
+        if self.queue.socket.get().is_none() {
+            return true;
+        }
+        {
+            let _st = self.queue.lock();
+            self.queue.task_owns.store(true, Ordering::SeqCst);
+        }
+        !self.queue.writing.load(Ordering::SeqCst)
+    }
+
     /// Closes the queue: frames queued are dropped, senders get [`SendResult::Closed`].
     pub fn close(&mut self) {
         let mut st = self.queue.lock();
         st.closed = true;
         st.frames = VecDeque::new();
+        st.unsent = None;
     }
 }
 
@@ -256,8 +451,15 @@ fn shrink(frames: &mut VecDeque<Bytes>) {
 impl QueueSink {
     /// A queue of `capacity` frames: the sink, the receiver and the close signal.
     pub fn channel(capacity: usize) -> (QueueSink, Receiver, Arc<Closer>) {
-        let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }), capacity: capacity.max(1) });
         let closer = Arc::new(Closer::default());
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }),
+            capacity: capacity.max(1),
+            closer: closer.clone(),
+            socket: OnceLock::new(),
+            task_owns: AtomicBool::new(true),
+            writing: AtomicBool::new(false),
+        });
         (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue, closer: closer.clone() }, closer)
     }
 
@@ -296,11 +498,19 @@ impl Sink for QueueSink {
             if st.closed {
                 return SendResult::Closed;
             }
-            if st.frames.len() >= self.queue.capacity {
+            if st.frames.len() + st.staged >= self.queue.capacity {
                 drop(st);
                 // Too slow: the whole connection goes, not just this topic.
                 self.closer.close(CloseReason::Evicted);
                 return SendResult::Full;
+            }
+            if let Some(socket) = self.queue.socket.get() {
+                // Written by a writer: it gets the frame (once per publish for all of its
+                // connections) and writes it, or queues it if the task is writing.
+                st.staged += 1;
+                drop(st);
+                writer::stage(&socket.writer, frame, &self.queue);
+                return SendResult::Sent;
             }
             st.frames.push_back(frame.bytes.clone());
         }
