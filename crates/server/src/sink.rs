@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
@@ -155,22 +155,33 @@ pub struct QueueSink {
 /// holds no buffer at all (a subscriber spends most of its life idle, so this is most of what
 /// an idle connection costs).
 ///
-/// Written by a writer (bare socket), the queue holds what the writer left to the connection's
-/// task; the writer writes to the socket only while the task does not (`task_owns`), so the
-/// bytes of two writes never mix.
+/// Written by a writer (bare socket), the queue holds only what the writer left to the
+/// connection's task. The writer writes to the socket only while the task does not
+/// ([`TASK_OWNS`] clear), and the task only while the writer does not ([`WRITING`] clear): one
+/// control word holds both, so the bytes of two writes never mix. A frame goes through it
+/// without a lock: the lock guards the frames queued for the task.
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Queue {
-    state: Mutex<QueueState>,
-    capacity: usize,
-    closer: Arc<Closer>,
+    /// [`CLOSED`], [`TASK_OWNS`], [`WRITING`]. First, with what the writer reads next to it.
+    ctl: AtomicU32,
+    /// Frames accepted and not yet taken for a write (staged for the writer, or queued): what
+    /// the bound counts.
+    len: AtomicUsize,
     /// The writer and the socket, once the connection is written by a writer.
     socket: OnceLock<Socket>,
-    /// The connection's task writes (its queue, `unsent`); the writer only queues. Always true
-    /// without a writer. Changed under the state's lock; read without it after a write.
-    task_owns: AtomicBool,
-    /// The writer is writing to the socket (outside the lock): the task must not, yet.
-    writing: AtomicBool,
+    capacity: usize,
+    closer: Arc<Closer>,
+    state: Mutex<QueueState>,
 }
+
+/// The receiver is gone.
+const CLOSED: u32 = 1;
+/// The connection's task writes (its queue, `unsent`); a writer only queues for it. Always set
+/// without a writer.
+const TASK_OWNS: u32 = 2;
+/// A writer is writing to the socket: the task must not, yet.
+const WRITING: u32 = 4;
 
 #[derive(Debug)]
 struct Socket {
@@ -182,10 +193,6 @@ struct Socket {
 struct QueueState {
     frames: VecDeque<Bytes>,
     senders: usize,
-    /// The receiver is gone.
-    closed: bool,
-    /// Frames staged for the writer and not yet taken by it (they count in the queue's bound).
-    staged: usize,
     /// Bytes of a write that the socket did not take, already framed: the task writes them
     /// before anything queued.
     unsent: Option<Bytes>,
@@ -200,25 +207,38 @@ impl Queue {
         &self.socket.get().expect("written by a writer").stream
     }
 
+    fn taken(&self, n: usize) {
+        if n > 0 {
+            self.len.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
     /// The writer's turn for one frame staged for this connection: written straight to the
     /// socket, unless the connection's task is writing (then queued for it). What the socket
     /// does not take is left to the task.
     pub(crate) fn deliver(&self, frame: &Frame, out: &mut Vec<u8>, latency: &mut LatencyBatch) {
-        {
-            let mut st = self.lock();
-            st.staged = st.staged.saturating_sub(1);
-            if st.closed {
+        loop {
+            let c = self.ctl.load(Ordering::Acquire);
+            if c & CLOSED != 0 {
                 return;
             }
-            if self.task_owns.load(Ordering::Relaxed) {
+            if c & TASK_OWNS != 0 {
+                let mut st = self.lock();
+                // Handed back meanwhile (under this lock): write it after all.
+                if self.ctl.load(Ordering::Acquire) & TASK_OWNS == 0 {
+                    continue;
+                }
                 st.frames.push_back(frame.bytes.clone());
                 drop(st);
                 self.closer.pending.queued(frame.published_at);
                 self.closer.waker.wake();
                 return;
             }
-            self.writing.store(true, Ordering::Relaxed);
+            if self.ctl.compare_exchange(c, c | WRITING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                break;
+            }
         }
+        self.taken(1);
         out.clear();
         push_chunk(out, &frame.bytes);
         self.write(out, frame.published_at, latency);
@@ -228,15 +248,15 @@ impl Queue {
     /// frame gathered (the connection then needs a flush).
     pub(crate) fn gather(&self, frame: &Frame) -> bool {
         let mut st = self.lock();
-        st.staged = st.staged.saturating_sub(1);
-        if st.closed {
+        let c = self.ctl.load(Ordering::Acquire);
+        if c & CLOSED != 0 {
             return false;
         }
         st.frames.push_back(frame.bytes.clone());
         let first = st.frames.len() == 1;
         drop(st);
         self.closer.pending.queued(frame.published_at);
-        if self.task_owns.load(Ordering::Relaxed) {
+        if c & TASK_OWNS != 0 {
             self.closer.waker.wake();
             return false;
         }
@@ -248,43 +268,44 @@ impl Queue {
         out.clear();
         {
             let mut st = self.lock();
-            if st.closed || st.frames.is_empty() {
+            let c = self.ctl.load(Ordering::Acquire);
+            if c & CLOSED != 0 || st.frames.is_empty() {
                 return;
             }
-            if self.task_owns.load(Ordering::Relaxed) {
+            if c & TASK_OWNS != 0 || self.ctl.compare_exchange(c, c | WRITING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                // The task took the connection over (to close it): the frames are its own.
                 drop(st);
                 self.closer.waker.wake();
                 return;
             }
+            let n = st.frames.len();
             for f in st.frames.drain(..) {
                 push_chunk(out, &f);
             }
             shrink(&mut st.frames);
-            self.writing.store(true, Ordering::Relaxed);
+            self.taken(n);
         }
         self.write(out, self.closer.pending.take(), latency);
     }
 
-    /// Writes `out` (the writer, with `writing` set); what the socket does not take goes to the
-    /// task, which takes over the connection until it has written it.
+    /// Writes `out` (the writer, with [`WRITING`] set); what the socket does not take goes to
+    /// the task, which takes over the connection until it has written it.
     fn write(&self, out: &[u8], at: u64, latency: &mut LatencyBatch) {
         let n = write_now(self.stream(), out);
         latency.observe(at, mono_ns());
         if n < out.len() {
             let mut st = self.lock();
-            if !st.closed {
+            if self.ctl.load(Ordering::Acquire) & CLOSED == 0 {
                 st.unsent = Some(Bytes::copy_from_slice(&out[n..]));
             }
-            self.task_owns.store(true, Ordering::SeqCst);
-            self.writing.store(false, Ordering::SeqCst);
+            let _ = self.ctl.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some((c | TASK_OWNS) & !WRITING));
             drop(st);
             self.closer.waker.wake();
             return;
         }
-        self.writing.store(false, Ordering::SeqCst);
         // The task may have taken the connection over meanwhile (to close it): it waits for
         // this write to end.
-        if self.task_owns.load(Ordering::SeqCst) {
+        if self.ctl.fetch_and(!WRITING, Ordering::AcqRel) & TASK_OWNS != 0 {
             self.closer.waker.wake();
         }
     }
@@ -346,10 +367,10 @@ impl Receiver {
     /// ended, `None` if it is empty and may still get some.
     fn take(&mut self, limit: usize, mut each: impl FnMut(Bytes)) -> Option<usize> {
         let mut st = self.queue.lock();
-        let ended = st.senders == 0 && st.staged == 0;
-        if !self.queue.task_owns.load(Ordering::Relaxed) || self.queue.writing.load(Ordering::SeqCst) {
+        let ended = st.senders == 0 && self.queue.len.load(Ordering::Acquire) == 0;
+        if self.queue.ctl.load(Ordering::Acquire) & (TASK_OWNS | WRITING) != TASK_OWNS {
             // The writer writes this connection (or is finishing a write): nothing for the task.
-            return (ended && st.frames.is_empty()).then_some(0);
+            return ended.then_some(0);
         }
         if st.frames.is_empty() {
             return ended.then_some(0);
@@ -359,6 +380,7 @@ impl Receiver {
             each(f);
         }
         shrink(&mut st.frames);
+        self.queue.taken(n);
         Some(n)
     }
 
@@ -367,6 +389,7 @@ impl Receiver {
         let mut st = self.queue.lock();
         let f = st.frames.pop_front().ok_or(Empty)?;
         shrink(&mut st.frames);
+        self.queue.taken(1);
         Ok(f)
     }
 
@@ -379,6 +402,7 @@ impl Receiver {
             each(f);
         }
         shrink(&mut st.frames);
+        self.queue.taken(n);
         n
     }
 
@@ -409,7 +433,7 @@ impl Receiver {
         }
         let st = self.queue.lock();
         if st.frames.is_empty() && st.unsent.is_none() {
-            self.queue.task_owns.store(false, Ordering::SeqCst);
+            self.queue.ctl.fetch_and(!TASK_OWNS, Ordering::AcqRel);
         }
     }
 
@@ -417,20 +441,13 @@ impl Receiver {
     /// queued and its last frame. False while the writer is still writing (the task is woken
     /// when it is done).
     pub fn claim(&mut self) -> bool {
-        if self.queue.socket.get().is_none() {
-            return true;
-        }
-        {
-            let _st = self.queue.lock();
-            self.queue.task_owns.store(true, Ordering::SeqCst);
-        }
-        !self.queue.writing.load(Ordering::SeqCst)
+        self.queue.ctl.fetch_or(TASK_OWNS, Ordering::AcqRel) & WRITING == 0
     }
 
     /// Closes the queue: frames queued are dropped, senders get [`SendResult::Closed`].
     pub fn close(&mut self) {
         let mut st = self.queue.lock();
-        st.closed = true;
+        self.queue.ctl.fetch_or(CLOSED, Ordering::AcqRel);
         st.frames = VecDeque::new();
         st.unsent = None;
     }
@@ -457,8 +474,8 @@ impl QueueSink {
             capacity: capacity.max(1),
             closer: closer.clone(),
             socket: OnceLock::new(),
-            task_owns: AtomicBool::new(true),
-            writing: AtomicBool::new(false),
+            ctl: AtomicU32::new(TASK_OWNS),
+            len: AtomicUsize::new(0),
         });
         (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue, closer: closer.clone() }, closer)
     }
@@ -493,29 +510,34 @@ impl Sink for QueueSink {
     type Frame = Frame;
 
     fn try_send(&mut self, frame: &Frame) -> SendResult {
-        {
-            let mut st = self.queue.lock();
-            if st.closed {
-                return SendResult::Closed;
-            }
-            if st.frames.len() + st.staged >= self.queue.capacity {
+        let q = &*self.queue;
+        if q.ctl.load(Ordering::Acquire) & CLOSED != 0 {
+            return SendResult::Closed;
+        }
+        if q.len.fetch_add(1, Ordering::AcqRel) >= q.capacity {
+            q.taken(1);
+            // Too slow: the whole connection goes, not just this topic.
+            self.closer.close(CloseReason::Evicted);
+            return SendResult::Full;
+        }
+        let mut socket = q.socket.get();
+        if socket.is_none() {
+            let mut st = q.lock();
+            // The writer is set under this lock: a frame is queued before it, or staged after.
+            socket = q.socket.get();
+            if socket.is_none() {
+                st.frames.push_back(frame.bytes.clone());
                 drop(st);
-                // Too slow: the whole connection goes, not just this topic.
-                self.closer.close(CloseReason::Evicted);
-                return SendResult::Full;
-            }
-            if let Some(socket) = self.queue.socket.get() {
-                // Written by a writer: it gets the frame (once per publish for all of its
-                // connections) and writes it, or queues it if the task is writing.
-                st.staged += 1;
-                drop(st);
-                writer::stage(&socket.writer, frame, &self.queue);
+                self.closer.waker.wake();
+                self.closer.pending.queued(frame.published_at);
                 return SendResult::Sent;
             }
-            st.frames.push_back(frame.bytes.clone());
         }
-        self.closer.waker.wake();
-        self.closer.pending.queued(frame.published_at);
+        if let Some(socket) = socket {
+            // Written by a writer: it gets the frame (once per publish for all of its
+            // connections) and writes it, or queues it if the task is writing.
+            writer::stage(&socket.writer, frame, &self.queue);
+        }
         SendResult::Sent
     }
 }
