@@ -20,7 +20,7 @@ use futures_util::task::AtomicWaker;
 use sse_core::topic::{SendResult, Sink};
 use tokio::net::TcpStream;
 
-use crate::metrics::{mono_ns, LatencyBatch};
+use crate::metrics::LatencyBatch;
 pub(crate) mod writer;
 
 use writer::{push_chunk, write_now, Writer};
@@ -292,7 +292,7 @@ impl Queue {
     /// the task, which takes over the connection until it has written it.
     fn write(&self, out: &[u8], at: u64, latency: &mut LatencyBatch) {
         let n = write_now(self.stream(), out);
-        latency.observe(at, mono_ns());
+        latency.observe(at);
         if n < out.len() {
             let mut st = self.lock();
             if self.ctl.load(Ordering::Acquire) & CLOSED == 0 {
