@@ -313,7 +313,7 @@ impl Queue {
 
 /// The socket of a connection written by a writer, for its task (reads, and the writes the
 /// writer left to it).
-pub struct SocketRef(Arc<Queue>);
+pub(crate) struct SocketRef(Arc<Queue>);
 
 impl std::ops::Deref for SocketRef {
     type Target = TcpStream;
@@ -409,7 +409,7 @@ impl Receiver {
     /// From now on the connection is written by `writer` on `stream` ([`writer`]). The
     /// task keeps writing what is queued already, then hands the connection over
     /// ([`Receiver::hand_back`]). Returns the socket, for the task.
-    pub fn use_writer(&mut self, writer: Arc<Writer>, stream: TcpStream) -> SocketRef {
+    pub(crate) fn use_writer(&mut self, writer: Arc<Writer>, stream: TcpStream) -> SocketRef {
         let _st = self.queue.lock();
         // Set under the lock: a sender sees the writer, or queues before it is set.
         if self.queue.socket.set(Socket { writer, stream }).is_err() {
@@ -419,7 +419,7 @@ impl Receiver {
     }
 
     /// Moves what the writer could not write onto `out`: true if there was some.
-    pub fn take_unsent(&mut self, out: &mut Vec<u8>) -> bool {
+    pub(crate) fn take_unsent(&mut self, out: &mut Vec<u8>) -> bool {
         let Some(rest) = self.queue.lock().unsent.take() else { return false };
         out.extend_from_slice(&rest);
         true
@@ -427,7 +427,7 @@ impl Receiver {
 
     /// After the task wrote everything it took: if nothing else is queued, the writer writes
     /// the connection again.
-    pub fn hand_back(&mut self) {
+    pub(crate) fn hand_back(&mut self) {
         if self.queue.socket.get().is_none() || self.closer.reason().is_some() {
             return;
         }
@@ -440,7 +440,7 @@ impl Receiver {
     /// The connection is being closed: the task takes it over from the writer, to write what is
     /// queued and its last frame. False while the writer is still writing (the task is woken
     /// when it is done).
-    pub fn claim(&mut self) -> bool {
+    pub(crate) fn claim(&mut self) -> bool {
         self.queue.ctl.fetch_or(TASK_OWNS, Ordering::AcqRel) & WRITING == 0
     }
 
