@@ -9,7 +9,7 @@ use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use sse_core::frame::{Event, Format};
@@ -22,6 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::clock;
 use crate::metrics::{self, Metrics};
+use crate::sink::writer::{Scope, Writers};
 use crate::sink::{CloseReason, Frame, QueueSink};
 
 const SHARDS: usize = 64;
@@ -78,7 +79,9 @@ pub struct Hub {
     retained: RetainedTopics,
     counters: Counters,
     /// This node's counters (`/metrics`, `/admin/api/stats`).
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// The writers of this node's bare-socket connections.
+    pub writers: Writers,
 }
 
 /// Whether new connections are let in.
@@ -126,6 +129,7 @@ impl Hub {
     /// A hub and the receiving end of its changes.
     pub fn new(max_per_topic: usize) -> (Hub, mpsc::UnboundedReceiver<Change>) {
         let (changes, rx) = mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::new());
         let hub = Hub {
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             hasher: RandomState::new(),
@@ -134,7 +138,8 @@ impl Hub {
             admission: Admission::default(),
             retained: RetainedTopics { which: Retention::none(), store: Store::Streams },
             counters: Counters::default(),
-            metrics: Metrics::new(),
+            writers: Writers::new(metrics.clone()),
+            metrics,
         };
         (hub, rx)
     }
@@ -250,6 +255,7 @@ impl Hub {
     /// (core `deliver_live`). Later live copies of replayed events are skipped by the topic.
     pub fn finish_resume(&self, topic: &str, conn_id: &str, last_id: &str, snapshot: Option<Snapshot>) -> Vec<Bytes> {
         let mut topics = self.shard(topic);
+        let _staged = Scope::enter();
         let Some(state) = topics.get_mut(topic) else { return Vec::new() };
         let Some(info) = state.get(conn_id).map(|c| c.info.clone()) else { return Vec::new() };
         let resumer = resumer(topic, last_id, &info);
@@ -294,7 +300,9 @@ impl Hub {
 
     /// Tells this node's tails of `topic` that an event was dropped.
     pub fn notify_dropped(&self, topic: &str, id: &str, ts: u64) {
-        if let Some(state) = self.shard(topic).get_mut(topic) {
+        let mut topics = self.shard(topic);
+        let _staged = Scope::enter();
+        if let Some(state) = topics.get_mut(topic) {
             state.notify_dropped(id, ts);
         }
     }
@@ -304,6 +312,9 @@ impl Hub {
     /// in use. `Dropped`: nobody subscribes here (the tails were told).
     pub fn publish(&self, ev: &Event) -> Outcome {
         let mut topics = self.shard(&ev.topic);
+        // Declared after the lock, so it ends first: the writers get this publish's frames
+        // before the topic's next publish can stage its own.
+        let _staged = Scope::enter();
         if let (Some(window), Some(mut rings)) = (self.window(&ev.topic), self.rings(&ev.topic)) {
             rings.entry(ev.topic.clone()).or_insert_with(|| ReplayBuffer::new(window)).push(ev, clock::now_ms());
         }
@@ -322,6 +333,7 @@ impl Hub {
     /// means this node delivered it to nobody.
     pub fn deliver(&self, ev: &Event, seq: Option<u64>) -> Outcome {
         let mut topics = self.shard(&ev.topic);
+        let _staged = Scope::enter();
         let Some(state) = topics.get_mut(&ev.topic) else { return Outcome::Dropped };
         if !state.is_live() {
             state.notify_published(ev);
@@ -367,11 +379,13 @@ impl Hub {
         let now = clock::now_ms();
         for (i, shard) in self.shards.iter().enumerate() {
             let mut topics = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let staged = Scope::enter();
             topics.retain(|topic, state| {
                 let removed = state.keepalive();
                 self.removed(topic, &removed);
                 !state.is_empty()
             });
+            drop(staged);
             for (topic, state) in topics.iter() {
                 self.report(Change::Snapshot(snapshot(topic, state)));
             }

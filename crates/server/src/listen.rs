@@ -34,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::http::{self, respond};
+use crate::sink::writer::{push_chunk, Writer};
 use crate::sink::CloseReason;
 use crate::state::GatewayState;
 use crate::subscriber::{Connection, SseWrite};
@@ -209,7 +210,7 @@ async fn sse(inner: &Arc<GatewayState>, stream: TcpStream, req: SseRequest) {
     conn.written();
     // The rest of the connection's life in a task of its own: this one (opening the
     // subscription, reading the head) is larger, and ends here.
-    tokio::spawn(stream_queue(stream, conn));
+    tokio::spawn(stream_queue(stream, conn, inner.hub.writers.assign()));
 }
 
 /// A write buffer up to this size is kept for the connection's next write (most events are
@@ -223,15 +224,25 @@ enum Next {
     Readable(io::Result<()>),
 }
 
-async fn stream_queue(stream: TcpStream, mut conn: Connection) {
+async fn stream_queue(stream: TcpStream, mut conn: Connection, writer: Arc<Writer>) {
+    // From here on the writer writes the connection's frames; this task writes only what the
+    // writer leaves to it (what a socket did not take at once, the last frames of a close), and
+    // watches the socket for the client going away.
+    let stream = conn.rx.use_writer(writer, stream);
+    conn.rx.hand_back();
     let mut out = Vec::new();
     loop {
-        // Every frame already queued goes out in the same write, each its own chunk. One poll
-        // watches the queue (and a close) first, then the socket: no future is built per event.
+        // Every frame queued goes out in the same write, each its own chunk, after what the
+        // writer could not write. One poll watches the queue (and a close) first, then the
+        // socket: no future is built per wake.
         out.clear();
         let next = poll_fn(|cx| {
+            let unsent = conn.rx.take_unsent(&mut out);
             if let Poll::Ready(write) = conn.poll_sse_write(cx, |f| push_chunk(&mut out, &f)) {
                 return Poll::Ready(Next::Write(write));
+            }
+            if unsent {
+                return Poll::Ready(Next::Write(SseWrite::Frames));
             }
             stream.poll_read_ready(cx).map(Next::Readable)
         })
@@ -248,6 +259,7 @@ async fn stream_queue(stream: TcpStream, mut conn: Connection) {
                     return;
                 }
                 conn.written();
+                conn.rx.hand_back();
             }
             Next::Write(SseWrite::Last) => {
                 out.extend_from_slice(b"0\r\n\r\n");
@@ -304,30 +316,6 @@ async fn write_all(stream: &TcpStream, conn: Option<&Connection>, mut buf: &[u8]
         }
     }
     Ok(())
-}
-
-/// Appends `data` as one HTTP/1.1 chunk (nothing for no bytes: an empty chunk ends the body).
-fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
-    if data.is_empty() {
-        return;
-    }
-    out.reserve(data.len() + 20);
-    // The size in hex, without the formatting machinery (this runs once per delivery).
-    let mut digits = [0u8; 16];
-    let mut n = data.len();
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b"0123456789abcdef"[n & 0xf];
-        n >>= 4;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// The status line and headers of `resp` (built by `respond`, as on the hyper path), plus
@@ -444,21 +432,6 @@ mod tests {
             "GET /sse HTTP/1.1\r\nx-sse-topic: a\0b\r\n\r\n",
         ] {
             assert!(matches!(sniff(other.as_bytes()), Sniff::Other), "{other:?} goes to hyper");
-        }
-    }
-
-    #[test]
-    fn frames_become_chunks() {
-        let mut out = Vec::new();
-        push_chunk(&mut out, b"data: a\n\n");
-        push_chunk(&mut out, b"");
-        push_chunk(&mut out, &[b'x'; 300]);
-        let want = [&b"9\r\ndata: a\n\n\r\n12c\r\n"[..], &[b'x'; 300], b"\r\n"].concat();
-        assert_eq!(out, want, "an empty frame writes no chunk: it would end the body");
-        for len in [1usize, 15, 16, 255, 4096, 65_535, 1 << 20] {
-            let mut out = Vec::new();
-            push_chunk(&mut out, &vec![b'y'; len]);
-            assert!(out.starts_with(format!("{len:x}\r\n").as_bytes()), "{len}");
         }
     }
 

@@ -53,6 +53,51 @@ impl Pending {
     }
 }
 
+/// Writes measured by one writer between two [`Metrics::written_batch`]: the histogram's
+/// shared atomics are touched once per batch, not once per write, and the clock is read once
+/// per [`CLOCK_READS_EVERY`] writes (a few µs apart; the first bucket is 500 µs).
+#[derive(Debug)]
+pub struct LatencyBatch {
+    counts: [u64; LATENCY_SLOTS],
+    sum_us: u64,
+    n: u64,
+    now: u64,
+    /// Writes left before the clock is read again.
+    fresh: u32,
+}
+
+/// See [`LatencyBatch`].
+const CLOCK_READS_EVERY: u32 = 16;
+
+impl Default for LatencyBatch {
+    fn default() -> Self {
+        LatencyBatch { counts: [0; LATENCY_SLOTS], sum_us: 0, n: 0, now: 0, fresh: 0 }
+    }
+}
+
+impl LatencyBatch {
+    /// A write whose oldest frame was stamped `at` (0: nothing to measure).
+    pub fn observe(&mut self, at: u64) {
+        if at == 0 {
+            return;
+        }
+        if self.fresh == 0 {
+            self.now = mono_ns();
+            self.fresh = CLOCK_READS_EVERY;
+        }
+        self.fresh -= 1;
+        let us = self.now.saturating_sub(at) / 1_000;
+        self.counts[bucket_index(us)] += 1;
+        self.sum_us += us;
+        self.n += 1;
+    }
+
+    /// The writer is about to wait or yield: the next write reads the clock again.
+    pub fn stale(&mut self) {
+        self.fresh = 0;
+    }
+}
+
 /// A histogram of atomics with the core's buckets.
 #[derive(Debug, Default)]
 struct AtomicHistogram {
@@ -130,6 +175,22 @@ impl Metrics {
         if at != 0 {
             self.latency.observe(mono_ns().saturating_sub(at) / 1_000);
         }
+    }
+
+    /// Adds what a writer measured since its last call ([`LatencyBatch`]), and clears it.
+    pub fn written_batch(&self, batch: &mut LatencyBatch) {
+        if batch.n == 0 {
+            return;
+        }
+        for (i, c) in batch.counts.iter_mut().enumerate() {
+            if *c > 0 {
+                self.latency.counts[i].fetch_add(*c, R);
+                *c = 0;
+            }
+        }
+        self.latency.sum_us.fetch_add(batch.sum_us, R);
+        batch.sum_us = 0;
+        batch.n = 0;
     }
 
     pub fn rejected(&self, code: &'static str) {

@@ -1,5 +1,8 @@
 //! A connection's outlet: a bounded queue of encoded frames and a close signal. The topic state
 //! (core) hands frames to [`QueueSink`] without waiting; the connection's task drains the queue.
+//! A bare-socket SSE connection is written by a writer instead ([`writer`]): its frames
+//! are staged for the writer, which writes them to the socket itself and leaves to the
+//! connection's task only what the socket does not take at once ([`Receiver::use_writer`]).
 //!
 //! One task serves a connection, so one waker per connection is enough: a frame, the end of the
 //! queue and a close all wake it through the [`Closer`]'s `AtomicWaker` (no lock, no list of
@@ -8,13 +11,19 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::task::AtomicWaker;
 use sse_core::topic::{SendResult, Sink};
+use tokio::net::TcpStream;
+
+use crate::metrics::LatencyBatch;
+pub(crate) mod writer;
+
+use writer::{push_chunk, write_now, Writer};
 
 /// Why a connection is being closed by the gateway.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,6 +125,13 @@ impl Frame {
     }
 }
 
+impl Frame {
+    /// Whether `other` is this very frame (the same bytes, the same stamp).
+    pub fn same(&self, other: &Frame) -> bool {
+        self.bytes.as_ptr() == other.bytes.as_ptr() && self.bytes.len() == other.bytes.len() && self.published_at == other.published_at
+    }
+}
+
 impl From<Bytes> for Frame {
     fn from(bytes: Bytes) -> Frame {
         Frame { bytes, published_at: 0 }
@@ -138,23 +154,172 @@ pub struct QueueSink {
 /// A connection's queue of encoded frames: bounded, one receiver, a sender per topic. Idle, it
 /// holds no buffer at all (a subscriber spends most of its life idle, so this is most of what
 /// an idle connection costs).
+///
+/// Written by a writer (bare socket), the queue holds only what the writer left to the
+/// connection's task. The writer writes to the socket only while the task does not
+/// ([`TASK_OWNS`] clear), and the task only while the writer does not ([`WRITING`] clear): one
+/// control word holds both, so the bytes of two writes never mix. A frame goes through it
+/// without a lock: the lock guards the frames queued for the task.
 #[derive(Debug)]
-struct Queue {
-    state: Mutex<QueueState>,
+#[repr(C)]
+pub(crate) struct Queue {
+    /// [`CLOSED`], [`TASK_OWNS`], [`WRITING`]. First, with what the writer reads next to it.
+    ctl: AtomicU32,
+    /// Frames accepted and not yet taken for a write (staged for the writer, or queued): what
+    /// the bound counts.
+    len: AtomicUsize,
+    /// The writer and the socket, once the connection is written by a writer.
+    socket: OnceLock<Socket>,
     capacity: usize,
+    closer: Arc<Closer>,
+    state: Mutex<QueueState>,
+}
+
+/// The receiver is gone.
+const CLOSED: u32 = 1;
+/// The connection's task writes (its queue, `unsent`); a writer only queues for it. Always set
+/// without a writer.
+const TASK_OWNS: u32 = 2;
+/// A writer is writing to the socket: the task must not, yet.
+const WRITING: u32 = 4;
+
+#[derive(Debug)]
+struct Socket {
+    writer: Arc<Writer>,
+    stream: TcpStream,
 }
 
 #[derive(Debug, Default)]
 struct QueueState {
     frames: VecDeque<Bytes>,
     senders: usize,
-    /// The receiver is gone.
-    closed: bool,
+    /// Bytes of a write that the socket did not take, already framed: the task writes them
+    /// before anything queued.
+    unsent: Option<Bytes>,
 }
 
 impl Queue {
     fn lock(&self) -> MutexGuard<'_, QueueState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn stream(&self) -> &TcpStream {
+        &self.socket.get().expect("written by a writer").stream
+    }
+
+    fn taken(&self, n: usize) {
+        if n > 0 {
+            self.len.fetch_sub(n, Ordering::AcqRel);
+        }
+    }
+
+    /// The writer's turn for one frame staged for this connection: written straight to the
+    /// socket, unless the connection's task is writing (then queued for it). What the socket
+    /// does not take is left to the task.
+    pub(crate) fn deliver(&self, frame: &Frame, out: &mut Vec<u8>, latency: &mut LatencyBatch) {
+        loop {
+            let c = self.ctl.load(Ordering::Acquire);
+            if c & CLOSED != 0 {
+                return;
+            }
+            if c & TASK_OWNS != 0 {
+                let mut st = self.lock();
+                // Handed back meanwhile (under this lock): write it after all.
+                if self.ctl.load(Ordering::Acquire) & TASK_OWNS == 0 {
+                    continue;
+                }
+                st.frames.push_back(frame.bytes.clone());
+                drop(st);
+                self.closer.pending.queued(frame.published_at);
+                self.closer.waker.wake();
+                return;
+            }
+            if self.ctl.compare_exchange(c, c | WRITING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                break;
+            }
+        }
+        self.taken(1);
+        out.clear();
+        push_chunk(out, &frame.bytes);
+        self.write(out, frame.published_at, latency);
+    }
+
+    /// Several publishes waiting: queues `frame` for [`Queue::flush`]. True for the first
+    /// frame gathered (the connection then needs a flush).
+    pub(crate) fn gather(&self, frame: &Frame) -> bool {
+        let mut st = self.lock();
+        let c = self.ctl.load(Ordering::Acquire);
+        if c & CLOSED != 0 {
+            return false;
+        }
+        st.frames.push_back(frame.bytes.clone());
+        let first = st.frames.len() == 1;
+        drop(st);
+        self.closer.pending.queued(frame.published_at);
+        if c & TASK_OWNS != 0 {
+            self.closer.waker.wake();
+            return false;
+        }
+        first
+    }
+
+    /// Writes what [`Queue::gather`] queued, in one write (unless the task writes now).
+    pub(crate) fn flush(&self, out: &mut Vec<u8>, latency: &mut LatencyBatch) {
+        out.clear();
+        {
+            let mut st = self.lock();
+            let c = self.ctl.load(Ordering::Acquire);
+            if c & CLOSED != 0 || st.frames.is_empty() {
+                return;
+            }
+            if c & TASK_OWNS != 0 || self.ctl.compare_exchange(c, c | WRITING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+                // The task took the connection over (to close it): the frames are its own.
+                drop(st);
+                self.closer.waker.wake();
+                return;
+            }
+            let n = st.frames.len();
+            for f in st.frames.drain(..) {
+                push_chunk(out, &f);
+            }
+            shrink(&mut st.frames);
+            self.taken(n);
+        }
+        self.write(out, self.closer.pending.take(), latency);
+    }
+
+    /// Writes `out` (the writer, with [`WRITING`] set); what the socket does not take goes to
+    /// the task, which takes over the connection until it has written it.
+    fn write(&self, out: &[u8], at: u64, latency: &mut LatencyBatch) {
+        let n = write_now(self.stream(), out);
+        latency.observe(at);
+        if n < out.len() {
+            let mut st = self.lock();
+            if self.ctl.load(Ordering::Acquire) & CLOSED == 0 {
+                st.unsent = Some(Bytes::copy_from_slice(&out[n..]));
+            }
+            let _ = self.ctl.fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some((c | TASK_OWNS) & !WRITING));
+            drop(st);
+            self.closer.waker.wake();
+            return;
+        }
+        // The task may have taken the connection over meanwhile (to close it): it waits for
+        // this write to end.
+        if self.ctl.fetch_and(!WRITING, Ordering::AcqRel) & TASK_OWNS != 0 {
+            self.closer.waker.wake();
+        }
+    }
+}
+
+/// The socket of a connection written by a writer, for its task (reads, and the writes the
+/// writer left to it).
+pub(crate) struct SocketRef(Arc<Queue>);
+
+impl std::ops::Deref for SocketRef {
+    type Target = TcpStream;
+
+    fn deref(&self) -> &TcpStream {
+        self.0.stream()
     }
 }
 
@@ -202,14 +367,20 @@ impl Receiver {
     /// ended, `None` if it is empty and may still get some.
     fn take(&mut self, limit: usize, mut each: impl FnMut(Bytes)) -> Option<usize> {
         let mut st = self.queue.lock();
+        let ended = st.senders == 0 && self.queue.len.load(Ordering::Acquire) == 0;
+        if self.queue.ctl.load(Ordering::Acquire) & (TASK_OWNS | WRITING) != TASK_OWNS {
+            // The writer writes this connection (or is finishing a write): nothing for the task.
+            return ended.then_some(0);
+        }
         if st.frames.is_empty() {
-            return (st.senders == 0).then_some(0);
+            return ended.then_some(0);
         }
         let n = st.frames.len().min(limit.max(1));
         for f in st.frames.drain(..n) {
             each(f);
         }
         shrink(&mut st.frames);
+        self.queue.taken(n);
         Some(n)
     }
 
@@ -218,6 +389,7 @@ impl Receiver {
         let mut st = self.queue.lock();
         let f = st.frames.pop_front().ok_or(Empty)?;
         shrink(&mut st.frames);
+        self.queue.taken(1);
         Ok(f)
     }
 
@@ -230,14 +402,54 @@ impl Receiver {
             each(f);
         }
         shrink(&mut st.frames);
+        self.queue.taken(n);
         n
+    }
+
+    /// From now on the connection is written by `writer` on `stream` ([`writer`]). The
+    /// task keeps writing what is queued already, then hands the connection over
+    /// ([`Receiver::hand_back`]). Returns the socket, for the task.
+    pub(crate) fn use_writer(&mut self, writer: Arc<Writer>, stream: TcpStream) -> SocketRef {
+        let _st = self.queue.lock();
+        // Set under the lock: a sender sees the writer, or queues before it is set.
+        if self.queue.socket.set(Socket { writer, stream }).is_err() {
+            unreachable!("a connection gets one writer");
+        }
+        SocketRef(self.queue.clone())
+    }
+
+    /// Moves what the writer could not write onto `out`: true if there was some.
+    pub(crate) fn take_unsent(&mut self, out: &mut Vec<u8>) -> bool {
+        let Some(rest) = self.queue.lock().unsent.take() else { return false };
+        out.extend_from_slice(&rest);
+        true
+    }
+
+    /// After the task wrote everything it took: if nothing else is queued, the writer writes
+    /// the connection again.
+    pub(crate) fn hand_back(&mut self) {
+        if self.queue.socket.get().is_none() || self.closer.reason().is_some() {
+            return;
+        }
+        let st = self.queue.lock();
+        if st.frames.is_empty() && st.unsent.is_none() {
+            self.queue.ctl.fetch_and(!TASK_OWNS, Ordering::AcqRel);
+        }
+    }
+
+    /// The connection is being closed: the task takes it over from the writer, to write what is
+    /// queued and its last frame. False while the writer is still writing (the task is woken
+    /// when it is done).
+    pub(crate) fn claim(&mut self) -> bool {
+        self.queue.ctl.fetch_or(TASK_OWNS, Ordering::AcqRel) & WRITING == 0
     }
 
     /// Closes the queue: frames queued are dropped, senders get [`SendResult::Closed`].
     pub fn close(&mut self) {
         let mut st = self.queue.lock();
-        st.closed = true;
+        self.queue.ctl.fetch_or(CLOSED, Ordering::AcqRel);
         st.frames = VecDeque::new();
+        st.unsent = None;
     }
 }
 
@@ -256,8 +468,15 @@ fn shrink(frames: &mut VecDeque<Bytes>) {
 impl QueueSink {
     /// A queue of `capacity` frames: the sink, the receiver and the close signal.
     pub fn channel(capacity: usize) -> (QueueSink, Receiver, Arc<Closer>) {
-        let queue = Arc::new(Queue { state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }), capacity: capacity.max(1) });
         let closer = Arc::new(Closer::default());
+        let queue = Arc::new(Queue {
+            state: Mutex::new(QueueState { senders: 1, ..QueueState::default() }),
+            capacity: capacity.max(1),
+            closer: closer.clone(),
+            socket: OnceLock::new(),
+            ctl: AtomicU32::new(TASK_OWNS),
+            len: AtomicUsize::new(0),
+        });
         (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue, closer: closer.clone() }, closer)
     }
 
@@ -291,21 +510,34 @@ impl Sink for QueueSink {
     type Frame = Frame;
 
     fn try_send(&mut self, frame: &Frame) -> SendResult {
-        {
-            let mut st = self.queue.lock();
-            if st.closed {
-                return SendResult::Closed;
-            }
-            if st.frames.len() >= self.queue.capacity {
-                drop(st);
-                // Too slow: the whole connection goes, not just this topic.
-                self.closer.close(CloseReason::Evicted);
-                return SendResult::Full;
-            }
-            st.frames.push_back(frame.bytes.clone());
+        let q = &*self.queue;
+        if q.ctl.load(Ordering::Acquire) & CLOSED != 0 {
+            return SendResult::Closed;
         }
-        self.closer.waker.wake();
-        self.closer.pending.queued(frame.published_at);
+        if q.len.fetch_add(1, Ordering::AcqRel) >= q.capacity {
+            q.taken(1);
+            // Too slow: the whole connection goes, not just this topic.
+            self.closer.close(CloseReason::Evicted);
+            return SendResult::Full;
+        }
+        let mut socket = q.socket.get();
+        if socket.is_none() {
+            let mut st = q.lock();
+            // The writer is set under this lock: a frame is queued before it, or staged after.
+            socket = q.socket.get();
+            if socket.is_none() {
+                st.frames.push_back(frame.bytes.clone());
+                drop(st);
+                self.closer.waker.wake();
+                self.closer.pending.queued(frame.published_at);
+                return SendResult::Sent;
+            }
+        }
+        if let Some(socket) = socket {
+            // Written by a writer: it gets the frame (once per publish for all of its
+            // connections) and writes it, or queues it if the task is writing.
+            writer::stage(&socket.writer, frame, &self.queue);
+        }
         SendResult::Sent
     }
 }

@@ -103,14 +103,19 @@ impl Connection {
         if let Poll::Ready(n) = self.rx.poll_take(cx, SSE_BATCH, &mut each) {
             return Poll::Ready(if n == 0 { SseWrite::End } else { SseWrite::Frames });
         }
-        // `poll_take` registered the waker: a close since the first look is seen now.
+        // `poll_take` registered the waker: a close (or the end of the writer's last write)
+        // since the first look is seen now.
         self.last_write(each).map_or(Poll::Pending, Poll::Ready)
     }
 
-    /// How the stream ends if the gateway is closing it.
+    /// How the stream ends if the gateway is closing it (`None` also while a writer finishes
+    /// its write to the connection: the task is woken after it).
     fn last_write(&mut self, mut each: impl FnMut(Bytes)) -> Option<SseWrite> {
         let why = self.closer.reason()?.reconnect_reason();
         let Some(why) = why else { return Some(SseWrite::End) };
+        if !self.rx.claim() {
+            return None;
+        }
         self.rx.drain(usize::MAX, &mut each);
         each(Bytes::from(frame::encode_reconnect(why)));
         Some(SseWrite::Last)
