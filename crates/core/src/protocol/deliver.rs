@@ -1,5 +1,5 @@
 //! `deliver`: an event whose body was already read, handed to a topic's owner: by the Worker to
-//! a topic object (`POST /deliver`) and by one native node to another (`POST /_cluster/deliver`).
+//! a topic object (`POST /deliver`); native nodes batch events instead ([`super::cluster`]).
 //! The event's fields travel as headers and its data as the body. [`DroppedNotice`] tells an
 //! owner's tails (admin observers) that an event was dropped (`POST /_cluster/dropped`).
 
