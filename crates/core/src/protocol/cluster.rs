@@ -22,6 +22,33 @@ use crate::protocol::TopicResult;
 /// The version string of the node-to-node stream (the `upgrade` header of `/_cluster/stream`).
 pub const STREAM_PROTOCOL: &str = "sse-cluster/1";
 
+/// The header that carries the cluster secret on every node-to-node call.
+pub const KEY_HEADER: &str = "x-sse-cluster-key";
+
+/// The request that opens a node-to-node stream to `host` (a `host:port`).
+pub fn stream_request(host: &str, secret: &str) -> String {
+    format!(
+        "POST /_cluster/stream HTTP/1.1\r\nhost: {host}\r\n{KEY_HEADER}: {secret}\r\nconnection: upgrade\r\nupgrade: {STREAM_PROTOCOL}\r\ncontent-length: 0\r\n\r\n"
+    )
+}
+
+/// Whether an `upgrade` header asks for the node-to-node stream.
+pub fn is_stream_upgrade(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case(STREAM_PROTOCOL)
+}
+
+/// The length of the answer's head in `buf` once it is whole (`Ok(None)`: not yet), or why the
+/// peer did not open the stream (anything but `101`).
+pub fn stream_answer(buf: &[u8]) -> std::result::Result<Option<usize>, String> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else { return Ok(None) };
+    let status = String::from_utf8_lossy(&buf[..end]).lines().next().unwrap_or_default().to_string();
+    if status.starts_with("HTTP/1.1 101") {
+        Ok(Some(end))
+    } else {
+        Err(format!("the peer refused the stream: {status}"))
+    }
+}
+
 /// `payload` as a frame: its length (4 bytes, big-endian), then itself.
 pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(payload.len() as u32).to_be_bytes());
@@ -237,6 +264,19 @@ mod tests {
         let mut plain = Vec::new();
         frame(&body, &mut plain);
         assert_eq!(&plain[4..], &body[..]);
+    }
+
+    #[test]
+    fn the_stream_handshake() {
+        let req = stream_request("h:1", "k");
+        assert!(
+            req.starts_with("POST /_cluster/stream HTTP/1.1\r\n") && req.contains("x-sse-cluster-key: k\r\n") && req.ends_with("\r\n\r\n")
+        );
+        assert!(is_stream_upgrade(" SSE-cluster/1") && !is_stream_upgrade("websocket"));
+        let head = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: sse-cluster/1\r\n\r\n";
+        assert_eq!(stream_answer(&[&head[..], b"\0\0"].concat()), Ok(Some(head.len())));
+        assert_eq!(stream_answer(b"HTTP/1.1 101 Switching"), Ok(None));
+        assert!(stream_answer(b"HTTP/1.1 401 Unauthorized\r\n\r\n").unwrap_err().contains("401"));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use sse_core::protocol::cluster::STREAM_PROTOCOL;
+use sse_core::protocol::cluster::{is_stream_upgrade, STREAM_PROTOCOL};
 use sse_core::GatewayError;
 
 use super::{body, respond};
@@ -25,7 +25,7 @@ pub async fn handle(gw: &Arc<GatewayState>, call: &str, parts: &Parts, body: &mu
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     if call == STREAM {
         // The node-to-node event stream: answered 101, then binary frames both ways.
-        let wants = header("upgrade").is_some_and(|u| u.eq_ignore_ascii_case(STREAM_PROTOCOL));
+        let wants = header("upgrade").is_some_and(|u| is_stream_upgrade(&u));
         let upgrade = parts.extensions.get::<OnUpgrade>().cloned().filter(|_| wants).ok_or(GatewayError::UpgradeRequired)?;
         let io: PendingStream = Box::pin(async move {
             match upgrade.await {

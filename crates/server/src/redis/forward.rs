@@ -24,7 +24,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use sse_core::frame::Event;
 use sse_core::protocol::answer::decode_error;
-use sse_core::protocol::cluster::{frame_with, take_frame, BatchAnswer, DeliverBatch, PlacementNotice, STREAM_PROTOCOL};
+use sse_core::protocol::cluster::{
+    frame_with, stream_answer, stream_request, take_frame, BatchAnswer, DeliverBatch, PlacementNotice, KEY_HEADER,
+};
 use sse_core::protocol::{DroppedNotice, TopicResult};
 use sse_core::{auth, GatewayError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,9 +36,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::cache::Placement;
 use crate::hub::Hub;
 use crate::objects::{delivered, BoxFuture, HeaderLookup, InternalEndpoint, Peer, PendingStream, StreamIo, UnreadBody};
-
-/// The header carrying the cluster secret.
-const KEY: &str = "x-sse-cluster-key";
 
 /// The calls, under `/_cluster/`.
 const PLACEMENT: &str = "placement";
@@ -183,7 +182,7 @@ impl Forwarder {
 
     async fn post_with(&self, addr: &str, call: &str, headers: Vec<(&'static str, String)>, body: Bytes) -> Result<String, String> {
         let inner = &self.inner;
-        let mut req = hyper::Request::post(format!("http://{addr}/_cluster/{call}")).header(KEY, &*inner.secret);
+        let mut req = hyper::Request::post(format!("http://{addr}/_cluster/{call}")).header(KEY_HEADER, &*inner.secret);
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -232,11 +231,18 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    async fn call(&self, call: &str, header: HeaderLookup<'_>, body: UnreadBody) -> Result<String, GatewayError> {
-        let presented = header(KEY).unwrap_or_default();
-        if !auth::ct_eq(self.secret.as_bytes(), presented.as_bytes()) {
-            return Err(GatewayError::Unauthorized);
+    /// Every call must present the cluster secret.
+    fn check(&self, header: HeaderLookup<'_>) -> Result<(), GatewayError> {
+        let presented = header(KEY_HEADER).unwrap_or_default();
+        if auth::ct_eq(self.secret.as_bytes(), presented.as_bytes()) {
+            Ok(())
+        } else {
+            Err(GatewayError::Unauthorized)
         }
+    }
+
+    async fn call(&self, call: &str, header: HeaderLookup<'_>, body: UnreadBody) -> Result<String, GatewayError> {
+        self.check(header)?;
         match call {
             PLACEMENT => {
                 let notice = PlacementNotice::decode(&body.await?)?;
@@ -259,10 +265,7 @@ impl InternalEndpoint for Endpoint {
     }
 
     fn stream(&self, header: HeaderLookup<'_>, io: PendingStream) -> Result<BoxFuture<'static, ()>, GatewayError> {
-        let presented = header(KEY).unwrap_or_default();
-        if !auth::ct_eq(self.secret.as_bytes(), presented.as_bytes()) {
-            return Err(GatewayError::Unauthorized);
-        }
+        self.check(header)?;
         let hub = self.hub.clone();
         Ok(Box::pin(async move {
             if let Some(io) = io.await {
@@ -309,22 +312,15 @@ impl Stream {
         let io = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
         io.set_nodelay(true).map_err(|e| e.to_string())?;
         let mut s = Stream { io, buf: BytesMut::with_capacity(4 << 10) };
-        let head = format!(
-            "POST /_cluster/stream HTTP/1.1\r\nhost: {addr}\r\n{KEY}: {secret}\r\nconnection: upgrade\r\nupgrade: {STREAM_PROTOCOL}\r\ncontent-length: 0\r\n\r\n"
-        );
-        s.io.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+        s.io.write_all(stream_request(addr, secret).as_bytes()).await.map_err(|e| e.to_string())?;
         let end = loop {
-            if let Some(i) = s.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
+            if let Some(end) = stream_answer(&s.buf)? {
+                break end;
             }
             if s.buf.len() > 16 << 10 || s.io.read_buf(&mut s.buf).await.map_err(|e| e.to_string())? == 0 {
                 return Err("the peer closed the stream's upgrade".into());
             }
         };
-        let status = String::from_utf8_lossy(&s.buf[..end.min(64)]).lines().next().unwrap_or_default().to_string();
-        if !status.starts_with("HTTP/1.1 101") {
-            return Err(format!("the peer refused the stream: {status}"));
-        }
         s.buf.advance(end);
         Ok(s)
     }
