@@ -387,3 +387,15 @@ async fn eventually_snapshot(b: &RedisNamespace, window: sse_core::replay::Windo
     }
     panic!("redis did not come back");
 }
+
+#[test]
+fn a_test_server_is_not_mistaken_for_another_one_on_its_port() {
+    // Two tests' servers could be handed the same free port: the second must notice it was
+    // answered by the first, or the two tests share one Redis and purge each other's nodes.
+    let first = redis();
+    let mut second = redis();
+    second.stop();
+    second.port = first.port;
+    let err = second.start_again().expect_err("the port is the first server's");
+    assert!(err.contains("taken"), "{err}");
+}

@@ -19,10 +19,18 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts `redis-server` on a free port of 127.0.0.1 and waits until it answers.
     pub fn start() -> Result<RedisServer, String> {
-        let port = free_port()?;
-        let mut server = RedisServer { child: None, port };
-        server.spawn()?;
-        Ok(server)
+        let mut last = String::new();
+        // A port free a moment ago may be taken before redis-server binds it (by another
+        // test's server, or as a client's local port): then try another.
+        for _ in 0..5 {
+            let port = free_port()?;
+            let mut server = RedisServer { child: None, port };
+            match server.spawn() {
+                Ok(()) => return Ok(server),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// `redis://127.0.0.1:<port>`.
@@ -67,25 +75,33 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start redis-server ({e}): the Redis adapter's tests need a real Redis; install it with `bash scripts/setup.sh --with-redis`")
-            })?;
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if ping(self.port) {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.stop();
-        Err(format!("redis-server on port {} did not answer PING within 10 s", self.port))
+        let mut cmd = Command::new("redis-server");
+        cmd.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"]);
+        self.child = Some(spawn_serving(cmd, self.port)?);
+        Ok(())
     }
+}
+
+/// Spawns `cmd` (a `redis-server` on `port`) and waits until that very process answers there:
+/// a PING answered by another process that holds the port (another test's server) does not
+/// count. Its error when the port was taken says so.
+fn spawn_serving(mut cmd: Command, port: u16) -> Result<Child, String> {
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(|e| {
+        format!("cannot start redis-server ({e}): the Redis adapter's tests need a real Redis; install it with `bash scripts/setup.sh --with-redis`")
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("redis-server on port {port} exited ({status}): the port was taken"));
+        }
+        if served_by(port, child.id()) {
+            return Ok(child);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    Err(format!("redis-server on port {port} did not answer within 10 s"))
 }
 
 impl Drop for RedisServer {
@@ -100,15 +116,25 @@ pub fn free_port() -> Result<u16, String> {
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }
 
-fn ping(port: u16) -> bool {
-    use std::io::{Read, Write};
+/// Whether the Redis answering on `port` is process `pid` (its `INFO server` names it).
+fn served_by(port: u16, pid: u32) -> bool {
+    use std::io::{BufRead, BufReader, Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return false };
     let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    if s.write_all(b"PING\r\n").is_err() {
+    if s.write_all(b"INFO server\r\n").is_err() {
         return false;
     }
-    let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    if r.read_line(&mut head).is_err() {
+        return false;
+    }
+    let Some(len) = head.trim_end().strip_prefix('$').and_then(|n| n.parse::<usize>().ok()) else { return false };
+    let mut body = vec![0u8; len];
+    if r.read_exact(&mut body).is_err() {
+        return false;
+    }
+    String::from_utf8_lossy(&body).lines().any(|l| l.trim_end() == format!("process_id:{pid}"))
 }
 
 /// A Redis Cluster of `redis-server --cluster-enabled yes` processes (one shard each, no
@@ -126,9 +152,22 @@ impl RedisCluster {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let mut c = RedisCluster { children: Vec::new(), ports: Vec::new(), dir };
         for _ in 0..shards {
-            let port = free_port()?;
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            let mut attempts = 0;
+            let (child, port) = loop {
+                let port = free_port()?;
+                let mut cmd = Command::new("redis-server");
+                cmd.args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--protected-mode",
+                    "no",
+                ])
                 .args([
                     "--cluster-enabled",
                     "yes",
@@ -138,20 +177,15 @@ impl RedisCluster {
                     "2000",
                 ])
                 .arg("--dir")
-                .arg(&c.dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .map_err(|e| format!("cannot start redis-server ({e}); install it with `bash scripts/setup.sh --with-redis`"))?;
+                .arg(&c.dir);
+                match spawn_serving(cmd, port) {
+                    Ok(child) => break (child, port),
+                    Err(e) if attempts == 4 => return Err(e),
+                    Err(_) => attempts += 1,
+                }
+            };
             c.children.push(child);
             c.ports.push(port);
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while !ping(port) {
-                if Instant::now() > deadline {
-                    return Err(format!("redis-server on port {port} did not answer PING"));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
         }
         let addrs: Vec<String> = c.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
         let out = Command::new("redis-cli")
