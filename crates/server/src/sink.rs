@@ -165,6 +165,9 @@ pub struct QueueSink {
 pub(crate) struct Queue {
     /// [`CLOSED`], [`TASK_OWNS`], [`WRITING`]. First, with what the writer reads next to it.
     ctl: AtomicU32,
+    /// The writer's mark of its current round of several publishes ([`Queue::mark`]); only its
+    /// writer touches it.
+    mark: AtomicU32,
     /// Frames accepted and not yet taken for a write (staged for the writer, or queued): what
     /// the bound counts.
     len: AtomicUsize,
@@ -242,6 +245,20 @@ impl Queue {
         out.clear();
         push_chunk(out, &frame.bytes);
         self.write(out, frame.published_at, latency);
+    }
+
+    /// A writer's first look at a round of several publishes (`round` even, never 0): marks
+    /// this connection as in the round once (`round`) or more than once (`round + 1`).
+    pub(crate) fn mark(&self, round: u32) {
+        let m = self.mark.load(Ordering::Relaxed);
+        self.mark.store(if m == round { round + 1 } else if m == round + 1 { m } else { round }, Ordering::Relaxed);
+    }
+
+    /// Whether this connection takes just one frame of the round `round` and nothing else is
+    /// pending for it (gathered, staged, or queued for its task): then [`Queue::deliver`] can
+    /// write it at once, with no gathering, and its order holds.
+    pub(crate) fn alone_in(&self, round: u32) -> bool {
+        self.mark.load(Ordering::Relaxed) == round && self.len.load(Ordering::Acquire) == 1
     }
 
     /// Several publishes waiting: queues `frame` for [`Queue::flush`]. True for the first
@@ -475,6 +492,7 @@ impl QueueSink {
             closer: closer.clone(),
             socket: OnceLock::new(),
             ctl: AtomicU32::new(TASK_OWNS),
+            mark: AtomicU32::new(0),
             len: AtomicUsize::new(0),
         });
         (QueueSink { queue: queue.clone(), closer: closer.clone() }, Receiver { queue, closer: closer.clone() }, closer)

@@ -113,6 +113,8 @@ impl Writer {
         let mut touched: VecDeque<Arc<Queue>> = VecDeque::new();
         let mut out = Vec::new();
         let mut latency = LatencyBatch::default();
+        // Even, never 0 (see `Queue::mark`).
+        let mut round: u32 = 0;
         loop {
             poll_fn(|cx| {
                 if self.waiting() {
@@ -148,17 +150,33 @@ impl Writer {
                 }
                 self.retire(&mut taken);
             }
-            // Several publishes: each connection's frames are gathered in its queue, oldest
-            // first, then written together; publishes that arrive meanwhile join them.
+            // Several publishes: a connection that takes more than one of them gets its frames
+            // gathered in its queue, oldest first, then written together (publishes that arrive
+            // meanwhile join them); one that takes just one of them (several topics' publishes
+            // rather than a burst on one) is written at once, as above.
             let mut written = 0usize;
             loop {
                 if !taken.is_empty() || (written & (YIELD_EVERY - 1) == 0 && self.waiting()) {
                     if taken.is_empty() {
                         std::mem::swap(&mut self.inbox().batches, &mut taken);
                     }
+                    round = round.wrapping_add(2).max(2);
                     for b in &taken {
                         for q in &b.conns {
-                            if q.gather(&b.frame) {
+                            q.mark(round);
+                        }
+                    }
+                    for b in &taken {
+                        for q in &b.conns {
+                            if q.alone_in(round) {
+                                q.deliver(&b.frame, &mut out, &mut latency);
+                                written += 1;
+                                if written & (YIELD_EVERY - 1) == 0 {
+                                    // New publishes wait in the inbox until this round is done.
+                                    latency.stale();
+                                    tokio::task::yield_now().await;
+                                }
+                            } else if q.gather(&b.frame) {
                                 touched.push_back(q.clone());
                             }
                         }
