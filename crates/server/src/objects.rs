@@ -30,9 +30,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Another node that holds connections of a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
-    pub node: String,
+    pub node: Arc<str>,
     /// `host:port` it advertises.
-    pub addr: String,
+    pub addr: Arc<str>,
     /// Its subscribers of the topic (0 when it holds only tails).
     pub subscribers: usize,
 }

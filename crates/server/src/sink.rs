@@ -251,7 +251,8 @@ impl Queue {
     /// this connection as in the round once (`round`) or more than once (`round + 1`).
     pub(crate) fn mark(&self, round: u32) {
         let m = self.mark.load(Ordering::Relaxed);
-        self.mark.store(if m == round { round + 1 } else if m == round + 1 { m } else { round }, Ordering::Relaxed);
+        let seen = m == round || m == round + 1;
+        self.mark.store(if seen { round + 1 } else { round }, Ordering::Relaxed);
     }
 
     /// Whether this connection takes just one frame of the round `round` and nothing else is

@@ -40,7 +40,9 @@ const WARM_TICKS: u32 = 4;
 /// Another node's topics, as far as this node knows.
 #[derive(Debug, Default)]
 struct PeerEntry {
-    addr: String,
+    /// Its id and address, shared with the holders handed out (no copy per publish).
+    id: Arc<str>,
+    addr: Arc<str>,
     started_at: u64,
     gen: u64,
     topics: HashMap<String, Presence>,
@@ -105,11 +107,11 @@ impl Placement {
     pub fn holders(&self, topic: &str) -> Vec<Holder> {
         let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
-        for (id, e) in peers.iter() {
+        for e in peers.values() {
             if let Some(p) = e.topics.get(topic) {
                 if !p.is_empty() {
                     out.push(Holder {
-                        peer: Peer { node: id.clone(), addr: e.addr.clone(), subscribers: usize::from(p.subscribers) },
+                        peer: Peer { node: e.id.clone(), addr: e.addr.clone(), subscribers: usize::from(p.subscribers) },
                         tails: p.tails,
                     });
                 }
@@ -121,7 +123,7 @@ impl Placement {
     /// The other live nodes: id and address.
     pub fn peers(&self) -> Vec<(String, String)> {
         let peers = self.peers.read().unwrap_or_else(|p| p.into_inner());
-        peers.iter().filter(|(_, e)| !e.addr.is_empty()).map(|(id, e)| (id.clone(), e.addr.clone())).collect()
+        peers.iter().filter(|(_, e)| !e.addr.is_empty()).map(|(id, e)| (id.clone(), e.addr.to_string())).collect()
     }
 
     /// Applies another node's notice; whether it was newer than what this node knew.
@@ -135,13 +137,23 @@ impl Placement {
             if e.started_at > n.started_at {
                 return false;
             }
-            *e = PeerEntry { addr: std::mem::take(&mut e.addr), started_at: n.started_at, ..Default::default() };
+            *e = PeerEntry {
+                id: std::mem::take(&mut e.id),
+                addr: std::mem::take(&mut e.addr),
+                started_at: n.started_at,
+                ..Default::default()
+            };
         }
         if n.gen <= e.gen {
             return false;
         }
         e.gen = n.gen;
-        e.addr = n.addr;
+        if e.id.is_empty() {
+            e.id = n.node.as_str().into();
+        }
+        if *e.addr != *n.addr {
+            e.addr = n.addr.into();
+        }
         e.noticed_at = Some(Instant::now());
         for (t, p) in n.topics {
             if p.is_empty() {
@@ -176,7 +188,12 @@ impl Placement {
                         *e = PeerEntry { started_at: ident.started_at, ..Default::default() };
                     }
                     if e.started_at == ident.started_at {
-                        e.addr = ident.addr;
+                        if e.id.is_empty() {
+                            e.id = s.id.as_str().into();
+                        }
+                        if *e.addr != *ident.addr {
+                            e.addr = ident.addr.into();
+                        }
                         e.unlisted_since = None;
                         if s.gen > e.gen {
                             stale.push((s.id, ident.started_at));
@@ -254,7 +271,7 @@ impl Placement {
                 let v: Option<String> = redis::cmd("HGET").arg(key).arg(topic).query_async(&mut conn).await?;
                 Ok::<_, redis::RedisError>(
                     v.and_then(|v| Presence::parse_record(&v))
-                        .map(|(s, t)| Holder { peer: Peer { node: id, addr, subscribers: s }, tails: t > 0 }),
+                        .map(|(s, t)| Holder { peer: Peer { node: id.into(), addr: addr.into(), subscribers: s }, tails: t > 0 }),
                 )
             }
         });
@@ -313,7 +330,7 @@ mod tests {
         assert_eq!(p.update(vec![seen("a", 1, 0), seen("me", 1, 0)], t0), vec![]);
         assert!(p.apply_notice(notice("a", 1, 2, &[("t", SUB)])));
         assert_eq!(p.holders("t").len(), 1);
-        assert_eq!(p.holders("t")[0].peer.addr, "a:80");
+        assert_eq!(&*p.holders("t")[0].peer.addr, "a:80");
         // An older notice or snapshot does not undo it.
         assert!(!p.apply_notice(notice("a", 1, 1, &[("t", NONE)])));
         p.apply_snapshot("a", 1, HashMap::from([(GEN.to_string(), "1".to_string())]));
@@ -339,7 +356,7 @@ mod tests {
         // "a" is dead; "b" was read as dead by a read that began before its notice.
         let began_a = Instant::now();
         p.update(vec![dead("a")], began_a);
-        assert_eq!(p.holders("t").iter().map(|h| h.peer.node.as_str()).collect::<Vec<_>>(), vec!["b"]);
+        assert_eq!(p.holders("t").iter().map(|h| &*h.peer.node).collect::<Vec<_>>(), vec!["b"]);
         p.update(vec![dead("b")], began);
         assert_eq!(p.holders("t").len(), 1);
     }

@@ -13,11 +13,14 @@
 //! (Why HTTP and not Redis pub/sub: docs/architecture.md, "How events travel between nodes".)
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::future::join_all;
+use futures_util::task::AtomicWaker;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -31,7 +34,7 @@ use sse_core::protocol::{DroppedNotice, TopicResult};
 use sse_core::{auth, GatewayError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use super::cache::Placement;
 use crate::hub::Hub;
@@ -44,6 +47,8 @@ const DROPPED: &str = "dropped";
 /// At most this many events, and about this much data, in one batch.
 const BATCH_EVENTS: usize = 512;
 const BATCH_BYTES: usize = 4 << 20;
+/// A lane checks a frame's deadline this many times per `FORWARD_TIMEOUT_MS`.
+const DEADLINE_TICKS: u32 = 10;
 /// How many times a lane lets the runtime run before it sends, while each time brings more.
 const GATHER_ROUNDS: usize = 8;
 /// The largest frame (or request body) a node accepts from another: a full batch.
@@ -51,7 +56,59 @@ pub const INTERNAL_MAX_BODY: usize = 16 << 20;
 
 struct Job {
     event: Arc<(Event, Option<u64>)>,
-    done: oneshot::Sender<TopicResult>,
+    done: Arc<Tally>,
+    /// Whether `done` has this job's result yet (a job dropped unanswered counts as dropped).
+    told: bool,
+}
+
+impl Job {
+    fn answer(mut self, r: TopicResult) {
+        self.told = true;
+        self.done.add(r);
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.told {
+            self.done.add(TopicResult::Dropped);
+        }
+    }
+}
+
+/// One publish's answers from its peers' lanes, added up; its task is woken once, by the last.
+struct Tally {
+    left: AtomicUsize,
+    sum: Mutex<TopicResult>,
+    waker: AtomicWaker,
+}
+
+impl Tally {
+    fn add(&self, r: TopicResult) {
+        {
+            let mut sum = self.sum.lock().unwrap_or_else(|p| p.into_inner());
+            *sum = std::mem::replace(&mut *sum, TopicResult::Dropped).merge(r);
+        }
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.waker.wake();
+        }
+    }
+
+    async fn all(&self) -> TopicResult {
+        std::future::poll_fn(|cx| {
+            if self.left.load(Ordering::Acquire) == 0 {
+                return Poll::Ready(());
+            }
+            self.waker.register(cx.waker());
+            if self.left.load(Ordering::Acquire) == 0 {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+        std::mem::replace(&mut *self.sum.lock().unwrap_or_else(|p| p.into_inner()), TopicResult::Dropped)
+    }
 }
 
 #[derive(Clone)]
@@ -94,25 +151,23 @@ impl Forwarder {
             return TopicResult::Dropped;
         }
         let event = Arc::new((ev.clone(), seq));
-        let answers: Vec<_> = peers
-            .iter()
-            .map(|p| {
-                let (done, answer) = oneshot::channel();
-                let _ = self.lane(p).send(Job { event: event.clone(), done });
-                answer
-            })
-            .collect();
-        join_all(answers).await.into_iter().map(|r| r.unwrap_or(TopicResult::Dropped)).fold(TopicResult::Dropped, TopicResult::merge)
+        let done =
+            Arc::new(Tally { left: AtomicUsize::new(peers.len()), sum: Mutex::new(TopicResult::Dropped), waker: AtomicWaker::new() });
+        for p in peers {
+            // A lane that is gone drops the job: it counts as dropped.
+            let _ = self.lane(p).send(Job { event: event.clone(), done: done.clone(), told: false });
+        }
+        done.all().await
     }
 
     fn lane(&self, peer: &Peer) -> mpsc::UnboundedSender<Job> {
         let mut lanes = self.inner.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(l) = lanes.get(&peer.addr).filter(|l| !l.is_closed()) {
+        if let Some(l) = lanes.get(&*peer.addr).filter(|l| !l.is_closed()) {
             return l.clone();
         }
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(self.clone().run_lane(peer.clone(), rx));
-        lanes.insert(peer.addr.clone(), tx.clone());
+        lanes.insert(peer.addr.to_string(), tx.clone());
         tx
     }
 
@@ -121,6 +176,8 @@ impl Forwarder {
         let mut jobs = Vec::with_capacity(64);
         let mut stream: Option<Stream> = None;
         let mut out = Vec::new();
+        let mut tick = tokio::time::interval((self.inner.timeout / DEADLINE_TICKS).max(Duration::from_millis(1)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         while rx.recv_many(&mut jobs, BATCH_EVENTS).await > 0 {
             // Let the publishes that are ready on this thread queue theirs too, so they share
             // this frame (on a busy node, otherwise, most frames would carry one event).
@@ -152,11 +209,28 @@ impl Forwarder {
                 let batch = std::mem::replace(&mut jobs, rest);
                 out.clear();
                 frame_with(&mut out, |o| DeliverBatch::write(batch.iter().map(|j| (&j.event.0, j.event.1)), o));
-                let answer = tokio::time::timeout(self.inner.timeout, self.exchange(&peer, &mut stream, &out, batch.len())).await;
-                match answer.unwrap_or_else(|_| Err(format!("no answer within {:?}", self.inner.timeout))) {
+                let answer = {
+                    // The deadline is checked at the lane's ticks (a timer armed per tick, not
+                    // per frame).
+                    let started = Instant::now();
+                    let exchange = self.exchange(&peer, &mut stream, &out, batch.len());
+                    tokio::pin!(exchange);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut exchange => break r,
+                            _ = tick.tick() => {
+                                if started.elapsed() >= self.inner.timeout {
+                                    break Err(format!("no answer within {:?}", self.inner.timeout));
+                                }
+                            }
+                        }
+                    }
+                };
+                match answer {
                     Ok(results) => {
                         for (job, r) in batch.into_iter().zip(results) {
-                            let _ = job.done.send(r);
+                            job.answer(r);
                         }
                     }
                     Err(e) => {
@@ -165,7 +239,7 @@ impl Forwarder {
                         let first = &batch[0].event.0;
                         tracing::warn!(peer = %peer.node, addr = %peer.addr, events = batch.len(), topic = %first.topic, id = %first.id, error = %e, "forwarding events failed");
                         for job in batch {
-                            let _ = job.done.send(TopicResult::Dropped);
+                            job.answer(TopicResult::Dropped);
                         }
                     }
                 }

@@ -340,6 +340,9 @@ impl Namespace for RedisNamespace {
         Box::pin(async move {
             let holders = if !self.placement.available() {
                 Err(redis::RedisError::from((redis::ErrorKind::IoError, "redis has not answered this node's placement sync")))
+            } else if self.placement.is_warm() {
+                // From memory: nothing to wait for.
+                Ok(self.placement.holders(topic))
             } else {
                 tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic))
                     .await

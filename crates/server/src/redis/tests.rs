@@ -85,13 +85,10 @@ async fn placement_follows_first_and_last_connection() {
     let _c2 = attach(&a, "c2", &["t1", "t2"], Format::Sse).await;
     let h = b.holders("t1").await.unwrap();
     assert_eq!(h.len(), 1);
-    assert_eq!(
-        (h[0].peer.node.as_str(), h[0].peer.addr.as_str(), h[0].peer.subscribers > 0, h[0].tails),
-        ("node-a", "127.0.0.1:1", true, false)
-    );
+    assert_eq!((&*h[0].peer.node, &*h[0].peer.addr, h[0].peer.subscribers > 0, h[0].tails), ("node-a", "127.0.0.1:1", true, false));
     // b sees the topic live at a, and would forward there.
     match b.probe("t1", "e1").await {
-        Probe::Live { local, peers } => assert_eq!((local, peers.len(), peers[0].node.as_str()), (false, 1, "node-a")),
+        Probe::Live { local, peers } => assert_eq!((local, peers.len(), &*peers[0].node), (false, 1, "node-a")),
         other => panic!("t1 is live at node-a: {other:?}"),
     }
     a.hub().detach("t1", "c1");
