@@ -102,11 +102,17 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(b);
         Ok(u64::from_be_bytes(a))
     }
-    fn string(&mut self) -> Result<String> {
+    fn str(&mut self) -> Result<&'a str> {
         let n = self.u32()? as usize;
         let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| GatewayError::InvalidRequest("deliver batch: not UTF-8".into()))
+        std::str::from_utf8(b).map_err(|_| GatewayError::InvalidRequest("deliver batch: not UTF-8".into()))
     }
+}
+
+/// Sets `s` to `v`, in the room it already has.
+fn set(s: &mut String, v: &str) {
+    s.clear();
+    s.push_str(v);
 }
 
 /// Several events for one node, in publish order (binary; see [`DeliverBatch::write`]).
@@ -129,27 +135,43 @@ impl DeliverBatch {
 
     /// Reads them back, checking every name as a publish would.
     pub fn read(buf: &[u8]) -> Result<Vec<(Event, Option<u64>)>> {
+        let mut events = Vec::new();
+        let n = Self::read_into(buf, &mut events)?;
+        events.truncate(n);
+        Ok(events)
+    }
+
+    /// Reads them into the first entries of `events` (the receiving node keeps one such list
+    /// per stream: once its strings are large enough, a batch allocates nothing); how many.
+    pub fn read_into(buf: &[u8], events: &mut Vec<(Event, Option<u64>)>) -> Result<usize> {
         let mut r = Reader(buf);
         let n = r.u32()? as usize;
-        let mut events = Vec::with_capacity(n.min(4096));
-        for _ in 0..n {
-            let topic = r.string()?;
-            names::check_topic(&topic)?;
-            let id = r.string()?;
-            names::check_id(&id)?;
-            let event = Some(r.string()?).filter(|e| !e.is_empty());
-            if let Some(e) = &event {
-                names::check_event(e)?;
+        for i in 0..n {
+            if i == events.len() {
+                events.push((Event { topic: String::new(), id: String::new(), event: None, data: String::new(), ts: 0 }, None));
             }
-            let ts = r.u64()?;
-            let seq = r.u64()?.checked_sub(1);
-            let data = r.string()?;
-            events.push((Event { topic, id, event, data, ts }, seq));
+            let (e, seq) = &mut events[i];
+            let topic = r.str()?;
+            names::check_topic(topic)?;
+            set(&mut e.topic, topic);
+            let id = r.str()?;
+            names::check_id(id)?;
+            set(&mut e.id, id);
+            match r.str()? {
+                "" => e.event = None,
+                name => {
+                    names::check_event(name)?;
+                    set(e.event.get_or_insert_with(String::new), name);
+                }
+            }
+            e.ts = r.u64()?;
+            *seq = r.u64()?.checked_sub(1);
+            set(&mut e.data, r.str()?);
         }
         if !r.0.is_empty() {
             return Err(GatewayError::InvalidRequest("deliver batch: bytes after the last event".into()));
         }
-        Ok(events)
+        Ok(n)
     }
 }
 
@@ -264,6 +286,21 @@ mod tests {
         let mut plain = Vec::new();
         frame(&body, &mut plain);
         assert_eq!(&plain[4..], &body[..]);
+    }
+
+    #[test]
+    fn a_reused_list_reads_each_batch_exactly() {
+        let first = [(Event { event: Some("tick".into()), ..ev("a", "1", "longer data") }, Some(3)), (ev("b", "2", "x"), None)];
+        let second = [(ev("c", "3", "y"), None)];
+        let mut body = Vec::new();
+        DeliverBatch::write(first.iter().map(|(e, s)| (e, *s)), &mut body);
+        let mut events = Vec::new();
+        assert_eq!(DeliverBatch::read_into(&body, &mut events).unwrap(), 2);
+        assert_eq!(events, first);
+        body.clear();
+        DeliverBatch::write(second.iter().map(|(e, s)| (e, *s)), &mut body);
+        assert_eq!(DeliverBatch::read_into(&body, &mut events).unwrap(), 1);
+        assert_eq!(events[..1], second, "no event name, data or sequence left from the batch before");
     }
 
     #[test]

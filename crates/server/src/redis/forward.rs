@@ -51,6 +51,8 @@ const BATCH_BYTES: usize = 4 << 20;
 const DEADLINE_TICKS: u32 = 10;
 /// How many times a lane lets the runtime run before it sends, while each time brings more.
 const GATHER_ROUNDS: usize = 8;
+/// A receiving stream keeps its events' room between batches up to this much data per event.
+const KEEP_DATA_BYTES: usize = 64 << 10;
 /// The largest frame (or request body) a node accepts from another: a full batch.
 pub const INTERNAL_MAX_BODY: usize = 16 << 20;
 
@@ -365,13 +367,18 @@ async fn serve(hub: Arc<Hub>, mut io: Box<dyn StreamIo>) -> Result<(), String> {
     let mut buf = BytesMut::with_capacity(16 << 10);
     let mut out = Vec::new();
     let mut delivered_here = Vec::new();
+    let mut events = Vec::new();
     loop {
         while let Some((range, used)) = take_frame(&buf, INTERNAL_MAX_BODY).map_err(|e| e.to_string())? {
-            let events = DeliverBatch::read(&buf[range]).map_err(|e| e.to_string())?;
+            let n = DeliverBatch::read_into(&buf[range], &mut events).map_err(|e| e.to_string())?;
             buf.advance(used);
             delivered_here.clear();
-            delivered_here.extend(events.iter().map(|(ev, seq)| delivered(&hub.deliver(ev, *seq))));
+            delivered_here.extend(events[..n].iter().map(|(ev, seq)| delivered(&hub.deliver(ev, *seq))));
             frame_with(&mut out, |o| BatchAnswer::write(&delivered_here, o));
+            if events.iter().any(|(e, _)| e.data.capacity() > KEEP_DATA_BYTES) {
+                // A large event's room is not kept for the next batches.
+                events.clear();
+            }
         }
         if !out.is_empty() {
             io.write_all(&out).await.map_err(|e| e.to_string())?;

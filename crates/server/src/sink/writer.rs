@@ -17,7 +17,6 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::poll_fn;
-use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::Poll;
@@ -287,15 +286,15 @@ pub(crate) fn stage(writer: &Arc<Writer>, frame: &Frame, queue: &Arc<Queue>) {
 /// failed: the connection's task then finds out). Straight to the socket, without tokio's
 /// readiness bookkeeping (one memory access per delivery fewer): a write that would block
 /// leaves tokio's readiness as it was, so the task's first write finds it out again and then
-/// waits as usual.
+/// waits as usual. The `send` is rustix's system call, without the C library's wrapper (a
+/// cancellation point, which costs two calls of its own around every delivery).
 pub(crate) fn write_now(stream: &TcpStream, buf: &[u8]) -> usize {
-    let socket = socket2::SockRef::from(stream);
     let mut done = 0;
     while done < buf.len() {
-        match socket.send_with_flags(&buf[done..], NO_SIGNAL) {
+        match rustix::net::send(stream, &buf[done..], NO_SIGNAL) {
             Ok(0) => break,
             Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(rustix::io::Errno::INTR) => continue,
             Err(_) => break,
         }
     }
@@ -304,9 +303,9 @@ pub(crate) fn write_now(stream: &TcpStream, buf: &[u8]) -> usize {
 
 /// A peer gone is an error of the write, not a `SIGPIPE` (as tokio's own writes do).
 #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd"))]
-const NO_SIGNAL: libc::c_int = libc::MSG_NOSIGNAL;
+const NO_SIGNAL: rustix::net::SendFlags = rustix::net::SendFlags::NOSIGNAL;
 #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd", target_os = "netbsd", target_os = "openbsd")))]
-const NO_SIGNAL: libc::c_int = 0;
+const NO_SIGNAL: rustix::net::SendFlags = rustix::net::SendFlags::empty();
 
 /// Appends `data` as one HTTP/1.1 chunk (nothing for no bytes: an empty chunk ends the body).
 pub(crate) fn push_chunk(out: &mut Vec<u8>, data: &[u8]) {
