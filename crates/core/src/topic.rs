@@ -64,7 +64,14 @@ pub trait Sink {
     type Frame: From<String>;
     /// Hands over a frame without waiting.
     fn try_send(&mut self, frame: &Self::Frame) -> SendResult;
+    /// A hint that [`Sink::try_send`] comes soon: a runtime may bring in what it will touch
+    /// (a publish to thousands of connections otherwise waits on memory for each).
+    fn prefetch(&self) {}
 }
+
+/// A publish walks its connections this many at a time, hinting each group ahead
+/// ([`Sink::prefetch`]).
+const PREFETCH_GROUP: usize = 8;
 
 /// A connection attached to a topic.
 #[derive(Debug)]
@@ -226,27 +233,39 @@ impl<S: Sink> TopicState<S> {
         let frames: [Option<S::Frame>; 4] = Format::ALL.map(|f| (self.per_format[f.index()] > 0).then(|| make(frame::encode(ev, f))));
         let mut count = 0;
         let mut removed = Vec::new();
-        for conn in self.conns.values_mut() {
-            if let Some(r) = self.resuming.get_mut(&conn.info.id) {
-                if let Some(held) = &mut r.held {
-                    held.push((seq, make(frame::encode(ev, conn.info.format))));
-                    conn.events_sent += 1;
-                    count += 1;
-                    continue;
-                }
-                if !crate::replay::deliver_live(seq, r.floor) {
-                    continue;
-                }
+        let mut conns = self.conns.values_mut();
+        loop {
+            let mut group: [Option<&mut Conn<S>>; PREFETCH_GROUP] = Default::default();
+            for slot in &mut group {
+                let Some(conn) = conns.next() else { break };
+                conn.sink.prefetch();
+                *slot = Some(conn);
             }
-            let frame = frames[conn.info.format.index()].as_ref().expect("encoded for formats in use");
-            match conn.sink.try_send(frame) {
-                SendResult::Sent => {
-                    if conn.info.format != Format::Tail {
+            if group[0].is_none() {
+                break;
+            }
+            for conn in group.into_iter().flatten() {
+                if let Some(r) = self.resuming.get_mut(&conn.info.id) {
+                    if let Some(held) = &mut r.held {
+                        held.push((seq, make(frame::encode(ev, conn.info.format))));
                         conn.events_sent += 1;
                         count += 1;
+                        continue;
+                    }
+                    if !crate::replay::deliver_live(seq, r.floor) {
+                        continue;
                     }
                 }
-                reason => removed.push(Removed { id: conn.info.id.clone(), reason }),
+                let frame = frames[conn.info.format.index()].as_ref().expect("encoded for formats in use");
+                match conn.sink.try_send(frame) {
+                    SendResult::Sent => {
+                        if conn.info.format != Format::Tail {
+                            conn.events_sent += 1;
+                            count += 1;
+                        }
+                    }
+                    reason => removed.push(Removed { id: conn.info.id.clone(), reason }),
+                }
             }
         }
         for r in &removed {
@@ -356,6 +375,54 @@ mod tests {
 
     fn event(id: &str) -> Event {
         Event { topic: "t".into(), id: id.into(), event: None, data: "d".into(), ts: 1 }
+    }
+
+    /// A sink that logs its hints and sends in one log shared by all of them.
+    struct HintedSink {
+        id: usize,
+        log: Rc<RefCell<Vec<(usize, bool)>>>,
+        full: bool,
+    }
+
+    impl Sink for HintedSink {
+        type Frame = Rc<str>;
+        fn try_send(&mut self, _: &Rc<str>) -> SendResult {
+            self.log.borrow_mut().push((self.id, true));
+            if self.full {
+                SendResult::Full
+            } else {
+                SendResult::Sent
+            }
+        }
+        fn prefetch(&self) {
+            self.log.borrow_mut().push((self.id, false));
+        }
+    }
+
+    #[test]
+    fn a_publish_hints_each_connection_once_just_ahead_of_sending_to_it() {
+        let n = 2 * PREFETCH_GROUP + 3;
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let mut t = TopicState::new("t", 100);
+        for id in 0..n {
+            // One connection in the middle is too slow and goes.
+            t.attach(info(&format!("c{id:02}"), Format::Sse), HintedSink { id, log: log.clone(), full: id == 9 }).unwrap();
+        }
+        let Outcome::Delivered { count, removed } = t.publish(&event("e1")) else { panic!("delivered") };
+        assert_eq!(count, n - 1);
+        assert_eq!(removed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c09"]);
+        let log = log.borrow();
+        let sent: Vec<usize> = log.iter().filter(|(_, s)| *s).map(|(id, _)| *id).collect();
+        assert_eq!(sent, (0..n).collect::<Vec<_>>(), "each once, in the topic's order");
+        for id in 0..n {
+            let hint = log.iter().position(|&e| e == (id, false)).expect("hinted");
+            let send = log.iter().position(|&e| e == (id, true)).expect("sent");
+            assert!(hint < send, "connection {id}: hinted before it is sent to");
+            let between = log[hint..send].iter().filter(|(_, s)| !*s).count();
+            assert!(between <= PREFETCH_GROUP, "connection {id}: hinted at most a group ahead");
+        }
+        assert_eq!(log.len(), 2 * n, "one hint and one send each");
+        assert_eq!(t.subscriber_count(), n - 1, "the slow one left");
     }
 
     #[test]

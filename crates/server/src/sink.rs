@@ -210,6 +210,25 @@ impl Queue {
         &self.socket.get().expect("written by a writer").stream
     }
 
+    /// Asks the processor to bring in the start of this queue (its control word, counters and
+    /// socket) ahead of use: with thousands of connections a queue is seldom still in the cache
+    /// when its turn comes, and that wait was most of the user-space time per delivery of a
+    /// large fan-out. A hint only: nothing on processors without one.
+    #[inline(always)]
+    pub(crate) fn prefetch(&self) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let p = std::ptr::from_ref(self).cast::<i8>();
+            // SAFETY: every x86-64 processor has SSE, and a prefetch reads nothing and never
+            // faults, whatever the address.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p);
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
+            }
+        }
+    }
+
     fn taken(&self, n: usize) {
         if n > 0 {
             self.len.fetch_sub(n, Ordering::AcqRel);
@@ -527,6 +546,10 @@ impl Drop for QueueSink {
 
 impl Sink for QueueSink {
     type Frame = Frame;
+
+    fn prefetch(&self) {
+        self.queue.prefetch();
+    }
 
     fn try_send(&mut self, frame: &Frame) -> SendResult {
         let q = &*self.queue;
