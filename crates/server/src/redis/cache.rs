@@ -52,6 +52,18 @@ struct PeerEntry {
     unlisted_since: Option<Instant>,
 }
 
+impl PeerEntry {
+    /// Records the node's id and address, keeping the shared ones while they stay the same.
+    fn named(&mut self, id: &str, addr: String) {
+        if *self.id != *id {
+            self.id = id.into();
+        }
+        if *self.addr != *addr {
+            self.addr = addr.into();
+        }
+    }
+}
+
 /// A node that holds a topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Holder {
@@ -148,12 +160,7 @@ impl Placement {
             return false;
         }
         e.gen = n.gen;
-        if e.id.is_empty() {
-            e.id = n.node.as_str().into();
-        }
-        if *e.addr != *n.addr {
-            e.addr = n.addr.into();
-        }
+        e.named(&n.node, n.addr);
         e.noticed_at = Some(Instant::now());
         for (t, p) in n.topics {
             if p.is_empty() {
@@ -188,12 +195,7 @@ impl Placement {
                         *e = PeerEntry { started_at: ident.started_at, ..Default::default() };
                     }
                     if e.started_at == ident.started_at {
-                        if e.id.is_empty() {
-                            e.id = s.id.as_str().into();
-                        }
-                        if *e.addr != *ident.addr {
-                            e.addr = ident.addr.into();
-                        }
+                        e.named(&s.id, ident.addr);
                         e.unlisted_since = None;
                         if s.gen > e.gen {
                             stale.push((s.id, ident.started_at));

@@ -51,8 +51,8 @@ const BATCH_BYTES: usize = 4 << 20;
 const DEADLINE_TICKS: u32 = 10;
 /// How many times a lane lets the runtime run before it sends, while each time brings more.
 const GATHER_ROUNDS: usize = 8;
-/// A receiving stream keeps its events' room between batches up to this much data per event.
-const KEEP_DATA_BYTES: usize = 64 << 10;
+/// A receiving stream keeps its events' room between batches up to this much data in all.
+const KEEP_DATA_BYTES: usize = 1 << 20;
 /// The largest frame (or request body) a node accepts from another: a full batch.
 pub const INTERNAL_MAX_BODY: usize = 16 << 20;
 
@@ -375,8 +375,8 @@ async fn serve(hub: Arc<Hub>, mut io: Box<dyn StreamIo>) -> Result<(), String> {
             delivered_here.clear();
             delivered_here.extend(events[..n].iter().map(|(ev, seq)| delivered(&hub.deliver(ev, *seq))));
             frame_with(&mut out, |o| BatchAnswer::write(&delivered_here, o));
-            if events.iter().any(|(e, _)| e.data.capacity() > KEEP_DATA_BYTES) {
-                // A large event's room is not kept for the next batches.
+            if events.iter().map(|(e, _)| e.data.capacity()).sum::<usize>() > KEEP_DATA_BYTES {
+                // Large events' room is not kept for the next batches.
                 events.clear();
             }
         }

@@ -344,7 +344,7 @@ impl Namespace for RedisNamespace {
                 // From memory: nothing to wait for.
                 Ok(self.placement.holders(topic))
             } else {
-                tokio::time::timeout(PROBE_TIMEOUT, self.holders(topic))
+                tokio::time::timeout(PROBE_TIMEOUT, self.placement.holders_from_redis(&self.conn, topic))
                     .await
                     .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "probe timed out"))))
             };
