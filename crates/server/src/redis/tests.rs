@@ -156,6 +156,12 @@ async fn listings_page_across_nodes_without_repeats_or_gaps() {
     for i in 0..5 {
         keep.push(attach(&b, &format!("cb{i}"), &["shared", &format!("own{i}")], Format::Ws).await);
     }
+    // A node is listed once Redis has it as live: with other tests loading the machine, node-b's
+    // first liveness write may land after its connections' records.
+    eventually("node-b's connections are listed", Duration::from_secs(5), || async {
+        a.connections(q(3, None, None)).await.is_ok_and(|p| p.total >= 12)
+    })
+    .await;
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {

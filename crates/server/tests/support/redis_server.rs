@@ -24,6 +24,11 @@ impl RedisServer {
         // test's server, or as a client's local port): then try another.
         for _ in 0..5 {
             let port = free_port()?;
+            if !claim(port) {
+                // Another server of this process has it, perhaps stopped for a while (a restart
+                // test): its nodes would come back to this one.
+                continue;
+            }
             let mut server = RedisServer { child: None, port };
             match server.spawn() {
                 Ok(()) => return Ok(server),
@@ -108,6 +113,18 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Claims `port` for one server of this process, for the rest of the process: false if a server
+/// had it already.
+fn claim(port: u16) -> bool {
+    static CLAIMED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut claimed = CLAIMED.lock().unwrap_or_else(|p| p.into_inner());
+    if claimed.contains(&port) {
+        return false;
+    }
+    claimed.push(port);
+    true
 }
 
 /// A port that was free a moment ago.
