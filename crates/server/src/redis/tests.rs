@@ -156,8 +156,9 @@ async fn listings_page_across_nodes_without_repeats_or_gaps() {
     for i in 0..5 {
         keep.push(attach(&b, &format!("cb{i}"), &["shared", &format!("own{i}")], Format::Ws).await);
     }
-    // A node is listed once Redis has it as live: with other tests loading the machine, node-b's
-    // first liveness write may land after its connections' records.
+    // Under load node-a's listing has briefly left node-b out (total 7 of 12), though node-b is
+    // registered and its connections recorded; why is not known yet. Paging is what this test
+    // checks: it starts once node-a lists all 12.
     eventually("node-b's connections are listed", Duration::from_secs(5), || async {
         a.connections(q(3, None, None)).await.is_ok_and(|p| p.total >= 12)
     })
