@@ -47,11 +47,14 @@ impl Node {
         self.write(conn).await
     }
 
-    /// Writes the identity with its TTL and lists the node in the node set.
+    /// Writes the identity with its TTL, then lists the node in the node set. In that order: a
+    /// listed node without an identity counts as dead and is purged by the next live node that
+    /// looks ([`Node::purge_dead`]), so listing it first would let a purge running meanwhile
+    /// take a node that has just started out of the node set.
     async fn write(&self, conn: &mut Conn) -> redis::RedisResult<()> {
         let k = &self.keys;
-        let _: () = conn.sadd(k.nodes(), &self.identity.id).await?;
         let _: () = redis::cmd("SET").arg(k.ident(&self.identity.id)).arg(self.json()).arg("PX").arg(self.ttl_ms).query_async(conn).await?;
+        let _: () = conn.sadd(k.nodes(), &self.identity.id).await?;
         Ok(())
     }
 
@@ -105,6 +108,16 @@ pub async fn purge(conn: &mut Conn, keys: &Keys, id: &str, only_dead: bool) -> r
         let _: () = scripts::TOPIC_INDEX.key(keys.topics()).arg(id).arg("del").arg(chunk).invoke_async(conn).await?;
     }
     let _: () = conn.srem(keys.nodes(), id).await?;
+    if only_dead {
+        // The node may have come back (written its identity, then listed itself) since the
+        // script found it dead: the node set and its identity live in different slots of a Redis
+        // Cluster, so the check and the removal cannot be one step. Listed again if so (its
+        // topics return to the index at its next placement heartbeat).
+        let back: bool = conn.exists(keys.ident(id)).await?;
+        if back {
+            let _: () = conn.sadd(keys.nodes(), id).await?;
+        }
+    }
     Ok(true)
 }
 
