@@ -105,7 +105,11 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct TopicState<S: Sink> {
     topic: String,
-    conns: BTreeMap<String, Conn<S>>,
+    /// The connections, densely: a publish walks them as a slice (a large fan-out spends less
+    /// time finding the next connection than walking a tree would).
+    conns: Vec<Conn<S>>,
+    /// Each connection's place in `conns`, by id (in id order: the listings' order).
+    places: BTreeMap<String, usize>,
     per_format: [usize; 4],
     max_connections: usize,
     /// Connections resuming after a `Last-Event-ID` where the attachment and the retained
@@ -124,7 +128,14 @@ struct Resuming<F> {
 
 impl<S: Sink> TopicState<S> {
     pub fn new(topic: impl Into<String>, max_connections: usize) -> Self {
-        Self { topic: topic.into(), conns: BTreeMap::new(), per_format: [0; 4], max_connections, resuming: BTreeMap::new() }
+        Self {
+            topic: topic.into(),
+            conns: Vec::new(),
+            places: BTreeMap::new(),
+            per_format: [0; 4],
+            max_connections,
+            resuming: BTreeMap::new(),
+        }
     }
 
     pub fn topic(&self) -> &str {
@@ -152,8 +163,16 @@ impl<S: Sink> TopicState<S> {
             return Err(GatewayError::ConnectionLimit(format!("topic {} already has {} connections", self.topic, self.max_connections)));
         }
         self.per_format[info.format.index()] += 1;
-        if let Some(old) = self.conns.insert(info.id.clone(), Conn { info, sink, events_sent: 0 }) {
-            self.per_format[old.info.format.index()] -= 1;
+        let conn = Conn { info, sink, events_sent: 0 };
+        match self.places.get(&conn.info.id) {
+            Some(&i) => {
+                let old = std::mem::replace(&mut self.conns[i], conn);
+                self.per_format[old.info.format.index()] -= 1;
+            }
+            None => {
+                self.places.insert(conn.info.id.clone(), self.conns.len());
+                self.conns.push(conn);
+            }
         }
         Ok(())
     }
@@ -185,13 +204,17 @@ impl<S: Sink> TopicState<S> {
     /// Detaches a connection; returns it if it was attached.
     pub fn detach(&mut self, id: &str) -> Option<Conn<S>> {
         self.resuming.remove(id);
-        let conn = self.conns.remove(id)?;
+        let i = self.places.remove(id)?;
+        let conn = self.conns.swap_remove(i);
+        if let Some(moved) = self.conns.get(i) {
+            self.places.insert(moved.info.id.clone(), i);
+        }
         self.per_format[conn.info.format.index()] -= 1;
         Some(conn)
     }
 
     pub fn get(&self, id: &str) -> Option<&Conn<S>> {
-        self.conns.get(id)
+        self.places.get(id).map(|&i| &self.conns[i])
     }
 
     /// Tails (admin observers) attached to the topic.
@@ -201,12 +224,12 @@ impl<S: Sink> TopicState<S> {
 
     /// Every connection, tails included, in id order.
     pub fn connections(&self) -> impl Iterator<Item = &Conn<S>> {
-        self.conns.values()
+        self.places.values().map(|&i| &self.conns[i])
     }
 
     /// Subscribers (tails excluded), in id order.
     pub fn subscribers(&self) -> impl Iterator<Item = &Conn<S>> {
-        self.conns.values().filter(|c| c.info.format != Format::Tail)
+        self.connections().filter(|c| c.info.format != Format::Tail)
     }
 
     /// Publishes `ev`: encodes it once per wire format in use, hands the shared frame to every
@@ -233,7 +256,7 @@ impl<S: Sink> TopicState<S> {
         let frames: [Option<S::Frame>; 4] = Format::ALL.map(|f| (self.per_format[f.index()] > 0).then(|| make(frame::encode(ev, f))));
         let mut count = 0;
         let mut removed = Vec::new();
-        let mut conns = self.conns.values_mut();
+        let mut conns = self.conns.iter_mut();
         loop {
             let mut group: [Option<&mut Conn<S>>; PREFETCH_GROUP] = Default::default();
             for slot in &mut group {
@@ -303,7 +326,7 @@ impl<S: Sink> TopicState<S> {
 
     fn send_where(&mut self, select: impl Fn(Format) -> bool, frame: &S::Frame) -> Vec<Removed> {
         let mut removed = Vec::new();
-        for conn in self.conns.values_mut().filter(|c| select(c.info.format)) {
+        for conn in self.conns.iter_mut().filter(|c| select(c.info.format)) {
             match conn.sink.try_send(frame) {
                 SendResult::Sent => {}
                 reason => removed.push(Removed { id: conn.info.id.clone(), reason }),
@@ -496,6 +519,33 @@ mod tests {
     }
 
     #[test]
+    fn detaching_from_the_middle_keeps_every_other_connection_reachable_and_listed_in_id_order() {
+        let mut t = TopicState::new("t", 10);
+        let sinks: Vec<TestSink> = (0..5).map(|_| sink(10)).collect();
+        for (id, s) in ["e", "a", "d", "b", "c"].iter().zip(&sinks) {
+            t.attach(info(id, Format::Sse), s.clone()).unwrap();
+        }
+        assert!(t.detach("a").is_some());
+        assert!(t.detach("a").is_none());
+        assert!(t.detach("d").is_some());
+        let ids = |t: &TopicState<TestSink>| t.connections().map(|c| c.info.id.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(&t), ["b", "c", "e"]);
+        // Attaching an id again replaces that connection (counted once).
+        let again = sink(10);
+        t.attach(info("c", Format::Ws), again.clone()).unwrap();
+        assert_eq!(ids(&t), ["b", "c", "e"]);
+        assert_eq!(t.subscriber_count(), 3);
+        assert_eq!(t.publish(&event("1")), Outcome::Delivered { count: 3, removed: vec![] });
+        for id in ["b", "c", "e"] {
+            assert_eq!(t.get(id).unwrap().events_sent, 1, "{id}");
+        }
+        assert!(again.frames.borrow()[0].starts_with("{\"topic\":\"t\""));
+        assert!(sinks[1].frames.borrow().is_empty(), "a detached connection gets nothing");
+        assert!(sinks[4].frames.borrow().is_empty(), "c's replaced sink gets nothing");
+        assert_eq!(sinks[0].frames.borrow().len(), 1, "e, moved into a's place, still gets it");
+    }
+
+    #[test]
     fn slow_and_gone_connections_are_removed_others_keep_going() {
         let mut t = TopicState::new("t", 10);
         let slow = sink(1);
@@ -511,9 +561,10 @@ mod tests {
             out,
             Outcome::Delivered {
                 count: 1,
+                // In the order the connections were attached.
                 removed: vec![
-                    Removed { id: "gone".into(), reason: SendResult::Closed },
                     Removed { id: "slow".into(), reason: SendResult::Full },
+                    Removed { id: "gone".into(), reason: SendResult::Closed },
                 ]
             }
         );

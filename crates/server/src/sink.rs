@@ -281,6 +281,18 @@ impl Queue {
         self.mark.load(Ordering::Relaxed) == round && self.len.load(Ordering::Acquire) == 1
     }
 
+    /// Records that this connection's frames of round `round` go through [`Queue::gather`]
+    /// (it is not [`Queue::marked_alone`] in it any more, whatever arrives meanwhile).
+    pub(crate) fn mark_gathered(&self, round: u32) {
+        self.mark.store(round + 1, Ordering::Relaxed);
+    }
+
+    /// Whether this connection was found [`Queue::alone_in`] round `round` (its one frame of it
+    /// not gathered): its frame is then written by [`Queue::deliver`].
+    pub(crate) fn marked_alone(&self, round: u32) -> bool {
+        self.mark.load(Ordering::Relaxed) == round
+    }
+
     /// Several publishes waiting: queues `frame` for [`Queue::flush`]. True for the first
     /// frame gathered (the connection then needs a flush).
     pub(crate) fn gather(&self, frame: &Frame) -> bool {

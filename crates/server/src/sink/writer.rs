@@ -155,16 +155,23 @@ impl Writer {
                 }
                 self.retire(&mut taken);
             }
-            // Several publishes: a connection that takes more than one of them gets its frames
-            // gathered in its queue, oldest first, then written together (publishes that arrive
-            // meanwhile join them); one that takes just one of them (several topics' publishes
-            // rather than a burst on one) is written at once, as above.
+            // Several publishes: a connection that takes more than one of them, or has frames
+            // pending from before, gets this round's frames gathered in its queue behind them;
+            // every connection with frames gathered is then written, oldest first, in one write
+            // each; then the connections that take just one of them and have nothing pending
+            // (several topics' publishes rather than a burst on one) are written at once, as
+            // above. Publishes that arrive meanwhile make the next round, so a connection with
+            // frames gathered waits at most for the rest of this round (it used to wait behind
+            // the direct writes of every newer round while publishes kept arriving).
             let mut written = 0usize;
             loop {
-                if !taken.is_empty() || (written & (YIELD_EVERY - 1) == 0 && self.waiting()) {
-                    if taken.is_empty() {
-                        std::mem::swap(&mut self.inbox().batches, &mut taken);
-                    }
+                if taken.is_empty() && self.waiting() {
+                    std::mem::swap(&mut self.inbox().batches, &mut taken);
+                }
+                if taken.is_empty() && touched.is_empty() {
+                    break;
+                }
+                if !taken.is_empty() {
                     round = round.wrapping_add(2).max(2);
                     for b in &taken {
                         for (i, q) in b.conns.iter().enumerate() {
@@ -174,29 +181,39 @@ impl Writer {
                     }
                     for b in &taken {
                         for (i, q) in b.conns.iter().enumerate() {
-                            prefetch_next(&b.conns, i + AHEAD);
-                            if q.alone_in(round) {
-                                q.deliver(&b.frame, &mut out, &mut latency);
-                                written += 1;
-                                if written & (YIELD_EVERY - 1) == 0 {
-                                    // New publishes wait in the inbox until this round is done.
-                                    latency.stale();
-                                    tokio::task::yield_now().await;
+                            prefetch_next(&b.conns, i + AHEAD_PASS);
+                            if !q.alone_in(round) {
+                                q.mark_gathered(round);
+                                if q.gather(&b.frame) {
+                                    touched.push_back(q.clone());
                                 }
-                            } else if q.gather(&b.frame) {
-                                touched.push_back(q.clone());
                             }
                         }
                     }
-                    self.retire(&mut taken);
                 }
-                let Some(q) = touched.pop_front() else { break };
-                q.flush(&mut out, &mut latency);
-                written += 1;
-                if written & (YIELD_EVERY - 1) == 0 {
-                    latency.stale();
-                    tokio::task::yield_now().await;
+                while let Some(q) = touched.pop_front() {
+                    q.flush(&mut out, &mut latency);
+                    written += 1;
+                    if written & (YIELD_EVERY - 1) == 0 {
+                        // New publishes wait in the inbox until this round is done.
+                        latency.stale();
+                        tokio::task::yield_now().await;
+                    }
                 }
+                for b in &taken {
+                    for (i, q) in b.conns.iter().enumerate() {
+                        prefetch_next(&b.conns, i + AHEAD);
+                        if q.marked_alone(round) {
+                            q.deliver(&b.frame, &mut out, &mut latency);
+                            written += 1;
+                            if written & (YIELD_EVERY - 1) == 0 {
+                                latency.stale();
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    }
+                }
+                self.retire(&mut taken);
             }
             self.metrics.written_batch(&mut latency);
             latency.stale();
