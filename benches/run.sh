@@ -57,6 +57,15 @@ if [ "$profile" != smoke ]; then
     # Debian's package would start nginx on :80 where an init system runs; we start our own.
     DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q nginx libnginx-mod-nchan >/dev/null
   fi
+  # `perf` splits the native 10k fan-out's CPU into user space and kernel (the tick-based split
+  # aliases at a steady rate: docs/benchmarks.md, "What is measured"). Without it the suite
+  # says it used the tick split.
+  if ! command -v perf >/dev/null 2>&1; then
+    echo "bench: installing perf (apt-get install linux-perf)"
+    apt=(apt-get)
+    if [ "$(id -u)" -ne 0 ]; then apt=(sudo apt-get); fi
+    DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y -q linux-perf >/dev/null || echo "bench: WARNING: linux-perf did not install; the user-space share comes from the tick split"
+  fi
 fi
 
 # --- builds -------------------------------------------------------------------

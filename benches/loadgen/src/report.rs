@@ -47,6 +47,7 @@ fn figures_of(target: &str, s: &Value) -> Vec<Fig> {
         push("deliveries per server CPU-second", f(&s["server"]["deliveries_per_cpu_second"]), "higher");
         push("server user CPU-s per 1M deliveries", f(&s["server"]["user_cpu_seconds_per_million_deliveries"]), "lower");
         push("server system CPU-s per 1M deliveries", f(&s["server"]["system_cpu_seconds_per_million_deliveries"]), "lower");
+        push("server user space % of perf samples", f(&s["server"]["perf_user_share_percent"]), "lower");
         push("p50 latency ms", f(&d["latency_ms"]["p50"]), "lower");
         push("p90 latency ms", f(&d["latency_ms"]["p90"]), "lower");
         push("p99 latency ms", f(&d["latency_ms"]["p99"]), "lower");
@@ -234,20 +235,25 @@ fn goals(figs: &[Fig]) -> Vec<Goal> {
     const CEILING: &str = "10k fan-out at the kernel's limit (native): user space ≤ 5 % of our CPU per delivery, p99 ≤ nchan's";
     match (ou, os) {
         (Some(ou), Some(os)) if ou + os > 0.0 => {
-            let user_share = ou / (ou + os) * 100.0;
+            let ticks_share = ou / (ou + os) * 100.0;
             let p99 = (v("native", s, "p99 latency ms"), v("nchan", s, "p99 latency ms"));
             let p99_text = match p99 {
                 (Some(o), Some(n)) => format!("; p99 {} vs nchan {} ms", fmt(o), fmt(n)),
                 _ => String::new(),
             };
             let p99_ok = matches!(p99, (Some(o), Some(n)) if o <= n);
+            // `perf` samples when the run has them (the steadier measure, see suite.rs
+            // `perf_sampled`); the split of whole scheduler ticks otherwise.
+            let (user_share, how) = match v("native", s, "server user space % of perf samples") {
+                Some(p) => (p, format!("{p:.1} % of `perf` samples in user space (the tick-based split: {ticks_share:.1} %)")),
+                None => (ticks_share, format!("{ticks_share:.1} % (tick-based split; `perf` samples not taken)")),
+            };
             g.push(Goal {
                 name: CEILING,
                 measured: format!(
-                    "{s}: user {} µs of {} µs per delivery = {:.1} % (the kernel's share {:.1} % of the ceiling){p99_text}",
+                    "{s}: user {} µs of {} µs per delivery; {how}; the kernel's share {:.1} % of the ceiling{p99_text}",
                     fmt(ou),
                     fmt(ou + os),
-                    user_share,
                     100.0 - user_share
                 ),
                 status: if user_share <= 5.0 && p99_ok { "met" } else { "missed" },

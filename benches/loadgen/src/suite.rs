@@ -415,6 +415,52 @@ pub(crate) fn per_process(a: &Snap, b: &Snap) -> Value {
     )
 }
 
+/// Whether a scenario's server CPU is also split into user space and kernel by `perf` samples:
+/// the native node's 10k fan-out of 64-byte events (the issue-16 goal line). The split from the
+/// processes' utime and stime counts whole scheduler ticks (250 a second here), and with events
+/// every 100 ms exactly 25 ticks apart, each run's ticks land on the same phases of every
+/// event's fan-out: the split moved between 2.7 % and 8.3 % user over runs of one build.
+fn perf_sampled(t: &Target, s: &Scn) -> bool {
+    t.name() == "native" && s.kind == ScnKind::Fanout && s.subs == 10_000 && s.payload == 64 && s.rate > 0.0
+}
+
+/// `perf record` of the target's processes for the scenario's publishing time, at 997 samples a
+/// second (a prime: no fixed phase against the events); `None` if `perf` cannot be started.
+fn perf_start(t: &Target, secs: f64, out: &Path) -> Option<std::process::Child> {
+    let pids = t.procs.iter().map(|p| p.pid.to_string()).collect::<Vec<_>>().join(",");
+    std::process::Command::new("perf")
+        .args(["record", "-q", "-F", "997", "-o"])
+        .arg(out)
+        .args(["-p", &pids, "--", "sleep"])
+        .arg(format!("{:.1}", secs.max(1.0)))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// User space's share (%) of the samples in `data`, and their number: every sample not in the
+/// kernel counts as user space (the binary, the C library, the vDSO).
+fn perf_user_share(data: &Path) -> Option<(f64, u64)> {
+    let out = std::process::Command::new("perf")
+        .args(["report", "--stdio", "-n", "--no-children", "--sort", "dso", "-g", "none", "-i"])
+        .arg(data)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let (mut kernel, mut total) = (0u64, 0u64);
+    for line in String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut cols = line.split_whitespace();
+        let (Some(_pct), Some(n), Some(dso)) = (cols.next(), cols.next(), cols.next()) else { continue };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        total += n;
+        if dso == "[kernel.kallsyms]" {
+            kernel += n;
+        }
+    }
+    (total > 0).then(|| (100.0 * (total - kernel) as f64 / total as f64, total))
+}
+
 struct Ctx {
     nonce: String,
     log_dir: PathBuf,
@@ -565,6 +611,8 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
             }
         };
         let sampler_handle = tokio::task::spawn_local(sampler);
+        let perf_data = ctx.log_dir.join(format!("{}-{}.perf.data", t.name(), idx));
+        let perf = if perf_sampled(t, s) { perf_start(t, s.secs, &perf_data) } else { None };
         let out = publish::run(t, &plan).await;
         let expected: u64 = if s.subs > 0 {
             let per = connected_per_topic(&ws, s.topics);
@@ -583,6 +631,12 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
         let m1 = util::cpu_ticks();
         sampler_stop.set(true);
         let _ = sampler_handle.await;
+        let perf_split = perf.and_then(|mut child| {
+            let _ = child.wait();
+            let split = perf_user_share(&perf_data);
+            let _ = std::fs::remove_file(&perf_data);
+            split
+        });
         let server_cpu_s = (cpu1.cpu_ms() - cpu0.cpu_ms()) / 1000.0;
         let server_user_s = (cpu1.user_ms() - cpu0.user_ms()) / 1000.0;
         let server_sys_s = (cpu1.sys_ms() - cpu0.sys_ms()) / 1000.0;
@@ -598,6 +652,10 @@ async fn run_one(t: &Target, s: &Scn, idx: usize, ctx: &Ctx) -> Result<Value, St
             "rss_peak_kib": samples.borrow().iter().map(|x| x.1).max().unwrap_or(cpu1.rss_kib()),
             "per_process": per_process(&cpu0, &cpu1),
         });
+        if let Some((share, samples)) = perf_split {
+            srv["perf_user_share_percent"] = json!(util::round(share, 2));
+            srv["perf_samples"] = json!(samples);
+        }
         r["generator"] = json!({"cpu_seconds": util::round((g1 - g0) / 1000.0, 3), "cpu_percent_of_one_core": util::round((g1 - g0) / 10.0 / wall.max(1e-9), 1)});
         // Everything else the machine ran meanwhile (others' builds and tests on a shared box).
         let tck = util::clk_tck() as f64;
