@@ -193,23 +193,14 @@ impl Writer {
                 }
                 while let Some(q) = touched.pop_front() {
                     q.flush(&mut out, &mut latency);
-                    written += 1;
-                    if written & (YIELD_EVERY - 1) == 0 {
-                        // New publishes wait in the inbox until this round is done.
-                        latency.stale();
-                        tokio::task::yield_now().await;
-                    }
+                    paced(&mut written, &mut latency).await;
                 }
                 for b in &taken {
                     for (i, q) in b.conns.iter().enumerate() {
                         prefetch_next(&b.conns, i + AHEAD);
                         if q.marked_alone(round) {
                             q.deliver(&b.frame, &mut out, &mut latency);
-                            written += 1;
-                            if written & (YIELD_EVERY - 1) == 0 {
-                                latency.stale();
-                                tokio::task::yield_now().await;
-                            }
+                            paced(&mut written, &mut latency).await;
                         }
                     }
                 }
@@ -281,6 +272,16 @@ impl Drop for Scope {
                 }
             }
         });
+    }
+}
+
+/// Counts a write of a round; every [`YIELD_EVERY`] writes the writer lets its worker's other
+/// tasks run (publishes that arrive meanwhile wait in the inbox until the round is done).
+async fn paced(written: &mut usize, latency: &mut LatencyBatch) {
+    *written += 1;
+    if *written & (YIELD_EVERY - 1) == 0 {
+        latency.stale();
+        tokio::task::yield_now().await;
     }
 }
 
